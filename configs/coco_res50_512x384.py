@@ -1,0 +1,11 @@
+"""COCO, two-stage PRTR, resnet50, 512x384 crops.
+
+Official: two_stage/experiments/coco/transformer/res50_512x384_adamw_lr1e-4.yaml.
+Published: COCO val2017 AP with DETR boxes 71.0 (official two_stage README).
+"""
+from prtr_tf.config import two_stage
+
+
+def get_config():
+    return two_stage('resnet50', 'coco', (512, 384), lr_backbone=1e-5, lr_steps=(120, 140),
+                     batch_size=128, paper_ap=71.0)

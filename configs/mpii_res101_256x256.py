@@ -1,0 +1,11 @@
+"""MPII, two-stage PRTR, resnet101, 256x256 crops.
+
+Official: two_stage/experiments/mpii/transformer/res101_256x256_adamw_lr1e-4.yaml.
+Published: MPII val PCKh@0.5 mean 84.975 (official two_stage README).
+"""
+from prtr_tf.config import two_stage
+
+
+def get_config():
+    return two_stage('resnet101', 'mpii', (256, 256), lr_backbone=1e-5, lr_steps=(130,),
+                     batch_size=128, paper_ap=84.975)

@@ -1,0 +1,11 @@
+"""MPII, two-stage PRTR, resnet50, 256x256 crops.
+
+Official: two_stage/experiments/mpii/transformer/res50_256x256_adamw_lr1e-4.yaml.
+Published: MPII val PCKh@0.5 mean 82.865 (official two_stage README).
+"""
+from prtr_tf.config import two_stage
+
+
+def get_config():
+    return two_stage('resnet50', 'mpii', (256, 256), lr_backbone=1e-5, lr_steps=(130,),
+                     batch_size=128, paper_ap=82.865)

@@ -1,0 +1,72 @@
+"""Converts an official PyTorch PRTR two-stage checkpoint into a Keras checkpoint.
+
+    python -m prtr_tf.convert --config=configs/coco_res50_384x288.py \
+        --checkpoint=pose_transformer_res50_384x288.pth --output=res50_384x288.weights.h5
+
+The checkpoint is a state_dict saved by the official code (``.pth``, read with
+torch: ``pip install 'prtr-tf[torch]'``) or an ``.npz`` holding the same names.
+Every tensor must match the configured model: unknown, missing or mis-shaped
+tensors stop the conversion with the list of names. The output is a Keras
+weights file (``.weights.h5``) for ``prtr_tf.models.build_model(config.model)``.
+"""
+import os
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Config file of the checkpoint's configuration, e.g. "
+    "configs/coco_res50_384x288.py (overrides: --config.model.num_queries=...).",
+    lock_config=False)
+_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Official state_dict: .pth or .npz.")
+_OUTPUT = flags.DEFINE_string("output", None, "Output Keras weights file (*.weights.h5).")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace --output if it exists.")
+
+
+def convert(config, checkpoint_path, output_path, overwrite=False):
+    """Builds the configured model, imports the official weights, saves them.
+
+    Returns the built Keras model (with the imported weights).
+    """
+    from prtr_tf.checkpoint import load_state_dict, read_state_dict
+    from prtr_tf.models import build_model
+
+    if not output_path.endswith(".weights.h5"):
+        raise ValueError(f"--output {output_path!r} must end with .weights.h5")
+    if os.path.exists(output_path) and not overwrite:
+        raise FileExistsError(f"{output_path} exists; pass --overwrite to replace it")
+    state_dict = read_state_dict(checkpoint_path)
+    model = build_model(config.model)
+    count = load_state_dict(model, state_dict)
+    folder = os.path.dirname(os.path.abspath(output_path))
+    os.makedirs(folder, exist_ok=True)
+    model.save_weights(output_path)
+    logging.info("imported %d tensors from %s into %s", count, checkpoint_path, output_path)
+    return model
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    missing = [n for n, f in (("--config", _CONFIG.value), ("--checkpoint", _CHECKPOINT.value),
+                              ("--output", _OUTPUT.value)) if not f]
+    if missing:
+        raise app.UsageError(f"missing {', '.join(missing)}")
+    from prtr_tf.checkpoint import CheckpointMismatchError
+    try:
+        convert(_CONFIG.value, _CHECKPOINT.value, _OUTPUT.value, _OVERWRITE.value)
+    except (CheckpointMismatchError, FileNotFoundError, FileExistsError, ImportError,
+            ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(f"wrote {_OUTPUT.value}")
+    return 0
+
+
+def run():
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

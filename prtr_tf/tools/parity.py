@@ -1,0 +1,171 @@
+"""Reference-parity check against fixtures made with the official PyTorch code.
+
+    python -m prtr_tf.tools.parity FIXTURE.json [FIXTURE.json ...]
+
+A fixture is a manifest ``NAME.json`` (architecture, official tensor names and
+kinds, inputs), the official outputs ``NAME.npz`` beside it, and the
+``synth_weights.py`` beside it that rebuilds the exact weights and inputs. The
+tool builds the model the manifest describes, imports the weights through the
+checkpoint importer, runs the forward pass and prints max |Δ| for every array it
+can compare. Exit status 1 if any |Δ| exceeds the tolerance (1e-4; for backbone
+features relative to their largest magnitude) or a readout query differs; 2 if the
+fixture cannot be read.
+"""
+import importlib.util
+import json
+import os
+import sys
+
+import numpy as np
+
+TOLERANCE = 1e-4
+# Intermediate feature maps are compared relative to their largest magnitude: with
+# the fixtures' random weights HRNet features reach ~3e4, where one float32 step
+# is already ~2e-3. Logits, coordinates, boxes and scores are compared absolutely,
+# as the fixtures require (|Δ| <= 1e-4).
+RELATIVE = ("backbone_features",)
+
+
+class FixtureError(ValueError):
+    pass
+
+
+def load_fixture(manifest_path):
+    """Returns (manifest, state_dict, inputs, expected arrays)."""
+    manifest_path = os.path.abspath(manifest_path)
+    try:
+        with open(manifest_path) as f:
+            manifest = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise FixtureError(f"cannot read manifest {manifest_path}: {e}") from e
+    folder = os.path.dirname(manifest_path)
+    npz_path = os.path.splitext(manifest_path)[0] + ".npz"
+    synth_path = os.path.join(folder, "synth_weights.py")
+    for path in (npz_path, synth_path):
+        if not os.path.exists(path):
+            raise FixtureError(f"{path} is missing (expected beside {manifest_path})")
+    for key in ("format", "model", "tensors", "inputs", "seed"):
+        if key not in manifest:
+            raise FixtureError(f"{manifest_path}: field {key!r} is missing")
+    spec = importlib.util.spec_from_file_location("_fixture_synth_weights", synth_path)
+    synth = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(synth)
+    with np.load(npz_path) as data:
+        expected = {k: data[k] for k in data.files}
+    return manifest, synth.state_dict(manifest), synth.inputs(manifest), expected
+
+
+def model_config_from_manifest(model):
+    from prtr_tf.config import model_config
+    dataset = model.get("dataset", "coco")
+    kw = {k: model[k] for k in ("hidden_dim", "nheads", "enc_layers", "dec_layers",
+                                "dim_feedforward", "num_queries") if k in model}
+    config = model_config(backbone=model["backbone"], dataset=dataset,
+                          image_size=tuple(model["image_size_hw"]), **kw)
+    if config.num_joints != model["num_joints"]:
+        config.num_joints = model["num_joints"]
+    return config
+
+
+def run_two_stage(manifest, state_dict, inputs):
+    """Official PoseTransformer outputs, in the fixture's layout (NCHW features)."""
+    import tensorflow as tf
+
+    from prtr_tf.checkpoint import load_state_dict
+    from prtr_tf.models import build_model
+    from prtr_tf.models.position_encoding import sine_position_encoding
+    from prtr_tf.readout import readout
+
+    config = model_config_from_manifest(manifest["model"])
+    model = build_model(config)
+    load_state_dict(model, state_dict)
+    images = tf.constant(np.transpose(inputs["images"], (0, 2, 3, 1)))
+    features = model.backbone(images, training=False)
+    out = model.decode(features, training=False)
+    b, h, w = features.shape[:3]
+    pos = sine_position_encoding((b, h, w), config.hidden_dim // 2)
+    result = readout(out["pred_logits"], out["pred_coords"])
+    nchw = lambda t: np.transpose(np.asarray(t), (0, 3, 1, 2))  # noqa: E731
+    return {
+        "backbone_features": nchw(features),
+        "pos_embed": nchw(pos),
+        "pred_logits": out["pred_logits"].numpy(),
+        "pred_coords": out["pred_coords"].numpy(),
+        "aux_pred_logits": out["aux_pred_logits"].numpy(),
+        "aux_pred_coords": out["aux_pred_coords"].numpy(),
+        "readout_query": result["query"].numpy(),
+        "readout_scores": result["scores"].numpy(),
+        "readout_coords": result["coords"].numpy(),  # normalised by the crop size
+    }
+
+
+RUNNERS = {"prtr-two-stage": run_two_stage}
+
+
+def compare(expected, actual, tolerance=TOLERANCE):
+    """Rows (name, max|Δ| or a note, ok[, detail]) for every array present in both."""
+    rows = []
+    for name, ref in expected.items():
+        if name not in actual:
+            continue
+        got = np.asarray(actual[name])
+        if got.shape != ref.shape:
+            rows.append((name, f"shape {got.shape} != {ref.shape}", False, ""))
+        elif name.endswith("_query") or ref.dtype.kind in "iub":
+            diff = int(np.sum(got != ref))
+            rows.append((name, f"{diff} differ" if diff else "identical", diff == 0, ""))
+        else:
+            delta = float(np.max(np.abs(got.astype(np.float64) - ref))) if ref.size else 0.0
+            if name in RELATIVE:
+                scale = max(1.0, float(np.max(np.abs(ref))) if ref.size else 1.0)
+                rows.append((name, delta, delta / scale <= tolerance,
+                             f" (relative to max|ref| {scale:.3g}: {delta / scale:.2e})"))
+            else:
+                rows.append((name, delta, delta <= tolerance, ""))
+    return rows
+
+
+def check(manifest_path, tolerance=TOLERANCE, out=sys.stdout):
+    """Runs one fixture; returns True when every compared array is within tolerance."""
+    manifest, state_dict, inputs, expected = load_fixture(manifest_path)
+    fmt = manifest["format"]
+    if fmt not in RUNNERS:
+        raise FixtureError(f"{manifest_path}: unsupported format {fmt!r} "
+                           f"(supported: {', '.join(sorted(RUNNERS))})")
+    actual = RUNNERS[fmt](manifest, state_dict, inputs)
+    rows = compare(expected, actual, tolerance)
+    skipped = sorted(set(expected) - {r[0] for r in rows})
+    print(f"{os.path.basename(manifest_path)} ({fmt}, {manifest['model'].get('backbone')})",
+          file=out)
+    for name, value, ok, detail in rows:
+        shown = f"{value:.3e}" if isinstance(value, float) else value
+        print(f"  {'ok  ' if ok else 'FAIL'} {name:<20} max|Δ| {shown}{detail}", file=out)
+    if skipped:
+        print(f"  (not compared: {', '.join(skipped)})", file=out)
+    passed = bool(rows) and all(row[2] for row in rows)
+    print(f"  => {'PASS' if passed else 'FAIL'} (tolerance {tolerance:g})", file=out)
+    return passed
+
+
+def main(argv=None):
+    import argparse
+    parser = argparse.ArgumentParser(prog="python -m prtr_tf.tools.parity",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("fixtures", nargs="+", help="fixture manifests (NAME.json)")
+    parser.add_argument("--tolerance", type=float, default=TOLERANCE,
+                        help="max |Δ| allowed on every float array (default 1e-4)")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    status = 0
+    for path in args.fixtures:
+        try:
+            if not check(path, args.tolerance):
+                status = max(status, 1)
+        except FixtureError as e:
+            print(f"error: {e}", file=sys.stderr)
+            status = 2
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""Shared test fixtures.
+
+Material from ``../shared`` (golden parity fixtures, coco_mini, mpii_mini) is read
+in place. When it is missing a test skips with the reason, except under CI=true,
+where a missing ``../shared`` is a failure.
+"""
+import os
+import pathlib
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SHARED = pathlib.Path(os.environ.get("PRTR_SHARED", REPO.parent / "shared"))
+
+
+def require_shared(*parts):
+    """Path under ../shared; skips (or fails under CI=true) when it is absent."""
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        msg = f"{path} is missing (the project's ../shared material)"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(msg + ": it must be present in CI")
+        pytest.skip(msg)
+    return path
+
+
+@pytest.fixture
+def golden_dir():
+    return require_shared("golden")
+
+
+@pytest.fixture
+def coco_mini():
+    return require_shared("data", "coco_mini")
+
+
+@pytest.fixture
+def mpii_mini():
+    return require_shared("data", "mpii_mini")
