@@ -9,9 +9,11 @@ probability become that joint's estimate.
 Unlike the training matcher (`prtr_tf.matcher`, scipy through numpy_function),
 everything here is plain TensorFlow so that the readout can live inside an
 exported model: TFLite with builtin ops only, ONNX through tf2onnx, and XLA.
-The solver therefore uses only while_loop, one_hot, elementwise arithmetic,
-where, reduce_min/argmin and reduce_sum (no scatter, no gather with batch_dims,
-no py_function).
+The solver therefore uses only while_loop, comparisons, elementwise arithmetic,
+where, reduce_min/argmin and reduce_sum: indexing is done with one-hot masks
+(no scatter, no gather, no tf.one_hot, no py_function). Checked: TFLite
+conversion with TFLITE_BUILTINS only, tf2onnx (opset 17) + onnxruntime, and
+jit_compile=True, all with an unknown batch size.
 
 Algorithm: the shortest-augmenting-path Hungarian method with potentials
 (Jonker-Volgenant style; the O(R^2 C) "e-maxx" formulation), vectorised over the
@@ -32,7 +34,8 @@ the solver may pick a different (equally optimal) assignment than scipy.
 import tensorflow as tf
 
 # Non-finite costs (a diverged model) are replaced by +-this so that the solver
-# still terminates with a valid assignment, as in `prtr_tf.matcher`.
+# still returns a valid assignment, as `prtr_tf.matcher` does. Finite costs are
+# used as they are and should stay far below _FAR in magnitude.
 _BIG_COST = 1e6
 # "Not reached yet" distance. Finite on purpose: tf2onnx lowers tf.where to
 # cond * x + (1 - cond) * y, where an inf would turn into NaN (0 * inf).
@@ -70,7 +73,11 @@ def _solve(cost):
     col_ids = tf.range(num_cols)[None, :]      # (1, C+1)
 
     def search_step(u, v, p, way, minv, used, row_used, j0, active):
-        """One Dijkstra step: add column j0 (and its row) to the tree, relax, pick next."""
+        """One Dijkstra step: add column j0 (and its row) to the tree, relax, pick next.
+
+        Elements that already reached a free column (not `active`) are frozen:
+        no relaxation, delta = 0, j0 kept (their `used` flags no longer matter).
+        """
         used_new = used | tf.equal(col_ids, j0[:, None])
         row = _take(p, j0, num_cols) - 1                              # (B,) 0-based row
         row_mask = _one_hot(row, num_rows)                            # (B, R)
@@ -92,11 +99,9 @@ def _solve(cost):
         u = u + tf.where(row_used_new, delta, tf.zeros_like(u))
         v = v - tf.where(used_new, delta, zero)
         minv = minv - tf.where(used_new, zero, delta)
-        used = tf.where(active[:, None], used_new, used)
-        row_used = tf.where(active[:, None], row_used_new, row_used)
         j0 = tf.where(active, j1, j0)
         active = active & tf.not_equal(_take(p, j0, num_cols), 0)   # stop at a free column
-        return u, v, p, way, minv, used, row_used, j0, active
+        return u, v, p, way, minv, used_new, row_used_new, j0, active
 
     def augment_step(p, way, j0):
         """Walks one edge back along the search path, shifting the assignment."""
@@ -114,11 +119,13 @@ def _solve(cost):
         row_used = tf.zeros([batch, num_rows], tf.bool)
         j0 = tf.zeros([batch], tf.int32)
         active = tf.ones([batch], tf.bool)
+        # Both loops take at most C+1 steps; the bound only matters if R > C
+        # slips through at run time (garbage out, but no endless loop).
         u, v, p, way, _, _, _, j0, _ = tf.while_loop(
             lambda *s: tf.reduce_any(s[-1]), search_step,
-            (u, v, p, way, minv, used, row_used, j0, active))
+            (u, v, p, way, minv, used, row_used, j0, active), maximum_iterations=num_cols)
         p, way, _ = tf.while_loop(lambda p, way, j0: tf.reduce_any(tf.not_equal(j0, 0)),
-                                  augment_step, (p, way, j0))
+                                  augment_step, (p, way, j0), maximum_iterations=num_cols)
         return i + 1, u, v, p, way
 
     u = tf.zeros([batch, num_rows], dtype)       # row potentials
@@ -144,7 +151,8 @@ def linear_sum_assignment(cost):
     Params:
         cost: (R, C) or (B, R, C) float tensor with R <= C. The batch size may be
             unknown (None). float64 is solved in float64; any other float type in
-            float32. Non-finite entries are replaced by +-1e6.
+            float32. NaN and +inf become 1e6, -inf -1e6 (as in the training
+            matcher); finite entries are used as they are.
 
     Returns:
         int32 (R,) or (B, R): the column assigned to each row; the columns of one
@@ -158,8 +166,10 @@ def linear_sum_assignment(cost):
     rows, cols = cost.shape[-2], cost.shape[-1]
     if rows is not None and cols is not None and rows > cols:
         raise ValueError(f"need rows <= columns, got a {rows} x {cols} cost matrix")
+    # As np.nan_to_num in the training matcher: NaN -> +big, +-inf -> +-big.
     big = tf.constant(_BIG_COST, cost.dtype)
-    cost = tf.where(tf.math.is_nan(cost), big, tf.clip_by_value(cost, -big, big))
+    cost = tf.where(tf.math.is_nan(cost), big, cost)
+    cost = tf.where(tf.math.is_inf(cost), tf.sign(cost) * big, cost)
     if cost.shape.rank == 2:
         return _solve(cost[None])[0]
     return _solve(cost)
