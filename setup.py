@@ -21,6 +21,7 @@ setup(
         "ml-collections",
         "pillow",
         "matplotlib",
+        "tensorboard",
     ],
     extras_require={
         "export": ["tf2onnx", "onnx", "onnxruntime", "ai-edge-litert"],

@@ -34,7 +34,7 @@ BACKBONES = ("resnet50", "resnet101", "resnet152", "hrnet_w32", "hrnet_w48", "re
 
 def model_config(backbone="resnet50", dataset="coco", image_size=(384, 288), hidden_dim=256,
                  nheads=8, enc_layers=6, dec_layers=6, dim_feedforward=2048, num_queries=100,
-                 dropout=0.0):
+                 dropout=0.0, frozen_backbone=None):
     if backbone not in BACKBONES:
         raise ValueError(f"unknown backbone {backbone!r}; choose one of {BACKBONES}")
     if dataset not in DATASETS:
@@ -50,6 +50,9 @@ def model_config(backbone="resnet50", dataset="coco", image_size=(384, 288), hid
         dim_feedforward=dim_feedforward,
         num_queries=num_queries,
         dropout=dropout,
+        # ResNet: frozen BN + frozen stem/layer1 (None: yes for the ImageNet-initialised
+        # official depths, no for resnet_tiny, which trains from scratch).
+        frozen_backbone=frozen_backbone,
     ))
 
 
@@ -61,7 +64,7 @@ def two_stage(backbone, dataset, image_size, *, lr_backbone, lr_steps, batch_siz
                            **(model_overrides or {}))
     c.paper_ap = paper_ap  # published accuracy (COCO val2017 AP / MPII PCKh@0.5), or None
     is_coco = dataset == "coco"
-    c.data = ml_collections.ConfigDict(dict(
+    data = dict(
         dataset=dataset,
         root=f"data/{dataset}",  # images and annotations, see README
         train_ann="annotations/person_keypoints_train2017.json" if is_coco
@@ -75,16 +78,20 @@ def two_stage(backbone, dataset, image_size, *, lr_backbone, lr_steps, batch_siz
         std=(0.229, 0.224, 0.225),
         pixel_std=200.0,
         box_padding=1.25,
-        scale_factor=0.3 if is_coco else 0.25,
-        scale_gaussian=is_coco,  # COCO: s*clip(N*0.3+1, .7, 1.3); MPII: same form, clip .75/1.25
-        rotation_factor=40.0 if is_coco else 30.0,
+        scale_factor=0.3 if is_coco else 0.25,  # s * clip(N(0,1) sf + 1, 1 - sf, 1 + sf)
+        rotation_factor=40.0 if is_coco else 30.0,  # clip(N(0,1) rf, -2 rf, 2 rf)
         rotation_prob=0.6,
         flip=True,
         num_parallel_calls=-1,  # tf.data.AUTOTUNE
         shuffle_buffer=1024,
         skip_bad_samples=True,  # warn and count; False makes a bad sample fatal
-        **data_overrides,
-    ))
+        synthetic=None,  # {'train': (num_images, seed), 'val': ...}: generate on first use
+    )
+    unknown = set(data_overrides) - set(data)
+    if unknown:
+        raise ValueError(f"unknown data field(s): {sorted(unknown)}")
+    data.update(data_overrides)
+    c.data = ml_collections.ConfigDict(data)
     c.loss = ml_collections.ConfigDict(dict(
         cost_class=1.0, cost_coord=5.0, eos_coef=0.1, kpt_loss_coef=5.0, ce_loss_coef=1.0))
     c.train = ml_collections.ConfigDict(dict(

@@ -8,6 +8,11 @@ torch: ``pip install 'prtr-tf[torch]'``) or an ``.npz`` holding the same names.
 Every tensor must match the configured model: unknown, missing or mis-shaped
 tensors stop the conversion with the list of names. The output is a Keras
 weights file (``.weights.h5``) for ``prtr_tf.models.build_model(config.model)``.
+
+Detector configs (``config.model.kind == "detr"``, e.g. configs/detr_r50_person.py)
+take official DETR checkpoints and give weights for
+``prtr_tf.models.detr.build_detector(config.model)``; a 91-class COCO head is reduced
+to person + no-object when the config has ``num_classes=1``.
 """
 import os
 import sys
@@ -37,7 +42,11 @@ def convert(config, checkpoint_path, output_path, overwrite=False):
     if os.path.exists(output_path) and not overwrite:
         raise FileExistsError(f"{output_path} exists; pass --overwrite to replace it")
     state_dict = read_state_dict(checkpoint_path)
-    model = build_model(config.model)
+    if config.model.get("kind", "prtr") == "detr":  # a DETR person detector (spec §8)
+        from prtr_tf.detection.convert import prepare_detector
+        model, state_dict = prepare_detector(config.model, state_dict)
+    else:
+        model = build_model(config.model)
     count = load_state_dict(model, state_dict)
     folder = os.path.dirname(os.path.abspath(output_path))
     os.makedirs(folder, exist_ok=True)

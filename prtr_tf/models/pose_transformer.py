@@ -52,7 +52,7 @@ class PoseTransformer(keras.Model):
         d = config.hidden_dim
         self.num_joints = config.num_joints
         self.image_size = tuple(config.image_size)
-        self.backbone = build_backbone(config.backbone)
+        self.backbone = build_backbone(config.backbone, frozen=config.get("frozen_backbone"))
         self.input_proj = conv(d, 1, padding=0, use_bias=True, torch_name="input_proj")
         self.query_embed = named(keras.layers.Embedding(
             config.num_queries, d, embeddings_initializer=keras.initializers.RandomNormal(

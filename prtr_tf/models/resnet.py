@@ -13,8 +13,10 @@ DEPTHS = {
     "resnet50": (3, 4, 6, 3),
     "resnet101": (3, 4, 23, 3),
     "resnet152": (3, 8, 36, 3),
-    # A small bottleneck ResNet for tests and the synthetic demo (not an official model).
-    "resnet_tiny": (1, 1, 1, 1),
+    # A small bottleneck ResNet for tests and the synthetic demo (not an official model):
+    # three stages, so its output (C4) has stride 16 and small crops still give a
+    # useful number of tokens.
+    "resnet_tiny": (1, 1, 1),
 }
 WIDTHS = {"resnet_tiny": 16}
 
@@ -54,18 +56,21 @@ class Bottleneck(keras.layers.Layer):
 
 
 class ResNet(keras.layers.Layer):
-    """ResNet body; ``call`` returns C5, or ``{'C3','C4','C5'}`` with return_levels."""
+    """ResNet body; ``call`` returns the last level (C5), or ``{'C3','C4','C5'}`` with
+    return_levels (the last three levels)."""
 
-    def __init__(self, depth="resnet50", torch_prefix="backbone.0.body", train_stem=False,
-                 **kw):
+    def __init__(self, depth="resnet50", torch_prefix="backbone.0.body", frozen=None, **kw):
         kw.setdefault("name", "backbone")
         super().__init__(**kw)
         if depth not in DEPTHS:
             raise ValueError(f"unknown ResNet {depth!r}; choose one of {tuple(DEPTHS)}")
+        # The official backbones start from ImageNet weights: frozen BN, frozen stem and
+        # layer1. The tiny test backbone trains from scratch: ordinary BN, all trainable.
+        frozen = depth != "resnet_tiny" if frozen is None else frozen
         width = WIDTHS.get(depth, 64)
         p = torch_prefix
-        self.conv1 = conv(width, 7, 2, torch_name=f"{p}.conv1", trainable=train_stem)
-        self.bn1 = batch_norm(f"{p}.bn1", frozen=True)
+        self.conv1 = conv(width, 7, 2, torch_name=f"{p}.conv1", trainable=not frozen)
+        self.bn1 = batch_norm(f"{p}.bn1", frozen=frozen)
         self.stages = []
         inplanes = width
         for i, blocks in enumerate(DEPTHS[depth]):
@@ -75,23 +80,23 @@ class ResNet(keras.layers.Layer):
                 strides = 2 if (b == 0 and i > 0) else 1
                 downsample = b == 0 and (strides != 1 or inplanes != planes * 4)
                 stage.append(Bottleneck(planes, strides, downsample, f"{p}.layer{i + 1}.{b}",
-                                        trainable=train_stem or i > 0,
+                                        frozen_bn=frozen, trainable=not frozen or i > 0,
                                         name=f"layer{i + 1}_{b}"))
                 inplanes = planes * 4
             self.stages.append(stage)
-        self.level_channels = [width * 4 * 2 ** i for i in range(4)]
+        self.level_channels = [width * 4 * 2 ** i for i in range(len(DEPTHS[depth]))]
         self.out_channels = self.level_channels[-1]
 
-    def call(self, x, return_levels=False):
-        x = tf.nn.relu(self.bn1(self.conv1(x)))
+    def call(self, x, training=None, return_levels=False):
+        x = tf.nn.relu(self.bn1(self.conv1(x), training=training))
         # torch MaxPool2d(3, 2, padding=1) pads with -inf; after ReLU zeros are equivalent.
         x = tf.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]])
         x = tf.nn.max_pool2d(x, 3, 2, "VALID")
         levels = {}
         for i, stage in enumerate(self.stages):
             for block in stage:
-                x = block(x)
+                x = block(x, training=training)
             levels[f"C{i + 2}"] = x
         if return_levels:
-            return {k: levels[k] for k in ("C3", "C4", "C5")}
+            return {k: levels[k] for k in list(levels)[-3:]}
         return x

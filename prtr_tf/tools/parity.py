@@ -56,10 +56,14 @@ def load_fixture(manifest_path):
 
 
 def model_config_from_manifest(model):
-    from prtr_tf.config import model_config
-    dataset = model.get("dataset", "coco")
     kw = {k: model[k] for k in ("hidden_dim", "nheads", "enc_layers", "dec_layers",
                                 "dim_feedforward", "num_queries") if k in model}
+    if "num_classes" in model:  # a DETR detector
+        from prtr_tf.detection.config import detector_model_config
+        return detector_model_config(backbone=model["backbone"],
+                                     num_classes=model["num_classes"], **kw)
+    from prtr_tf.config import model_config
+    dataset = model.get("dataset", "coco")
     config = model_config(backbone=model["backbone"], dataset=dataset,
                           image_size=tuple(model["image_size_hw"]), **kw)
     if config.num_joints != model["num_joints"]:
@@ -99,7 +103,53 @@ def run_two_stage(manifest, state_dict, inputs):
     }
 
 
-RUNNERS = {"prtr-two-stage": run_two_stage}
+def pad_images(images):
+    """DETR's batching: zero-pad (C, H, W) images bottom/right to the largest H and W.
+
+    Returns (padded (B, C, H, W), mask (B, H, W) True on padding).
+    """
+    c = images[0].shape[0]
+    h = max(im.shape[1] for im in images)
+    w = max(im.shape[2] for im in images)
+    padded = np.zeros((len(images), c, h, w), images[0].dtype)
+    mask = np.ones((len(images), h, w), bool)
+    for i, im in enumerate(images):
+        padded[i, :, :im.shape[1], :im.shape[2]] = im
+        mask[i, :im.shape[1], :im.shape[2]] = False
+    return padded, mask
+
+
+def run_detr(manifest, state_dict, inputs):
+    """Official DETR outputs for a zero-padded batch, in the fixture's layout."""
+    import tensorflow as tf
+
+    from prtr_tf.checkpoint import load_state_dict
+    from prtr_tf.models.detr import build_detector
+    from prtr_tf.models.position_encoding import sine_position_encoding
+
+    config = model_config_from_manifest(manifest["model"])
+    model = build_detector(config)
+    load_state_dict(model, state_dict)
+    padded, mask = pad_images([inputs[spec["name"]] for spec in manifest["inputs"]])
+    images = tf.constant(np.transpose(padded, (0, 2, 3, 1)))
+    features, feature_mask = model.extract(images, tf.constant(mask), training=False)
+    out = model.decode(features, feature_mask, training=False)
+    pos = sine_position_encoding(feature_mask, config.hidden_dim // 2)
+    nchw = lambda t: np.transpose(np.asarray(t), (0, 3, 1, 2))  # noqa: E731
+    return {
+        "padded_images": padded,
+        "mask": mask,
+        "backbone_features": nchw(features),
+        "backbone_mask": np.asarray(feature_mask),
+        "pos_embed": nchw(pos),
+        "pred_logits": out["pred_logits"].numpy(),
+        "pred_boxes": out["pred_boxes"].numpy(),
+        "aux_pred_logits": out["aux_pred_logits"].numpy(),
+        "aux_pred_boxes": out["aux_pred_boxes"].numpy(),
+    }
+
+
+RUNNERS = {"prtr-two-stage": run_two_stage, "detr": run_detr}
 
 
 def compare(expected, actual, tolerance=TOLERANCE):

@@ -1,0 +1,89 @@
+"""Evaluates a PRTR keypoint model: COCO OKS AP/AR or MPII PCKh@0.5.
+
+    python eval.py --config=configs/coco_res50_384x288.py \
+        --checkpoint=res50_384x288.weights.h5 --det_json=COCO_val2017_detr_detections.json
+    python eval.py --config=configs/synthetic_tiny.py --checkpoint=runs/demo --use_gt_bbox
+
+--checkpoint is a Keras weights file (*.weights.h5, e.g. from prtr_tf.convert) or
+a training workdir (its best.weights.h5, else last.weights.h5). COCO results are
+written as a COCO results JSON (--output) and scored with pycocotools.
+"""
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file (configs/*.py).",
+                                          lock_config=False)
+_CHECKPOINT = flags.DEFINE_string("checkpoint", None,
+                                  "*.weights.h5 file, or a training workdir.")
+_GT_BBOX = flags.DEFINE_bool("use_gt_bbox", None, "Crop ground-truth person boxes "
+                             "(default: config.test.use_gt_bbox unless --det_json is given).")
+_DET_JSON = flags.DEFINE_string("det_json", None, "COCO results JSON of person detections.")
+_FLIP = flags.DEFINE_bool("flip_test", None, "Average with the mirrored crop (default: "
+                          "config.test.flip_test).")
+_SPLIT = flags.DEFINE_enum("split", "val", ["val", "train"], "Which configured split.")
+_OUTPUT = flags.DEFINE_string("output", None, "Where to write the COCO results JSON "
+                              "(default: next to the checkpoint).")
+
+
+def resolve_weights(path):
+    if os.path.isdir(path):
+        for name in ("best.weights.h5", "last.weights.h5"):
+            if os.path.exists(os.path.join(path, name)):
+                return os.path.join(path, name)
+        raise FileNotFoundError(f"{path} has no best.weights.h5 or last.weights.h5")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"checkpoint {path!r} does not exist")
+    if not path.endswith(".weights.h5"):
+        raise ValueError(f"--checkpoint {path!r}: expected a *.weights.h5 file or a workdir "
+                         "(convert official .pth files with python -m prtr_tf.convert)")
+    return path
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if _CONFIG.value is None or not _CHECKPOINT.value:
+        raise app.UsageError("--config and --checkpoint are required")
+    config = _CONFIG.value
+    if _GT_BBOX.value and _DET_JSON.value:
+        raise app.UsageError("--use_gt_bbox and --det_json exclude each other")
+    det_json = _DET_JSON.value or (None if (_GT_BBOX.value or config.test.use_gt_bbox)
+                                   else config.data.det_json or None)
+    if det_json and not os.path.exists(det_json):
+        raise app.UsageError(f"--det_json {det_json!r} does not exist")
+    try:
+        weights = resolve_weights(_CHECKPOINT.value)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    from prtr_tf.models import build_model
+    from prtr_tf.validate import validate
+    model = build_model(config.model)
+    model.load_weights(weights)
+    output = _OUTPUT.value or os.path.splitext(os.path.splitext(weights)[0])[0] + \
+        f"_{_SPLIT.value}_results.json"
+    flip = config.test.flip_test if _FLIP.value is None else _FLIP.value
+    boxes = f"detections {det_json}" if det_json else "ground-truth boxes"
+    print(f"evaluating {weights} on {config.data.dataset} {_SPLIT.value} with {boxes}"
+          f"{', flip test' if flip else ''}")
+    scores = validate(model, config, _SPLIT.value, flip_test=flip, det_json=det_json,
+                      results_path=None if config.data.dataset == "mpii" else output)
+    name = os.path.basename(weights)
+    if config.data.dataset == "mpii":
+        from prtr_tf.evaluation.mpii import format_table
+        scores.pop("PCKh", None)
+        print(format_table(scores, name=name))
+    else:
+        from prtr_tf.evaluation.coco import format_table
+        print(format_table(scores, name=name))
+        print(f"results: {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,1 @@
+"""The DETR person detector of two-stage PRTR: configuration and checkpoint import."""

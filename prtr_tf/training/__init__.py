@@ -1,0 +1,1 @@
+"""Training: optimisers and schedule, distribution strategy, the training loop."""

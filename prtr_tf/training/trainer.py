@@ -1,0 +1,287 @@
+"""The training loop: ``strategy.run`` steps, checkpoints with resume, logs, evaluation.
+
+A custom loop rather than ``Model.fit``: Keras 3 ``fit`` is broken under
+MultiWorkerMirroredStrategy (keras-team/keras#20585), and the Hungarian matcher
+(scipy through ``tf.numpy_function``) must stay outside any XLA region.
+
+Resume: ``workdir/checkpoints`` holds the model, both optimisers (their step
+counters drive the LR schedule), the epoch and the step within it. A restarted run
+continues at the next unseen batch of the interrupted epoch: each epoch's sample
+order is fixed by ``(config.train.seed, epoch)``, so the remaining batches are the
+ones the interrupted run had not seen (their random augmentation is drawn anew).
+"""
+import csv
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from prtr_tf.config import DATASETS
+from prtr_tf.data.pipeline import build_dataset, build_eval_dataset
+from prtr_tf.data.skips import SkipCounter
+from prtr_tf.data.splits import load_records, split_paths
+from prtr_tf.losses import match_outputs, set_loss
+from prtr_tf.models import build_model
+from prtr_tf.training.optim import TwoGroupAdamW
+from prtr_tf.training.strategy import make_strategy
+
+
+class Progress:
+    """A one-line progress bar with ETA; plain lines every ``every`` steps off a tty."""
+
+    def __init__(self, total, prefix, every=50, stream=sys.stdout):
+        self.total, self.prefix, self.every, self.stream = total, prefix, every, stream
+        self.tty = stream.isatty()
+        self.start = time.time()
+        self.last_print = 0.0
+
+    def update(self, done, info=""):
+        now = time.time()
+        rate = (done / (now - self.start)) if now > self.start else 0.0
+        eta = (self.total - done) / rate if rate > 0 else float("nan")
+        width = 24
+        filled = int(width * done / max(self.total, 1))
+        line = (f"{self.prefix} [{'=' * filled}{'.' * (width - filled)}] {done}/{self.total} "
+                f"{info} {rate:.2f} it/s ETA {_duration(eta)}")
+        final = done >= self.total
+        if self.tty:
+            self.stream.write("\r" + line + ("\n" if final else ""))
+        elif final or done % self.every == 0 or now - self.last_print > 60:
+            self.stream.write(line + "\n")
+            self.last_print = now
+        self.stream.flush()
+
+
+def _duration(seconds):
+    if not math.isfinite(seconds):
+        return "--:--"
+    seconds = int(seconds)
+    h, m, s = seconds // 3600, seconds // 60 % 60, seconds % 60
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
+def is_chief(strategy):
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not getattr(resolver, "task_type", None):
+        return True
+    return resolver.task_type == "chief" or (
+        resolver.task_type == "worker" and resolver.task_id == 0)
+
+
+def set_mixed_precision(name):
+    """``None``/'float32', 'bfloat16' or 'float16' compute (variables stay float32)."""
+    import keras
+    policies = {None: "float32", "": "float32", "float32": "float32",
+                "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
+    if name not in policies:
+        raise ValueError(f"--mixed_precision={name!r}: expected float32, bfloat16 or float16")
+    if name == "float16":
+        raise ValueError("--mixed_precision=float16 needs loss scaling, which this trainer "
+                         "does not implement yet; use bfloat16 (Ampere or newer GPUs, CPUs)")
+    keras.mixed_precision.set_global_policy(policies[name])
+
+
+class Trainer:
+    """Owns the model, optimisers, data and checkpoints of one training run."""
+
+    def __init__(self, config, workdir, strategy="auto", mixed_precision=None, stream=None):
+        self.config = config
+        self.workdir = workdir
+        self.stream = stream or sys.stdout
+        set_mixed_precision(mixed_precision)
+        self.strategy = make_strategy(strategy) if isinstance(strategy, str) else strategy
+        self.chief = is_chief(self.strategy)
+        self.num_replicas = self.strategy.num_replicas_in_sync
+        t = config.train
+        if t.batch_size % self.num_replicas:
+            raise ValueError(f"config.train.batch_size={t.batch_size} is not divisible by the "
+                             f"{self.num_replicas} replicas")
+        self.skips = SkipCounter()
+        self.train_records = load_records(config, "train", skip_counter=self.skips)
+        if len(self.train_records) < t.batch_size:
+            raise ValueError(f"{len(self.train_records)} training samples are fewer than one "
+                             f"batch (config.train.batch_size={t.batch_size})")
+        self.steps_per_epoch = t.steps_per_epoch or len(self.train_records) // t.batch_size
+        import keras
+        keras.utils.set_random_seed(int(t.seed))  # same initial weights on every worker
+        with self.strategy.scope():
+            self.model = build_model(config.model)
+            if config.train.get("init_weights"):
+                self.model.load_weights(config.train.init_weights)
+            self.optimizer = TwoGroupAdamW(self.model, t, self.steps_per_epoch)
+            self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+            self.step_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False,
+                                             name="step_in_epoch")
+            self.best_metric = tf.Variable(-1.0, dtype=tf.float64, trainable=False,
+                                           name="best_metric")
+        self.checkpoint = tf.train.Checkpoint(
+            model=self.model, optimizer_backbone=self.optimizer.backbone,
+            optimizer_rest=self.optimizer.rest, epoch=self.epoch,
+            step_in_epoch=self.step_in_epoch, best_metric=self.best_metric)
+        ckpt_dir = os.path.join(workdir, "checkpoints")
+        if not self.chief:  # other workers write to a private folder (MultiWorker pattern)
+            ckpt_dir = os.path.join(workdir, f".worker_{self.strategy.cluster_resolver.task_id}")
+        self.manager = tf.train.CheckpointManager(self.checkpoint, ckpt_dir, max_to_keep=2)
+        self._train_step = None
+
+    # ---------------------------------------------------------------- steps
+
+    def _step_fn(self, batch):
+        loss_cfg = self.config.loss
+        with tf.GradientTape() as tape:
+            outputs = self.model(batch["image"], training=True)
+            indices = match_outputs(outputs, batch["target"], loss_cfg.cost_class,
+                                    loss_cfg.cost_coord)
+            losses = set_loss(outputs, batch["target"], batch["target_weight"],
+                              indices=indices, eos_coef=loss_cfg.eos_coef,
+                              ce_coef=loss_cfg.ce_loss_coef, kpt_coef=loss_cfg.kpt_loss_coef)
+            # The per-replica loss is a mean over the local batch; the sum over replicas
+            # of loss / num_replicas is the mean over the global batch.
+            loss = losses["loss"] / self.num_replicas
+        grads = tape.gradient(loss, self.optimizer.variables)
+        ctx = tf.distribute.get_replica_context()
+        if self.num_replicas > 1:
+            grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads)
+        norm = self.optimizer.apply(grads, self.num_replicas)
+        return {"loss": losses["loss"], "loss_ce": losses["loss_ce"],
+                "loss_kpt": losses["loss_kpt"], "grad_norm": norm}
+
+    def train_step(self, iterator):
+        if self._train_step is None:
+            @tf.function
+            def step(it):
+                per_replica = self.strategy.run(self._step_fn, args=(next(it),))
+                return {k: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
+                        for k, v in per_replica.items()}
+            self._train_step = step
+        return self._train_step(iterator)
+
+    # ---------------------------------------------------------------- data
+
+    def epoch_dataset(self, epoch, start_step=0):
+        """This epoch's batches, in the order fixed by (seed, epoch), from ``start_step``."""
+        t = self.config.train
+        seed = int(t.seed) * 100003 + int(epoch)
+        ds = build_dataset(self.train_records, self.config, training=True, deterministic=True,
+                           seed=seed, batch=t.batch_size, drop_remainder=True,
+                           skip_counter=self.skips)
+        # repeat(): config.train.steps_per_epoch may ask for more batches than one pass has.
+        ds = ds.repeat().take(self.steps_per_epoch).skip(start_step)
+        return self.strategy.experimental_distribute_dataset(ds)
+
+    # ---------------------------------------------------------------- evaluation
+
+    def evaluate(self):
+        """Keypoint metrics on the validation split with ground-truth boxes."""
+        from prtr_tf.validate import validate
+        return validate(self.model, self.config, split="val", flip_test=False,
+                        stream=self.stream)
+
+    # ---------------------------------------------------------------- loop
+
+    def restore(self):
+        latest = self.manager.latest_checkpoint
+        if latest:
+            self.checkpoint.restore(latest).assert_existing_objects_matched()
+            self.log(f"resumed from {latest}: epoch {int(self.epoch.numpy()) + 1}, "
+                     f"step {int(self.step_in_epoch.numpy())}/{self.steps_per_epoch}")
+        return latest
+
+    def log(self, message):
+        if self.chief:
+            print(message, file=self.stream, flush=True)
+
+    def save(self):
+        path = self.manager.save(checkpoint_number=int(self.optimizer.iterations.numpy()))
+        return path
+
+    def fit(self, max_steps=None):
+        """Trains until ``config.train.epochs`` (or ``max_steps`` more steps); returns metrics."""
+        t = self.config.train
+        os.makedirs(self.workdir, exist_ok=True)
+        self.restore()
+        writer = tf.summary.create_file_writer(os.path.join(self.workdir, "tensorboard")) \
+            if self.chief else tf.summary.create_noop_writer()
+        csv_path = os.path.join(self.workdir, "metrics.csv")
+        history, steps_run = [], 0
+        self.log(f"training {self.config.model.backbone} on {len(self.train_records)} samples: "
+                 f"{self.steps_per_epoch} steps/epoch x {t.epochs} epochs, global batch "
+                 f"{t.batch_size} over {self.num_replicas} replica(s); workdir {self.workdir}")
+        while int(self.epoch.numpy()) < t.epochs and (max_steps is None or max_steps > 0):
+            epoch = int(self.epoch.numpy())
+            start = int(self.step_in_epoch.numpy())
+            iterator = iter(self.epoch_dataset(epoch, start))
+            progress = Progress(self.steps_per_epoch, f"epoch {epoch + 1}/{t.epochs}",
+                                every=t.log_every_steps, stream=self.stream)
+            sums, count, t0 = {}, 0, time.time()
+            for step in range(start, self.steps_per_epoch):
+                metrics = {k: float(v) for k, v in self.train_step(iterator).items()}
+                if not math.isfinite(metrics["loss"]):
+                    raise FloatingPointError(
+                        f"loss is {metrics['loss']} at epoch {epoch + 1} step {step + 1}; "
+                        f"the last good checkpoint is {self.manager.latest_checkpoint}")
+                for k, v in metrics.items():
+                    sums[k] = sums.get(k, 0.0) + v
+                count += 1
+                steps_run += 1
+                self.step_in_epoch.assign(step + 1)
+                global_step = int(self.optimizer.iterations.numpy())
+                lr_backbone, lr = self.optimizer.learning_rates()
+                with writer.as_default(step=global_step):
+                    for k, v in metrics.items():
+                        tf.summary.scalar(f"train/{k}", v)
+                    tf.summary.scalar("train/lr", lr)
+                if self.chief:
+                    progress.update(step + 1, f"loss {metrics['loss']:.4f}")
+                if t.checkpoint_every_steps and global_step % t.checkpoint_every_steps == 0:
+                    self.save()
+                if max_steps is not None and steps_run >= max_steps:
+                    self.save()
+                    return history
+            self.epoch.assign(epoch + 1)
+            self.step_in_epoch.assign(0)
+            row = {"epoch": epoch + 1, "step": int(self.optimizer.iterations.numpy()),
+                   **{k: v / max(count, 1) for k, v in sums.items()},
+                   "lr": lr, "lr_backbone": lr_backbone, "epoch_time_s": time.time() - t0,
+                   "skipped_samples": self.skips.reset()}
+            if t.eval_every_epochs and (epoch + 1) % t.eval_every_epochs == 0:
+                scores = self.evaluate()
+                row.update(scores)
+                metric = scores.get("AP", scores.get("PCKh", -1.0))
+                if metric > float(self.best_metric.numpy()):
+                    self.best_metric.assign(metric)
+                    if self.chief:
+                        self.model.save_weights(os.path.join(self.workdir, "best.weights.h5"))
+                with writer.as_default(step=row["step"]):
+                    for k, v in scores.items():
+                        tf.summary.scalar(f"val/{k}", v)
+            self.save()
+            if self.chief:
+                self.model.save_weights(os.path.join(self.workdir, "last.weights.h5"))
+                _append_csv(csv_path, row)
+            self.log(_summary(row))
+            history.append(row)
+        return history
+
+
+def _append_csv(path, row):
+    exists = os.path.exists(path)
+    with open(path, "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(row))
+        if not exists:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def _summary(row):
+    parts = [f"epoch {row['epoch']}", f"loss {row['loss']:.4f}",
+             f"ce {row['loss_ce']:.4f}", f"kpt {row['loss_kpt']:.4f}",
+             f"{row['epoch_time_s']:.0f}s", f"skipped {row['skipped_samples']}"]
+    for key in ("AP", "AP .5", "AR", "PCKh"):
+        if key in row:
+            parts.append(f"{key} {row[key]:.4f}")
+    return "  ".join(parts)

@@ -1,0 +1,79 @@
+"""Validation of a keypoint model on a configured split: COCO OKS AP or MPII PCKh.
+
+Used by the trainer after every epoch and by ``eval.py``. Boxes are the ground
+truth (``use_gt_bbox``) or a COCO detections JSON; predictions go through the
+readout, the optional flip test, the inverse affine, then (COCO) rescoring and
+OKS-NMS before pycocotools, or (MPII) PCKh@0.5.
+"""
+import sys
+import time
+
+import numpy as np
+
+from prtr_tf.config import DATASETS
+from prtr_tf.data.pipeline import build_eval_dataset
+from prtr_tf.data.skips import SkipCounter
+from prtr_tf.data.splits import load_records, split_paths
+from prtr_tf.inference import predict_dataset
+
+
+def predict_split(model, config, split="val", flip_test=None, det_json=None, stream=None):
+    """Predictions (see `predict_dataset`) for every record of ``split``, and the records."""
+    stream = stream or sys.stdout
+    flip_test = config.test.flip_test if flip_test is None else flip_test
+    skips = SkipCounter()
+    records = load_records(config, split, det_json=det_json, skip_counter=skips)
+    dataset = build_eval_dataset(records, config, batch=config.test.batch_size,
+                                 skip_counter=skips)
+    flip_pairs = DATASETS[config.data.dataset]["flip_pairs"] if flip_test else None
+    done, t0, tty = [0], time.time(), stream.isatty()
+
+    def progress(n):
+        done[0] += n
+        if tty:
+            rate = done[0] / max(time.time() - t0, 1e-9)
+            print(f"\r  predicting {done[0]}/{len(records)} crops ({rate:.1f}/s)", end="",
+                  file=stream, flush=True)
+
+    preds = predict_dataset(model, dataset, tuple(config.model.image_size), flip_pairs,
+                            config.data.pixel_std, progress=progress)
+    rate = done[0] / max(time.time() - t0, 1e-9)
+    print(f"{chr(13) if tty else ''}  predicted {done[0]} crops of {len(records)} "
+          f"({rate:.1f}/s{', flip test' if flip_test else ''})", file=stream)
+    if skips.count:
+        print(f"  {skips}", file=stream)
+    return preds, records
+
+
+def coco_metrics(preds, config, split="val", results_path=None):
+    from prtr_tf.evaluation import coco
+    results = coco.results_from_predictions(
+        preds["keypoints"], preds["center"], preds["scale"], preds["box_score"],
+        preds["image_id"], in_vis_thre=config.test.in_vis_thre, oks_thre=config.test.oks_thre,
+        pixel_std=config.data.pixel_std)
+    if results_path:
+        coco.write_results(results, results_path)
+    ann, _ = split_paths(config, split)
+    return dict(coco.evaluate_coco(ann, results)), results
+
+
+def mpii_metrics(preds, records):
+    from prtr_tf.evaluation import mpii
+    rows = preds["index"]
+    joints = np.stack([records[i]["joints"] for i in rows])
+    gt = joints[:, :, :2] + 1.0  # back to the annotation's 1-based coordinates
+    vis = joints[:, :, 2]
+    sizes = mpii.head_size_from_annotation(gt, vis)
+    return dict(mpii.pckh(preds["keypoints"][:, :, :2], gt, vis, sizes))
+
+
+def validate(model, config, split="val", flip_test=None, det_json=None, results_path=None,
+             stream=None):
+    """Metrics dict: COCO stats ('AP', 'AP .5', ...) or MPII PCKh ('Mean' is also 'PCKh')."""
+    preds, records = predict_split(model, config, split, flip_test, det_json, stream)
+    if config.data.dataset == "mpii":
+        scores = mpii_metrics(preds, records)
+        scores["PCKh"] = scores["Mean"]
+        return scores
+    scores, _ = coco_metrics(preds, config, split, results_path)
+    return scores

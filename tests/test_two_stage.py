@@ -1,0 +1,138 @@
+"""Two-stage inference: crops and their inverse, flip test, eval.py, the Python API."""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from prtr_tf.config import load_config
+from prtr_tf.data.pipeline import build_eval_dataset
+from prtr_tf.data.splits import load_records
+from prtr_tf.evaluation import coco, mpii
+from prtr_tf.inference import crop_to_image, predict_crops
+from prtr_tf.models import build_model
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def coco_mini_config(root, name="tiny"):
+    config = load_config(name)
+    config.data.root = str(root)
+    config.data.val_ann = config.data.train_ann = "person_keypoints.json"
+    config.data.val_images = config.data.train_images = "images"
+    return config
+
+
+def _oracle(config, records):
+    """Ground-truth joints through the crop transform (the eval pipeline's targets) and
+    back through the inference inverse: what a perfect keypoint model would return."""
+    ds = build_eval_dataset(records, config, batch=8)
+    rows, kps = [], []
+    for batch in ds:
+        xy = crop_to_image(batch["target"], batch["center"], batch["scale"],
+                           config.model.image_size)
+        kps.append(tf.concat([xy, batch["target_weight"][..., None]], -1).numpy())
+        rows.append(batch["index"].numpy())
+    return np.concatenate(kps), np.concatenate(rows)
+
+
+def test_oracle_coco_mini_ap_is_one(coco_mini):
+    config = coco_mini_config(coco_mini, "coco_res50_384x288")
+    records = load_records(config, "val")
+    keypoints, rows = _oracle(config, records)
+    assert len(rows) == len(records)
+    results = coco.results_from_predictions(
+        keypoints, [records[i]["center"] for i in rows], [records[i]["scale"] for i in rows],
+        np.ones(len(rows)), [records[i]["image_id"] for i in rows])
+    stats = coco.evaluate_coco(str(coco_mini / "person_keypoints.json"), results)
+    assert stats["AP"] == pytest.approx(1.0) and stats["AR"] == pytest.approx(1.0)
+
+
+def test_oracle_mpii_mini_pckh_is_100(mpii_mini):
+    config = load_config("mpii_res50_256x256")
+    config.data.root = str(mpii_mini)
+    config.data.val_ann, config.data.val_images = "annotations.json", "images"
+    records = load_records(config, "val")
+    keypoints, rows = _oracle(config, records)
+    joints = np.stack([records[i]["joints"] for i in rows])
+    gt = joints[:, :, :2] + 1
+    sizes = mpii.head_size_from_annotation(gt, joints[:, :, 2])
+    result = mpii.pckh(keypoints[:, :, :2], gt, joints[:, :, 2], sizes)
+    assert result["Mean"] == pytest.approx(100.0)
+
+
+def test_flip_test_on_a_mirrored_crop_returns_mirrored_keypoints():
+    config = load_config("tiny")
+    model = build_model(config.model)
+    flip_pairs = ((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16))
+    x = tf.random.stateless_normal((3, *config.model.image_size, 3), seed=(1, 2))
+    coords, scores = predict_crops(model, x, flip_pairs)
+    m_coords, m_scores = predict_crops(model, tf.reverse(x, axis=[2]), flip_pairs)
+    perm = list(range(17))
+    for a, b in flip_pairs:
+        perm[a], perm[b] = b, a
+    mirrored = np.stack([1.0 - coords.numpy()[:, perm, 0], coords.numpy()[:, perm, 1]], -1)
+    np.testing.assert_allclose(m_coords.numpy(), mirrored, atol=1e-5)
+    np.testing.assert_allclose(m_scores.numpy(), scores.numpy()[:, perm], atol=1e-6)
+    # Without the flip test the model alone is not mirror-symmetric (random weights).
+    plain, _ = predict_crops(model, x)
+    plain_m, _ = predict_crops(model, tf.reverse(x, axis=[2]))
+    assert np.abs(plain_m.numpy() - np.stack(
+        [1.0 - plain.numpy()[:, perm, 0], plain.numpy()[:, perm, 1]], -1)).max() > 1e-3
+
+
+def test_detections_json_gives_one_crop_per_person_box(coco_mini):
+    config = coco_mini_config(coco_mini)
+    dets = json.loads((coco_mini / "person_detections.json").read_text())
+    expected = sum(1 for d in dets if d["category_id"] == 1 and d["score"] >= 0.0)
+    records = load_records(config, "val", det_json=str(coco_mini / "person_detections.json"))
+    assert len(records) == expected > 0
+    scores = sorted(r["box_score"] for r in records)
+    assert scores == sorted(d["score"] for d in dets if d["category_id"] == 1)
+
+
+def test_eval_py_writes_results_that_pycocotools_loads(coco_mini, tmp_path):
+    config = load_config("tiny")
+    model = build_model(config.model)
+    weights = tmp_path / "tiny.weights.h5"
+    model.save_weights(str(weights))
+    out = tmp_path / "results.json"
+    proc = subprocess.run(
+        [sys.executable, "eval.py", "--config=configs/tiny.py", f"--checkpoint={weights}",
+         f"--config.data.root={coco_mini}", "--config.data.val_ann=person_keypoints.json",
+         "--config.data.val_images=images", f"--det_json={coco_mini / 'person_detections.json'}",
+         "--flip_test", f"--output={out}"],
+        cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "| AP |" in proc.stdout.replace("| Model | AP |", "| AP |")
+    gt = coco.load_coco(str(coco_mini / "person_keypoints.json"))
+    loaded = gt.loadRes(str(out))
+    assert len(loaded.getAnnIds()) > 0
+
+
+def test_eval_py_rejects_a_missing_checkpoint(tmp_path):
+    proc = subprocess.run([sys.executable, "eval.py", "--config=configs/tiny.py",
+                           f"--checkpoint={tmp_path / 'nope.weights.h5'}"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and "does not exist" in proc.stderr
+
+
+def test_pose_estimator_api_on_a_real_image(coco_mini):
+    from PIL import Image
+    from prtr_tf.pipeline import PoseEstimator
+    config = load_config("tiny")
+    estimator = PoseEstimator(build_model(config.model), config)
+    image = np.asarray(Image.open(coco_mini / "images" / "000000000785.jpg").convert("RGB"))
+    persons = estimator(image, boxes=[[280, 40, 220, 380], [10, 10, 50, 80]],
+                        box_scores=[0.9, 0.5])
+    assert 1 <= len(persons) <= 2
+    for p in persons:
+        assert p["keypoints"].shape == (17, 3)
+        assert 0.0 <= p["score"] <= 1.0
+    with pytest.raises(ValueError, match="box #0"):
+        estimator(image, boxes=[[0, 0, -5, 10]])
+    with pytest.raises(ValueError, match="no person boxes"):
+        estimator(image)

@@ -1,0 +1,71 @@
+"""Runs a few training steps of the tiny config in its own process (for test_training.py).
+
+    python tests/train_worker.py --data DIR --workdir DIR --out FILE.npz
+        [--strategy default|mirrored|multiworker] [--logical_cpus N] [--steps N]
+
+A separate process because the number of logical CPU devices and TF_CONFIG must
+be set before TensorFlow starts. Writes the final weights (one array per model
+variable, in model order) and the losses to --out.
+"""
+import argparse
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def tiny_synthetic_config(data_dir, batch_size=4, steps_per_epoch=3, epochs=1):
+    from prtr_tf.config import load_config
+    c = load_config("synthetic_tiny")
+    c.data.root = data_dir
+    c.data.synthetic = {"train": (6, 11), "val": (3, 12)}
+    c.train.batch_size = batch_size
+    c.train.steps_per_epoch = steps_per_epoch
+    c.train.epochs = epochs
+    c.train.eval_every_epochs = 0
+    c.train.checkpoint_every_steps = 0
+    return c
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--data", required=True)
+    p.add_argument("--workdir", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--strategy", default="default")
+    p.add_argument("--logical_cpus", type=int, default=1)
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--steps_per_epoch", type=int, default=3)
+    args = p.parse_args()
+
+    import numpy as np
+    import tensorflow as tf
+    tf.config.experimental.enable_op_determinism()
+    if args.logical_cpus > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * args.logical_cpus)
+    from prtr_tf.training.trainer import Trainer
+    config = tiny_synthetic_config(args.data, steps_per_epoch=args.steps_per_epoch)
+    # Batch statistics would differ between 1 replica (batch 4) and 2 (batch 2 each), as
+    # with torch DataParallel; frozen BN makes the forward pass batch-independent.
+    config.model.frozen_backbone = True
+    trainer = Trainer(config, args.workdir, strategy=args.strategy)
+    losses = []
+    original = trainer.train_step
+
+    def recording_step(iterator):
+        out = original(iterator)
+        losses.append(float(out["loss"]))
+        return out
+
+    trainer.train_step = recording_step
+    trainer.fit(max_steps=args.steps)
+    np.savez(args.out, losses=np.array(losses), replicas=trainer.num_replicas,
+             step=int(trainer.optimizer.iterations.numpy()),
+             **{f"w{i}": v.numpy() for i, v in enumerate(trainer.model.weights)})
+
+
+if __name__ == "__main__":
+    main()
