@@ -68,6 +68,7 @@ def detector(backbone="resnet50", num_classes=1, *, lr=1e-4, lr_backbone=1e-5, e
         num_parallel_calls=-1,  # tf.data.AUTOTUNE
         shuffle_buffer=1024,
         skip_bad_samples=True,  # warn and count; False makes a bad image fatal
+        synthetic=None,  # {'train': (num_images, seed), 'val': ...}: generate on first use
     )
     unknown = set(data_overrides) - set(data)
     if unknown:

@@ -20,14 +20,10 @@ import numpy as np
 import tensorflow as tf
 from absl import logging
 
-from prtr_tf.config import DATASETS
-from prtr_tf.data.pipeline import build_dataset, build_eval_dataset
 from prtr_tf.data.skips import SkipCounter
-from prtr_tf.data.splits import load_records, split_paths
-from prtr_tf.losses import match_outputs, set_loss
-from prtr_tf.models import build_model
 from prtr_tf.training.optim import TwoGroupAdamW
 from prtr_tf.training.strategy import make_strategy
+from prtr_tf.training.tasks import make_task
 
 
 class Progress:
@@ -86,10 +82,15 @@ def set_mixed_precision(name):
 
 
 class Trainer:
-    """Owns the model, optimisers, data and checkpoints of one training run."""
+    """Owns the model, optimisers, data and checkpoints of one training run.
+
+    The config's ``model.kind`` chooses the task (`prtr_tf.training.tasks`): the
+    keypoint Transformer ('prtr', the default) or the DETR person detector ('detr').
+    """
 
     def __init__(self, config, workdir, strategy="auto", mixed_precision=None, stream=None):
         self.config = config
+        self.task = make_task(config)
         self.workdir = workdir
         self.stream = stream or sys.stdout
         set_mixed_precision(mixed_precision)
@@ -101,7 +102,7 @@ class Trainer:
             raise ValueError(f"config.train.batch_size={t.batch_size} is not divisible by the "
                              f"{self.num_replicas} replicas")
         self.skips = SkipCounter()
-        self.train_records = load_records(config, "train", skip_counter=self.skips)
+        self.train_records = self.task.load_records("train", self.skips)
         if len(self.train_records) < t.batch_size:
             raise ValueError(f"{len(self.train_records)} training samples are fewer than one "
                              f"batch (config.train.batch_size={t.batch_size})")
@@ -109,7 +110,7 @@ class Trainer:
         import keras
         keras.utils.set_random_seed(int(t.seed))  # same initial weights on every worker
         with self.strategy.scope():
-            self.model = build_model(config.model)
+            self.model = self.task.build_model()
             if config.train.get("init_weights"):
                 self.model.load_weights(config.train.init_weights)
             self.optimizer = TwoGroupAdamW(self.model, t, self.steps_per_epoch)
@@ -131,14 +132,8 @@ class Trainer:
     # ---------------------------------------------------------------- steps
 
     def _step_fn(self, batch):
-        loss_cfg = self.config.loss
         with tf.GradientTape() as tape:
-            outputs = self.model(batch["image"], training=True)
-            indices = match_outputs(outputs, batch["target"], loss_cfg.cost_class,
-                                    loss_cfg.cost_coord)
-            losses = set_loss(outputs, batch["target"], batch["target_weight"],
-                              indices=indices, eos_coef=loss_cfg.eos_coef,
-                              ce_coef=loss_cfg.ce_loss_coef, kpt_coef=loss_cfg.kpt_loss_coef)
+            losses = self.task.loss(self.model, batch)
             # The per-replica loss is a mean over the local batch; the sum over replicas
             # of loss / num_replicas is the mean over the global batch.
             loss = losses["loss"] / self.num_replicas
@@ -147,12 +142,12 @@ class Trainer:
         if self.num_replicas > 1:
             grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads)
         norm = self.optimizer.apply(grads, self.num_replicas)
-        return {"loss": losses["loss"], "loss_ce": losses["loss_ce"],
-                "loss_kpt": losses["loss_kpt"], "grad_norm": norm}
+        return {**{k: losses[k] for k in self.task.loss_keys}, "grad_norm": norm}
 
     def train_step(self, iterator):
         if self._train_step is None:
-            @tf.function
+            # reduce_retracing: detector batches are padded to each batch's largest image.
+            @tf.function(reduce_retracing=True)
             def step(it):
                 per_replica = self.strategy.run(self._step_fn, args=(next(it),))
                 return {k: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
@@ -166,9 +161,7 @@ class Trainer:
         """This epoch's batches, in the order fixed by (seed, epoch), from ``start_step``."""
         t = self.config.train
         seed = int(t.seed) * 100003 + int(epoch)
-        ds = build_dataset(self.train_records, self.config, training=True, deterministic=True,
-                           seed=seed, batch=t.batch_size, drop_remainder=True,
-                           skip_counter=self.skips)
+        ds = self.task.train_dataset(self.train_records, seed, t.batch_size, self.skips)
         # repeat(): config.train.steps_per_epoch may ask for more batches than one pass has.
         ds = ds.repeat().take(self.steps_per_epoch).skip(start_step)
         return self.strategy.experimental_distribute_dataset(ds)
@@ -176,10 +169,8 @@ class Trainer:
     # ---------------------------------------------------------------- evaluation
 
     def evaluate(self):
-        """Keypoint metrics on the validation split with ground-truth boxes."""
-        from prtr_tf.validate import validate
-        return validate(self.model, self.config, split="val", flip_test=False,
-                        stream=self.stream)
+        """The task's validation metrics (keypoint AP with GT boxes, or box AP)."""
+        return self.task.evaluate(self.model, self.stream)
 
     # ---------------------------------------------------------------- loop
 
@@ -208,7 +199,9 @@ class Trainer:
             if self.chief else tf.summary.create_noop_writer()
         csv_path = os.path.join(self.workdir, "metrics.csv")
         history, steps_run = [], 0
-        self.log(f"training {self.config.model.backbone} on {len(self.train_records)} samples: "
+        what = "DETR person detector" if self.config.model.get("kind") == "detr" else "PRTR"
+        self.log(f"training {what} ({self.config.model.backbone}) on "
+                 f"{len(self.train_records)} samples: "
                  f"{self.steps_per_epoch} steps/epoch x {t.epochs} epochs, global batch "
                  f"{t.batch_size} over {self.num_replicas} replica(s); workdir {self.workdir}")
         while int(self.epoch.numpy()) < t.epochs and (max_steps is None or max_steps > 0):
@@ -251,7 +244,7 @@ class Trainer:
             if t.eval_every_epochs and (epoch + 1) % t.eval_every_epochs == 0:
                 scores = self.evaluate()
                 row.update(scores)
-                metric = scores.get("AP", scores.get("PCKh", -1.0))
+                metric = scores.get(self.task.metric, -1.0)
                 if metric > float(self.best_metric.numpy()):
                     self.best_metric.assign(metric)
                     if self.chief:
@@ -278,9 +271,9 @@ def _append_csv(path, row):
 
 
 def _summary(row):
-    parts = [f"epoch {row['epoch']}", f"loss {row['loss']:.4f}",
-             f"ce {row['loss_ce']:.4f}", f"kpt {row['loss_kpt']:.4f}",
-             f"{row['epoch_time_s']:.0f}s", f"skipped {row['skipped_samples']}"]
+    parts = [f"epoch {row['epoch']}", f"loss {row['loss']:.4f}"]
+    parts += [f"{k[5:]} {row[k]:.4f}" for k in row if k.startswith("loss_")]
+    parts += [f"{row['epoch_time_s']:.0f}s", f"skipped {row['skipped_samples']}"]
     for key in ("AP", "AP .5", "AR", "PCKh"):
         if key in row:
             parts.append(f"{key} {row[key]:.4f}")

@@ -1,0 +1,102 @@
+"""What the trainer trains: the keypoint Transformer or the DETR person detector.
+
+A task knows its model, its records and tf.data pipeline, its loss for one local
+batch (matching through scipy outside any XLA region) and its validation metric;
+`prtr_tf.training.trainer.Trainer` does the rest (distribution, optimisation,
+checkpoints, logs) the same way for both.
+"""
+
+
+class KeypointTask:
+    """The two-stage keypoint Transformer on person crops (spec §3-§5)."""
+
+    metric = "AP"  # or PCKh for MPII, see `evaluate`
+    loss_keys = ("loss", "loss_ce", "loss_kpt")
+
+    def __init__(self, config):
+        self.config = config
+
+    def build_model(self):
+        from prtr_tf.models import build_model
+        return build_model(self.config.model)
+
+    def load_records(self, split, skip_counter):
+        from prtr_tf.data.splits import load_records
+        return load_records(self.config, split, skip_counter=skip_counter)
+
+    def train_dataset(self, records, seed, batch, skip_counter):
+        from prtr_tf.data.pipeline import build_dataset
+        return build_dataset(records, self.config, training=True, deterministic=True,
+                             seed=seed, batch=batch, drop_remainder=True,
+                             skip_counter=skip_counter)
+
+    def loss(self, model, batch):
+        from prtr_tf.losses import match_outputs, set_loss
+        c = self.config.loss
+        outputs = model(batch["image"], training=True)
+        indices = match_outputs(outputs, batch["target"], c.cost_class, c.cost_coord)
+        return set_loss(outputs, batch["target"], batch["target_weight"], indices=indices,
+                        eos_coef=c.eos_coef, ce_coef=c.ce_loss_coef, kpt_coef=c.kpt_loss_coef)
+
+    def evaluate(self, model, stream):
+        """COCO keypoint AP with ground-truth boxes (MPII: PCKh, also under 'AP')."""
+        from prtr_tf.validate import validate
+        scores = validate(model, self.config, split="val", flip_test=False, stream=stream)
+        if "PCKh" in scores:
+            scores["AP"] = scores["PCKh"]
+        return scores
+
+
+class DetectionTask:
+    """The DETR person detector (spec §8): persons with visible keypoints as targets."""
+
+    metric = "AP"
+    loss_keys = ("loss", "loss_ce", "loss_bbox", "loss_giou")
+
+    def __init__(self, config):
+        self.config = config
+
+    def build_model(self):
+        from prtr_tf.models.detr import build_detector
+        return build_detector(self.config.model)
+
+    def load_records(self, split, skip_counter):
+        from prtr_tf.data.splits import ensure_data
+        from prtr_tf.detection.data import load_person_boxes
+        ann, images = ensure_data(self.config, split)
+        return load_person_boxes(ann, images, min_keypoints=self.config.data.min_keypoints,
+                                 skip_bad=self.config.data.skip_bad_samples,
+                                 skip_counter=skip_counter)
+
+    def train_dataset(self, records, seed, batch, skip_counter):
+        from prtr_tf.detection.data import build_detection_dataset
+        return build_detection_dataset(records, self.config, training=True, deterministic=True,
+                                       seed=seed, batch=batch, drop_remainder=True,
+                                       skip_counter=skip_counter)
+
+    def loss(self, model, batch):
+        from prtr_tf.detection.losses import global_num_boxes, match_outputs, set_loss
+        c = self.config.loss
+        outputs = model(batch["image"], mask=batch["mask"], training=True)
+        if not c.aux_loss:
+            outputs = {k: v for k, v in outputs.items() if not k.startswith("aux_")}
+        indices = match_outputs(outputs, batch["boxes"], batch["labels"], batch["valid"],
+                                c.cost_class, c.cost_bbox, c.cost_giou)
+        return set_loss(outputs, batch["boxes"], batch["labels"], batch["valid"],
+                        indices=indices, num_boxes=global_num_boxes(batch["valid"]),
+                        eos_coef=c.eos_coef, ce_coef=c.ce_loss_coef,
+                        bbox_coef=c.bbox_loss_coef, giou_coef=c.giou_loss_coef)
+
+    def evaluate(self, model, stream):
+        """COCO person box AP on the validation split."""
+        from prtr_tf.detection.evaluate import evaluate_detector
+        return evaluate_detector(model, self.config, split="val", stream=stream)
+
+
+def make_task(config):
+    kind = config.model.get("kind", "prtr")
+    if kind == "detr":
+        return DetectionTask(config)
+    if kind == "prtr":
+        return KeypointTask(config)
+    raise ValueError(f"unknown config.model.kind {kind!r}: expected 'prtr' or 'detr'")
