@@ -26,6 +26,8 @@ _DET_JSON = flags.DEFINE_string("det_json", None, "COCO results JSON of person d
 _FLIP = flags.DEFINE_bool("flip_test", None, "Average with the mirrored crop (default: "
                           "config.test.flip_test).")
 _SPLIT = flags.DEFINE_enum("split", "val", ["val", "train"], "Which configured split.")
+_GT_MAT = flags.DEFINE_string("gt_mat", None, "MPII: the official gt_valid.mat (true head "
+                              "boxes); without it PCKh uses an approximate head size.")
 _OUTPUT = flags.DEFINE_string("output", None, "Where to write the COCO results JSON "
                               "(default: next to the checkpoint).")
 
@@ -72,7 +74,8 @@ def main(argv):
     print(f"evaluating {weights} on {config.data.dataset} {_SPLIT.value} with {boxes}"
           f"{', flip test' if flip else ''}")
     scores = validate(model, config, _SPLIT.value, flip_test=flip, det_json=det_json,
-                      results_path=None if config.data.dataset == "mpii" else output)
+                      results_path=None if config.data.dataset == "mpii" else output,
+                      gt_mat=_GT_MAT.value)
     name = os.path.basename(weights)
     if config.data.dataset == "mpii":
         from prtr_tf.evaluation.mpii import format_table

@@ -57,9 +57,23 @@ def coco_metrics(preds, config, split="val", results_path=None):
     return dict(coco.evaluate_coco(ann, results)), results
 
 
-def mpii_metrics(preds, records):
+def mpii_metrics(preds, records, gt_mat=None):
+    """PCKh@0.5. With ``gt_mat`` (the official gt_valid.mat: true head boxes) rows are
+    matched to it by annotation index; otherwise the head size is approximated from
+    the annotated head_top / upper_neck joints (`prtr_tf.evaluation.mpii`)."""
     from prtr_tf.evaluation import mpii
     rows = preds["index"]
+    if gt_mat:
+        gt = mpii.load_gt_mat(gt_mat)
+        ann_ids = np.array([records[i]["ann_id"] for i in rows])
+        if len(ann_ids) != len(gt["gt_joints"]) or np.any(np.sort(ann_ids) != np.arange(
+                len(gt["gt_joints"]))):
+            raise ValueError(f"{gt_mat} has {len(gt['gt_joints'])} persons but predictions "
+                             f"cover {len(ann_ids)} annotations: evaluate the full split "
+                             "that the .mat belongs to (and fix unreadable images)")
+        ordered = np.zeros((len(ann_ids), preds["keypoints"].shape[1], 2))
+        ordered[ann_ids] = preds["keypoints"][:, :, :2]
+        return dict(mpii.pckh(ordered, gt["gt_joints"], gt["joints_vis"], gt["head_sizes"]))
     joints = np.stack([records[i]["joints"] for i in rows])
     gt = joints[:, :, :2] + 1.0  # back to the annotation's 1-based coordinates
     vis = joints[:, :, 2]
@@ -68,11 +82,11 @@ def mpii_metrics(preds, records):
 
 
 def validate(model, config, split="val", flip_test=None, det_json=None, results_path=None,
-             stream=None):
+             stream=None, gt_mat=None):
     """Metrics dict: COCO stats ('AP', 'AP .5', ...) or MPII PCKh ('Mean' is also 'PCKh')."""
     preds, records = predict_split(model, config, split, flip_test, det_json, stream)
     if config.data.dataset == "mpii":
-        scores = mpii_metrics(preds, records)
+        scores = mpii_metrics(preds, records, gt_mat)
         scores["PCKh"] = scores["Mean"]
         return scores
     scores, _ = coco_metrics(preds, config, split, results_path)

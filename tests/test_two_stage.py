@@ -136,3 +136,26 @@ def test_pose_estimator_api_on_a_real_image(coco_mini):
         estimator(image, boxes=[[0, 0, -5, 10]])
     with pytest.raises(ValueError, match="no person boxes"):
         estimator(image)
+
+
+def test_mpii_with_official_style_gt_mat_through_eval_path(mpii_mini, tmp_path):
+    """validate's gt_valid.mat route: rows re-ordered by annotation index, true head boxes."""
+    from prtr_tf.validate import mpii_metrics
+    from tests.test_evaluation import _write_gt_mat
+
+    config = load_config("mpii_res50_256x256")
+    config.data.root = str(mpii_mini)
+    config.data.val_ann, config.data.val_images = "annotations.json", "images"
+    records = load_records(config, "val")
+    keypoints, rows = _oracle(config, records)
+    gt = np.stack([r["joints"][:, :2] + 1 for r in records])
+    vis = np.stack([r["joints"][:, 2] for r in records])
+    boxes = np.stack([[[0.0, 0.0], [60.0, 60.0]]] * len(records))  # head size 0.6*85 = 51 px
+    mat = tmp_path / "gt_valid.mat"
+    _write_gt_mat(mat, gt, vis, boxes)
+    shuffled = {"keypoints": keypoints[::-1], "index": rows[::-1]}
+    assert mpii_metrics(shuffled, records, str(mat))["Mean"] == pytest.approx(100.0)
+    shifted = dict(shuffled, keypoints=shuffled["keypoints"] + [40.0, 0.0, 0.0])
+    assert mpii_metrics(shifted, records, str(mat))["Mean"] < 1.0
+    with pytest.raises(ValueError, match="predictions cover"):
+        mpii_metrics({"keypoints": keypoints[:2], "index": rows[:2]}, records, str(mat))

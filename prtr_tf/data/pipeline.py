@@ -204,6 +204,61 @@ def _diagnose(path):
             "pipeline?)")
 
 
+def load_robustly(columns, loader, training, deterministic, seed, num_parallel_calls,
+                  skip_bad, counter, id_key, id_name):
+    """Records (a dict of columns) -> loaded elements, bad image files skipped.
+
+    Shared by the keypoint and detection pipelines. In training the records are
+    shuffled every iteration (all of them: records are small, like a PyTorch sampler)
+    and each gets an int64 ``seed`` for its stateless augmentation. ``loader`` maps a
+    record to an element with ``_ok`` True and ``_path``; ``loader.placeholder`` to one
+    with ``_ok`` False. A record whose loading fails (missing file, corrupt image) is
+    reported with its path and ``id_name`` ``rec[id_key]`` and counted in ``counter``
+    (or raises when not ``skip_bad``). Private ``_`` keys are dropped from the result.
+    """
+    ordered = deterministic or not training
+    parallel = AUTOTUNE if int(num_parallel_calls) < 0 else int(num_parallel_calls)
+    ds = tf.data.Dataset.from_tensor_slices(columns)
+    if training:
+        seeds = tf.data.Dataset.random(seed=seed if deterministic else None,
+                                       rerandomize_each_iteration=True)
+        ds = tf.data.Dataset.zip(ds, seeds).map(lambda rec, s: dict(rec, seed=s))
+        ds = ds.shuffle(len(columns["index"]), seed=seed if deterministic else None,
+                        reshuffle_each_iteration=True)
+
+    def load_or_mark(rec):
+        # A one-element dataset that cannot fail: the loaded sample, or on any error
+        # (missing file, corrupt image) the placeholder with _ok False.
+        one = tf.data.Dataset.from_tensors(rec)
+        good = one.map(loader).ignore_errors()
+        return good.concatenate(one.map(loader.placeholder)).take(1)
+
+    ds = ds.interleave(load_or_mark, cycle_length=parallel, block_length=1,
+                       num_parallel_calls=parallel, deterministic=ordered)
+
+    def report(path, ident):
+        path = path.numpy().decode("utf-8", "replace")
+        bad_sample(f"{path} ({id_name} {int(ident)}): {_diagnose(path)}", skip_bad, counter)
+        return False
+
+    def keep(elem):
+        return tf.cond(elem["_ok"], lambda: tf.constant(True), lambda: tf.reshape(
+            tf.py_function(report, [elem["_path"], elem[id_key]], tf.bool), []))
+
+    ds = ds.filter(keep)
+    return ds.map(lambda e: {k: v for k, v in e.items() if not k.startswith("_")})
+
+
+def finish(ds, ordered, counter):
+    """Prefetch, the determinism option, and the skip counter on the dataset."""
+    ds = ds.prefetch(AUTOTUNE)
+    options = tf.data.Options()
+    options.deterministic = ordered
+    ds = ds.with_options(options)
+    ds.skip_counter = counter
+    return ds
+
+
 def build_dataset(records, config, training, deterministic=False, seed=0, batch=None,
                   drop_remainder=False, skip_counter=None):
     """A tf.data.Dataset of crops (see the module docstring for the element spec).
@@ -228,51 +283,12 @@ def build_dataset(records, config, training, deterministic=False, seed=0, batch=
     data = config.data
     columns = records_to_columns(records, int(config.model.num_joints))
     counter = skip_counter if skip_counter is not None else SkipCounter()
-    skip_bad = bool(data.skip_bad_samples)
-    ordered = deterministic or not training
-    parallel = AUTOTUNE if int(data.num_parallel_calls) < 0 else int(data.num_parallel_calls)
-    loader = _SampleLoader(config, training)
-
-    ds = tf.data.Dataset.from_tensor_slices(columns)
-    if training:
-        # One random int64 per element and epoch: the stateless augmentation seed.
-        seeds = tf.data.Dataset.random(seed=seed if deterministic else None,
-                                       rerandomize_each_iteration=True)
-        ds = tf.data.Dataset.zip(ds, seeds).map(lambda rec, s: dict(rec, seed=s))
-        # Records are small: shuffle all of them (like a PyTorch sampler).
-        ds = ds.shuffle(len(records), seed=seed if deterministic else None,
-                        reshuffle_each_iteration=True)
-
-    def load_or_mark(rec):
-        # A one-element dataset that cannot fail: the loaded sample, or on any error
-        # (missing file, corrupt image) the placeholder with _ok False.
-        one = tf.data.Dataset.from_tensors(rec)
-        good = one.map(loader).ignore_errors()
-        return good.concatenate(one.map(loader.placeholder)).take(1)
-
-    ds = ds.interleave(load_or_mark, cycle_length=parallel, block_length=1,
-                       num_parallel_calls=parallel, deterministic=ordered)
-
-    def report(path, ann_id):
-        path = path.numpy().decode("utf-8", "replace")
-        bad_sample(f"{path} (annotation id {int(ann_id)}): {_diagnose(path)}", skip_bad,
-                   counter)
-        return False
-
-    def keep(elem):
-        return tf.cond(elem["_ok"], lambda: tf.constant(True), lambda: tf.reshape(
-            tf.py_function(report, [elem["_path"], elem["_ann_id"]], tf.bool), []))
-
-    ds = ds.filter(keep)
-    ds = ds.map(lambda e: {k: v for k, v in e.items() if not k.startswith("_")})
+    ds = load_robustly(columns, _SampleLoader(config, training), training, deterministic, seed,
+                       data.num_parallel_calls, bool(data.skip_bad_samples), counter,
+                       "_ann_id", "annotation id")
     if batch:
         ds = ds.batch(int(batch), drop_remainder=drop_remainder)
-    ds = ds.prefetch(AUTOTUNE)
-    options = tf.data.Options()
-    options.deterministic = ordered
-    ds = ds.with_options(options)
-    ds.skip_counter = counter
-    return ds
+    return finish(ds, deterministic or not training, counter)
 
 
 def build_eval_dataset(records, config, batch=None, skip_counter=None):

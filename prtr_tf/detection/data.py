@@ -62,11 +62,10 @@ import numpy as np
 import tensorflow as tf
 
 from prtr_tf.data.coco import PERSON_CATEGORY, _image_table, _load_json, _numbers
-from prtr_tf.data.pipeline import _diagnose, decode_image
+from prtr_tf.data.pipeline import decode_image, finish, load_robustly
 from prtr_tf.data.skips import SkipCounter, bad_sample
 from prtr_tf.detection.boxes import box_xyxy_to_cxcywh
 
-AUTOTUNE = tf.data.AUTOTUNE
 logger = logging.getLogger("prtr_tf.data")
 
 DEFAULT_MAX_BOXES = 100  # = DETR's number of queries
@@ -448,47 +447,13 @@ def build_detection_dataset(records, config, training, deterministic=False, seed
     columns = records_to_columns(
         records, int(config_field(data, "max_boxes", default=DEFAULT_MAX_BOXES)))
     counter = skip_counter if skip_counter is not None else SkipCounter()
-    skip_bad = bool(config_field(data, "skip_bad_samples", default=True))
-    ordered = deterministic or not training
-    parallel = AUTOTUNE if int(data.num_parallel_calls) < 0 else int(data.num_parallel_calls)
-    loader = _DetectionLoader(config, training)
-
-    ds = tf.data.Dataset.from_tensor_slices(columns)
-    if training:
-        seeds = tf.data.Dataset.random(seed=seed if deterministic else None,
-                                       rerandomize_each_iteration=True)
-        ds = tf.data.Dataset.zip(ds, seeds).map(lambda rec, s: dict(rec, seed=s))
-        ds = ds.shuffle(len(records), seed=seed if deterministic else None,
-                        reshuffle_each_iteration=True)
-
-    def load_or_mark(rec):
-        # A one-element dataset that cannot fail: the sample, or the placeholder.
-        one = tf.data.Dataset.from_tensors(rec)
-        good = one.map(loader).ignore_errors()
-        return good.concatenate(one.map(loader.placeholder)).take(1)
-
-    ds = ds.interleave(load_or_mark, cycle_length=parallel, block_length=1,
-                       num_parallel_calls=parallel, deterministic=ordered)
-
-    def report(path, image_id):
-        path = path.numpy().decode("utf-8", "replace")
-        bad_sample(f"{path} (image id {int(image_id)}): {_diagnose(path)}", skip_bad, counter)
-        return False
-
-    def keep(elem):
-        return tf.cond(elem["_ok"], lambda: tf.constant(True), lambda: tf.reshape(
-            tf.py_function(report, [elem["_path"], elem["image_id"]], tf.bool), []))
-
-    ds = ds.filter(keep)
-    ds = ds.map(lambda e: {k: v for k, v in e.items() if not k.startswith("_")})
+    ds = load_robustly(columns, _DetectionLoader(config, training), training, deterministic,
+                       seed, data.num_parallel_calls,
+                       bool(config_field(data, "skip_bad_samples", default=True)), counter,
+                       "image_id", "image id")
     if batch:
         ds = batch_detection(ds, batch, drop_remainder, config_field(data, "pad_size", default=None))
-    ds = ds.prefetch(AUTOTUNE)
-    options = tf.data.Options()
-    options.deterministic = ordered
-    ds = ds.with_options(options)
-    ds.skip_counter = counter
-    return ds
+    return finish(ds, deterministic or not training, counter)
 
 
 def unnormalize_boxes(boxes, orig_size):

@@ -13,8 +13,8 @@ import keras
 import tensorflow as tf
 
 from prtr_tf.models.backbones import build_backbone
-from prtr_tf.models.layers import conv, dense, named
-from prtr_tf.models.pose_transformer import MLP, torch_linear_init
+from prtr_tf.models.layers import conv, dense
+from prtr_tf.models.pose_transformer import MLP, query_embedding, torch_linear_init
 from prtr_tf.models.position_encoding import sine_position_encoding
 from prtr_tf.models.transformer import Transformer
 
@@ -62,10 +62,7 @@ class DETR(keras.Model):
         self.num_classes = config.num_classes
         self.backbone = build_backbone(config.backbone)
         self.input_proj = conv(d, 1, padding=0, use_bias=True, torch_name="input_proj")
-        self.query_embed = named(keras.layers.Embedding(
-            config.num_queries, d, embeddings_initializer=keras.initializers.RandomNormal(
-                stddev=1.0)), "query_embed")
-        self.query_embed.build(None)
+        self.query_embed = query_embedding(config.num_queries, d)
         self.transformer = Transformer(d, config.nheads, config.enc_layers, config.dec_layers,
                                        config.dim_feedforward, config.dropout)
         self.class_embed = dense(config.num_classes + 1, "class_embed",

@@ -18,6 +18,15 @@ def torch_linear_init():
     return keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform")
 
 
+def query_embedding(num_queries, d):
+    """The learned queries (torch ``nn.Embedding``, N(0, 1) init), built."""
+    layer = named(keras.layers.Embedding(
+        num_queries, d, embeddings_initializer=keras.initializers.RandomNormal(stddev=1.0)),
+        "query_embed")
+    layer.build(None)
+    return layer
+
+
 class MLP(keras.layers.Layer):
     """DETR's MLP: Linear+ReLU layers, the last one linear."""
 
@@ -54,10 +63,7 @@ class PoseTransformer(keras.Model):
         self.image_size = tuple(config.image_size)
         self.backbone = build_backbone(config.backbone, frozen=config.get("frozen_backbone"))
         self.input_proj = conv(d, 1, padding=0, use_bias=True, torch_name="input_proj")
-        self.query_embed = named(keras.layers.Embedding(
-            config.num_queries, d, embeddings_initializer=keras.initializers.RandomNormal(
-                stddev=1.0)), "query_embed")
-        self.query_embed.build(None)
+        self.query_embed = query_embedding(config.num_queries, d)
         self.transformer = Transformer(d, config.nheads, config.enc_layers, config.dec_layers,
                                        config.dim_feedforward, config.dropout)
         self.class_embed = dense(config.num_joints + 1, "class_embed",

@@ -16,9 +16,7 @@ import os
 import sys
 import time
 
-import numpy as np
 import tensorflow as tf
-from absl import logging
 
 from prtr_tf.data.skips import SkipCounter
 from prtr_tf.training.optim import TwoGroupAdamW
