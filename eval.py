@@ -66,16 +66,26 @@ def main(argv):
     from prtr_tf.models import build_model
     from prtr_tf.validate import validate
     model = build_model(config.model)
-    model.load_weights(weights)
+    try:
+        model.load_weights(weights)
+    except ValueError as e:
+        print(f"error: {weights} does not fit the model of --config "
+              f"({config.model.backbone}, {config.model.num_joints} joints): {e}",
+              file=sys.stderr)
+        return 1
     output = _OUTPUT.value or os.path.splitext(os.path.splitext(weights)[0])[0] + \
         f"_{_SPLIT.value}_results.json"
     flip = config.test.flip_test if _FLIP.value is None else _FLIP.value
     boxes = f"detections {det_json}" if det_json else "ground-truth boxes"
     print(f"evaluating {weights} on {config.data.dataset} {_SPLIT.value} with {boxes}"
           f"{', flip test' if flip else ''}")
-    scores = validate(model, config, _SPLIT.value, flip_test=flip, det_json=det_json,
-                      results_path=None if config.data.dataset == "mpii" else output,
-                      gt_mat=_GT_MAT.value)
+    try:
+        scores = validate(model, config, _SPLIT.value, flip_test=flip, det_json=det_json,
+                          results_path=None if config.data.dataset == "mpii" else output,
+                          gt_mat=_GT_MAT.value)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     name = os.path.basename(weights)
     if config.data.dataset == "mpii":
         from prtr_tf.evaluation.mpii import format_table

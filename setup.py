@@ -26,8 +26,8 @@ setup(
     extras_require={
         "export": ["tf2onnx", "onnx", "onnxruntime", "ai-edge-litert"],
         "torch": ["torch"],
-        "demo": ["scikit-image"],
-        "test": ["pytest", "pytest-xdist", "scikit-image"],
+        # The test suite also checks the exports, so it needs the export tooling.
+        "test": ["pytest", "pytest-xdist", "tf2onnx", "onnx", "onnxruntime", "ai-edge-litert"],
         "gpu": ["tensorflow[and-cuda]==2.21.*"],
     },
     entry_points={"console_scripts": ["prtr-convert=prtr_tf.convert:run"]},

@@ -9,6 +9,7 @@ same --workdir resumes from its last checkpoint. Several machines: set TF_CONFIG
 on each worker (MultiWorkerMirroredStrategy is chosen when it lists >1 worker).
 """
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -32,10 +33,16 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if _CONFIG.value is None or not _WORKDIR.value:
         raise app.UsageError("--config and --workdir are required")
+    from prtr_tf.checkpoint import CheckpointMismatchError
     from prtr_tf.training.trainer import Trainer
-    trainer = Trainer(_CONFIG.value, _WORKDIR.value, strategy=_STRATEGY.value,
-                      mixed_precision=_MIXED.value)
-    trainer.fit(max_steps=_MAX_STEPS.value)
+    try:
+        trainer = Trainer(_CONFIG.value, _WORKDIR.value, strategy=_STRATEGY.value,
+                          mixed_precision=_MIXED.value)
+        trainer.fit(max_steps=_MAX_STEPS.value)
+    except (FileNotFoundError, ValueError, CheckpointMismatchError, FloatingPointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -112,6 +112,35 @@ def cpu_seconds():
     return t.user + t.system
 
 
+def machine_busy_seconds():
+    """Busy CPU seconds of the whole machine, all cores (Linux /proc/stat); None elsewhere."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    # user nice system idle iowait irq softirq steal ...: busy = all but idle and iowait
+    busy = sum(fields[:8]) - fields[3] - fields[4]
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """Cores kept busy by this process, and by everything else, over a measured interval."""
+
+    def __enter__(self):
+        self.wall, self.own, self.machine = (time.perf_counter(), cpu_seconds(),
+                                             machine_busy_seconds())
+        return self
+
+    def __exit__(self, *exc):
+        wall = time.perf_counter() - self.wall
+        self.own_cores = (cpu_seconds() - self.own) / wall
+        machine = machine_busy_seconds()
+        self.other_cores = (float("nan") if machine is None or self.machine is None
+                            else max(0.0, (machine - self.machine) / wall - self.own_cores))
+        return False
+
+
 def fmt_load(before, after):
     return f"{before:.2f} / {after:.2f}"
 
@@ -155,13 +184,13 @@ def bench_train(name, config, steps, warmup, strategy, log):
             float(trainer.train_step(iterator)["loss"])
         warm_s = time.perf_counter() - t0
         log(f"  {name}: {warmup} warm-up steps in {warm_s:.1f}s; measuring {steps} steps")
-        before, cpu0, wall0 = load(), cpu_seconds(), time.perf_counter()
+        before = load()
         times = []
-        for _ in range(steps):
-            t = time.perf_counter()
-            loss = float(trainer.train_step(iterator)["loss"])
-            times.append(time.perf_counter() - t)
-        cpu_util = (cpu_seconds() - cpu0) / (time.perf_counter() - wall0)
+        with CpuMeter() as meter:
+            for _ in range(steps):
+                t = time.perf_counter()
+                loss = float(trainer.train_step(iterator)["loss"])
+                times.append(time.perf_counter() - t)
         after = load()
         # Real outputs of the model on one batch, for the matcher timing (shapes as trained).
         from prtr_tf.data.pipeline import build_dataset
@@ -177,7 +206,7 @@ def bench_train(name, config, steps, warmup, strategy, log):
     ms = median_ms(times)
     row = dict(name=name, crop="x".join(map(str, config.model.image_size)), batch=b, ms=ms,
                steps_s=1e3 / ms, crops_s=b * 1e3 / ms, min_ms=1e3 * min(times),
-               max_ms=1e3 * max(times), n=steps, cpu=cpu_util, warm_s=warm_s, loss=loss,
+               max_ms=1e3 * max(times), n=steps, cpu=meter.own_cores, other=meter.other_cores, warm_s=warm_s, loss=loss,
                load=fmt_load(before, after), load_after=after,
                L=1 + (outputs["aux_pred_logits"].shape[0] if "aux_pred_logits" in outputs
                       else 0),
@@ -200,19 +229,18 @@ def bench_pipeline(name, config, batch, num_batches, log):
         next(it)["image"].numpy()
     before = load()
     t0 = time.perf_counter()
-    cpu0 = cpu_seconds()
     per_batch = []
-    for _ in range(num_batches):
-        t = time.perf_counter()
-        next(it)["image"].numpy()
-        per_batch.append(time.perf_counter() - t)
+    with CpuMeter() as meter:
+        for _ in range(num_batches):
+            t = time.perf_counter()
+            next(it)["image"].numpy()
+            per_batch.append(time.perf_counter() - t)
     total = time.perf_counter() - t0
-    cpu_util = (cpu_seconds() - cpu0) / total
     after = load()
     row = dict(name=name, crop="x".join(map(str, config.model.image_size)), batch=batch,
                n=num_batches, images_s=batch * num_batches / total,
                ms_batch=1e3 * total / num_batches, median_ms=median_ms(per_batch),
-               records=len(records), cpu=cpu_util, load=fmt_load(before, after), load_after=after)
+               records=len(records), cpu=meter.own_cores, other=meter.other_cores, load=fmt_load(before, after), load_after=after)
     log(f"  pipeline {row['crop']}: {row['images_s']:.0f} images/s, load {row['load']}")
     return row
 
@@ -243,17 +271,18 @@ def bench_matcher(train_row, sample, config, reps, log):
         return median_ms(times)
 
     before = load()
-    tf_ms = timed(lambda: match(outputs, target).numpy(), reps)
     logits, coords = stack_layers(outputs)
     cost = matching_cost(logits, coords, target, loss_cfg.cost_class,
                          loss_cfg.cost_coord).numpy()
-    body_ms = timed(lambda: linear_sum_assignment_batch(cost), reps)
     flat = cost.astype(np.float64).reshape(-1, *cost.shape[-2:])
 
     def scipy_only():
         for c in flat:
             linear_sum_assignment(c)
-    scipy_ms = timed(scipy_only, reps)
+    with CpuMeter() as meter:
+        tf_ms = timed(lambda: match(outputs, target).numpy(), reps)
+        body_ms = timed(lambda: linear_sum_assignment_batch(cost), reps)
+        scipy_ms = timed(scipy_only, reps)
     after = load()
     step = train_row["ms"]
     row = dict(name=train_row["name"], batch=train_row["batch"],
@@ -261,7 +290,8 @@ def bench_matcher(train_row, sample, config, reps, log):
                      f"J+1={train_row['J'] + 1}",
                problems=flat.shape[0], step_ms=step, tf_ms=tf_ms, body_ms=body_ms,
                scipy_ms=scipy_ms, tf_pct=100 * tf_ms / step, body_pct=100 * body_ms / step,
-               scipy_pct=100 * scipy_ms / step, load=fmt_load(before, after),
+               scipy_pct=100 * scipy_ms / step, other=meter.other_cores,
+               load=fmt_load(before, after),
                load_after=after)
     log(f"  matcher {row['name']} B={row['batch']}: match_outputs {tf_ms:.2f} ms "
         f"({row['tf_pct']:.2f}% of step), scipy {scipy_ms:.2f} ms")
@@ -276,32 +306,33 @@ def markdown(info, train_rows, pipe_rows, match_rows, load_start, load_end, args
                f"Keras {info['keras']}, SciPy {info['scipy']}, Python {info['python']}. "
                f"Load average (1 min) at start {load_start:.2f}, at end {load_end:.2f}.")
     out.append("")
-    out.append("'cores busy': CPU seconds of this process per wall second while measuring. "
-               "The per-row load averages include this benchmark itself (about 'cores "
-               "busy'); the load at start, taken before TensorFlow is imported, is the "
-               "other processes' share.")
+    out.append("'cores busy': CPU seconds of this process per wall second while measuring; "
+               "'other procs': cores kept busy by everything else meanwhile (/proc/stat "
+               "minus this process). Rows with 'other procs' well above 0 were measured "
+               "under contention. The per-row load averages (1-min, exponentially "
+               "smoothed) include this benchmark itself and earlier jobs.")
     out.append("")
     if train_rows:
         out.append(f"### Training steps (median over measured steps, {args.warmup} warm-up "
                    "steps excluded)")
         out.append("")
         out.append("| config | crop (HxW) | batch | median ms/step | min-max ms | steps/s "
-                   "| crops/s | steps | cores busy | load 1-min (before / after) |")
-        out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
+                   "| crops/s | steps | cores busy | other procs | load 1-min (before / after) |")
+        out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
         for r in train_rows:
             out.append(f"| {r['name']} | {r['crop']} | {r['batch']} | {r['ms']:.0f} | "
                        f"{r['min_ms']:.0f}-{r['max_ms']:.0f} | {r['steps_s']:.3f} | "
-                       f"{r['crops_s']:.2f} | {r['n']} | {r['cpu']:.2f} | {r['load']} |")
+                       f"{r['crops_s']:.2f} | {r['n']} | {r['cpu']:.2f} | {r['other']:.2f} | {r['load']} |")
         out.append("")
     if pipe_rows:
         out.append("### Input pipeline alone (`build_dataset(training=True)`, no model)")
         out.append("")
         out.append("| crop (HxW) | batch | images/s | ms/batch | batches | cores busy | "
-                   "load 1-min (before / after) |")
-        out.append("|---|---:|---:|---:|---:|---:|---|")
+                   "other procs | load 1-min (before / after) |")
+        out.append("|---|---:|---:|---:|---:|---:|---:|---|")
         for r in pipe_rows:
             out.append(f"| {r['crop']} | {r['batch']} | {r['images_s']:.0f} | "
-                       f"{r['ms_batch']:.1f} | {r['n']} | {r['cpu']:.2f} | {r['load']} |")
+                       f"{r['ms_batch']:.1f} | {r['n']} | {r['cpu']:.2f} | {r['other']:.2f} | {r['load']} |")
         out.append("")
     if match_rows:
         out.append("### Matcher share of the training step (median over "
@@ -309,13 +340,13 @@ def markdown(info, train_rows, pipe_rows, match_rows, load_start, load_end, args
         out.append("")
         out.append("| config | shapes | LxB problems | step ms | `match_outputs` in "
                    "tf.function ms (%) | NumPy body ms (%) | scipy alone ms (%) | "
-                   "load 1-min (before / after) |")
-        out.append("|---|---|---:|---:|---:|---:|---:|---|")
+                   "other procs | load 1-min (before / after) |")
+        out.append("|---|---|---:|---:|---:|---:|---:|---:|---|")
         for r in match_rows:
             out.append(f"| {r['name']} | {r['shape']} | {r['problems']} | {r['step_ms']:.0f} | "
                        f"{r['tf_ms']:.2f} ({r['tf_pct']:.2f}%) | "
                        f"{r['body_ms']:.2f} ({r['body_pct']:.2f}%) | "
-                       f"{r['scipy_ms']:.2f} ({r['scipy_pct']:.2f}%) | {r['load']} |")
+                       f"{r['scipy_ms']:.2f} ({r['scipy_pct']:.2f}%) | {r['other']:.2f} | {r['load']} |")
         out.append("")
     return "\n".join(out)
 
@@ -350,6 +381,10 @@ def main(argv=None):
             pipe_rows.append(bench_pipeline(name, config, args.pipeline_batch,
                                             args.pipeline_batches, log))
     load_end = load()
+    busy = [r for r in train_rows + pipe_rows + match_rows if r["other"] > 0.3]
+    if busy:
+        log(f"WARNING: {len(busy)} measurement(s) ran while other processes kept "
+            f"{max(r['other'] for r in busy):.2f} cores busy: rerun on a quieter machine")
     log(f"total {time.perf_counter() - t_start:.0f}s; load average at end: {os.getloadavg()}")
     text = markdown(info, train_rows, pipe_rows, match_rows, load_start, load_end, args)
     print(text)

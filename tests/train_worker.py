@@ -37,6 +37,7 @@ def main():
     p.add_argument("--logical_cpus", type=int, default=1)
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--steps_per_epoch", type=int, default=3)
+    p.add_argument("--mixed_precision", default=None)
     args = p.parse_args()
 
     import numpy as np
@@ -51,7 +52,8 @@ def main():
     # Batch statistics would differ between 1 replica (batch 4) and 2 (batch 2 each), as
     # with torch DataParallel; frozen BN makes the forward pass batch-independent.
     config.model.frozen_backbone = True
-    trainer = Trainer(config, args.workdir, strategy=args.strategy)
+    trainer = Trainer(config, args.workdir, strategy=args.strategy,
+                      mixed_precision=args.mixed_precision)
     losses = []
     original = trainer.train_step
 
@@ -64,6 +66,8 @@ def main():
     trainer.fit(max_steps=args.steps)
     np.savez(args.out, losses=np.array(losses), replicas=trainer.num_replicas,
              step=int(trainer.optimizer.iterations.numpy()),
+             compute_dtype=str(trainer.model.compute_dtype),
+             variable_dtypes=sorted({str(v.dtype) for v in trainer.model.weights}),
              **{f"w{i}": v.numpy() for i, v in enumerate(trainer.model.weights)})
 
 
