@@ -32,20 +32,6 @@ _OUTPUT = flags.DEFINE_string("output", None, "Where to write the COCO results J
                               "(default: next to the checkpoint).")
 
 
-def resolve_weights(path):
-    if os.path.isdir(path):
-        for name in ("best.weights.h5", "last.weights.h5"):
-            if os.path.exists(os.path.join(path, name)):
-                return os.path.join(path, name)
-        raise FileNotFoundError(f"{path} has no best.weights.h5 or last.weights.h5")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"checkpoint {path!r} does not exist")
-    if not path.endswith(".weights.h5"):
-        raise ValueError(f"--checkpoint {path!r}: expected a *.weights.h5 file or a workdir "
-                         "(convert official .pth files with python -m prtr_tf.convert)")
-    return path
-
-
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -58,6 +44,7 @@ def main(argv):
                                    else config.data.det_json or None)
     if det_json and not os.path.exists(det_json):
         raise app.UsageError(f"--det_json {det_json!r} does not exist")
+    from prtr_tf.checkpoint import resolve_weights
     try:
         weights = resolve_weights(_CHECKPOINT.value)
     except (FileNotFoundError, ValueError) as e:

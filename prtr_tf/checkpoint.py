@@ -197,3 +197,18 @@ def read_state_dict(path):
         return {k: v.detach().cpu().numpy() for k, v in obj.items() if hasattr(v, "numpy")}
     raise ValueError(f"unsupported checkpoint format {ext!r} for {path!r}: expected .pth, .pt "
                      "or .npz")
+
+
+def resolve_weights(path):
+    """A Keras weights file, or a training workdir's best (else last) weights."""
+    if os.path.isdir(path):
+        for name in ("best.weights.h5", "last.weights.h5"):
+            if os.path.exists(os.path.join(path, name)):
+                return os.path.join(path, name)
+        raise FileNotFoundError(f"{path} has no best.weights.h5 or last.weights.h5")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"checkpoint {path!r} does not exist")
+    if not path.endswith(".weights.h5"):
+        raise ValueError(f"--checkpoint {path!r}: expected a *.weights.h5 file or a workdir "
+                         "(convert official .pth files with python -m prtr_tf.convert)")
+    return path

@@ -202,7 +202,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", nargs="+", action="extend", default=[],
                         help="config files or names in configs/")
-    parser.add_argument("--all", action="store_true", help="every config in configs/")
+    parser.add_argument("--all", action="store_true",
+                        help="every two-stage keypoint config in configs/")
     parser.add_argument("--batch", type=int, default=1)
     args = parser.parse_args(argv)
     configs = list(args.config)
@@ -215,6 +216,11 @@ def main(argv=None):
     print(TABLE_HEADER)
     for path in configs:
         model_config = load_config(path).model
+        if model_config.get("kind", "prtr") != "prtr":
+            if not args.all:
+                parser.error(f"{path}: counts two-stage keypoint models only (kind "
+                             f"{model_config.kind!r})")
+            continue
         model = PoseTransformer(model_config)  # count_macs builds it with its first call
         counts = count_macs(model, model_config.image_size, batch=args.batch)
         name = os.path.splitext(os.path.basename(path))[0]
