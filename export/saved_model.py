@@ -1,0 +1,80 @@
+r"""Exports the two-stage PRTR pipeline as a TensorFlow SavedModel.
+
+    python export/saved_model.py --config=configs/coco_res50_384x288.py \
+        --checkpoint=res50_384x288.weights.h5 --detector_config=configs/detr_r50_person.py \
+        --detector_checkpoint=detr_person.weights.h5 --output=exported/prtr_res50
+
+Signatures (see `prtr_tf.serving`):
+
+* ``serving_default``: image uint8 (H, W, 3) -> boxes (N, 4) x1y1x2y2 pixels, scores (N,),
+  keypoints (N, J, 2) pixels, keypoint_scores (N, J), num_persons () int32;
+* ``serve_encoded``: image_bytes string () (JPEG/PNG/...) -> the same;
+* ``serve_crops``: images float32 (B, H, W, 3) normalised crops -> keypoints (B, J, 2)
+  crop pixels, keypoint_scores (B, J), query int32 (B, J).
+
+The box threshold, the person cap and the flip test are fixed at export.
+``--onnx_compatible`` makes ``serving_default`` convertible by `export/onnx.py`.
+"""
+import os
+import sys
+
+# Run as a script, this directory comes first on sys.path, where export/onnx.py would
+# shadow the onnx package: put the repository root there instead.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if __name__ == "__main__":
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != _HERE]
+    sys.path.insert(0, os.path.dirname(_HERE))
+
+from absl import app, flags  # noqa: E402
+
+_CONFIG = flags.DEFINE_string("config", None, "Keypoint config (file or name in configs/).")
+_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Keypoint model weights (.weights.h5).")
+_DET_CONFIG = flags.DEFINE_string("detector_config", None,
+                                  "DETR person detector config (file or name).")
+_DET_CHECKPOINT = flags.DEFINE_string("detector_checkpoint", None,
+                                      "Detector weights (.weights.h5).")
+_OUTPUT = flags.DEFINE_string("output", None, "SavedModel directory to write.")
+_THRESHOLD = flags.DEFINE_float("score_threshold", 0.5,
+                                "Minimum P(person) of a detected box (>=).")
+_MAX_PERSONS = flags.DEFINE_integer("max_persons", 20, "At most this many boxes per image "
+                                    "(best first).", lower_bound=1)
+_FLIP = flags.DEFINE_bool("flip_test", None, "Average with the mirrored crop (default: the "
+                          "config's test.flip_test).")
+_ONNX = flags.DEFINE_bool("onnx_compatible", False, "Resize the detector input with matrix "
+                           "products instead of tf.image.resize's ScaleAndTranslate op, so "
+                           "that tf2onnx converts serving_default too (equal up to the "
+                           "rounding of a few pixels).")
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing --output.")
+
+for _name in ("config", "checkpoint", "detector_config", "detector_checkpoint", "output"):
+    flags.mark_flag_as_required(_name)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    output = _OUTPUT.value
+    if os.path.exists(output) and os.listdir(output) and not _OVERWRITE.value:
+        raise app.UsageError(f"--output {output!r} exists and is not empty (--overwrite)")
+    try:
+        from prtr_tf.serving import PoseServing, export_saved_model, load_models
+        model, config, detector, det_config = load_models(
+            _CONFIG.value, _CHECKPOINT.value, _DET_CONFIG.value, _DET_CHECKPOINT.value)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    serving = PoseServing(model, config, detector, det_config,
+                          score_threshold=_THRESHOLD.value, max_persons=_MAX_PERSONS.value,
+                          flip_test=_FLIP.value,
+                          resize="matmul" if _ONNX.value else "tf")
+    export_saved_model(serving, output)
+    print(f"wrote {output}: signatures serving_default (image uint8 [H, W, 3]), "
+          f"serve_encoded (image_bytes string), serve_crops (images float32 "
+          f"[B, {config.model.image_size[0]}, {config.model.image_size[1]}, 3]); "
+          f"score_threshold {serving.score_threshold}, max_persons {serving.max_persons}, "
+          f"flip_test {serving.flip_test}")
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)
