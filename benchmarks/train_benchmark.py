@@ -7,9 +7,9 @@ Measures, on this machine:
    set loss, gradient, TwoGroupAdamW) for ``configs/synthetic_tiny.py`` and for
    ``configs/coco_res50_384x288.py`` (official R50, 384x288 crops) at small batches.
    The first ``--warmup`` steps (the first one traces and compiles) are excluded; the
-   figure is the median over ``--steps`` of the wall time of one ``train_step`` call,
-   synchronised by ``float(loss)``. The tf.data pipeline runs concurrently, as in
-   training.
+   figure is the median over ``--tiny_steps``/``--r50_steps`` steps of the wall time of
+   one ``train_step`` call, synchronised by ``float(loss)``. The tf.data pipeline runs
+   concurrently, as in training.
 2. Input-pipeline images/s alone: ``build_dataset(records, config, training=True,
    batch=...)`` iterated without the model, for the 128x96 and 384x288 crops.
 3. The share of the step in the matcher: ``prtr_tf.losses.match_outputs`` (matching cost
@@ -21,13 +21,16 @@ Measures, on this machine:
 There is no COCO here: the R50 runs use the synthetic images (``data/synthetic``, the
 same set as ``configs/synthetic_tiny.py``, generated on first use) as data.
 
-Example (about 3 minutes on a 2-core CPU)::
+Example (under 2 minutes on a quiet 2-core CPU; retries can add about 3)::
 
     .venv/bin/python benchmarks/train_benchmark.py
 
-Prints markdown tables (and writes them to ``--output`` if given). The load average
-(``os.getloadavg()``) is recorded before and after each measurement: other processes
-on the machine distort the numbers, rerun when it is high (above the core count).
+Prints markdown tables (and writes them to ``--output`` if given). Other processes on
+the machine distort the numbers: each measurement records the load average
+(``os.getloadavg()``) before and after, and the cores other processes kept busy
+meanwhile (from ``/proc/stat``); a measurement made while they kept more than
+``--busy_threshold`` cores busy is repeated (``--retries``) and the least contended one
+is reported, with a warning at the end if it was still contended.
 """
 import argparse
 import os
@@ -53,7 +56,7 @@ def parse_args(argv=None):
                     "the share of the step spent in the Hungarian matcher. Prints markdown "
                     "tables.")
     p.add_argument("--tiny_steps", type=int, default=100,
-                   help="measured steps of synthetic_tiny (default 100)")
+                   help="measured steps of synthetic_tiny (default 100; 0 skips its training row)")
     p.add_argument("--r50_steps", type=int, default=12,
                    help="measured steps of R50 per batch size (default 12)")
     p.add_argument("--warmup", type=int, default=3,
@@ -71,6 +74,15 @@ def parse_args(argv=None):
     p.add_argument("--strategy", default="auto",
                    choices=["auto", "mirrored", "multiworker", "default"],
                    help="tf.distribute strategy, as train.py --strategy (default auto)")
+    p.add_argument("--retries", type=int, default=2,
+                   help="measure again (up to this many times) when other processes kept "
+                        "more than --busy_threshold cores busy meanwhile; the least "
+                        "contended measurement is reported (default 2)")
+    p.add_argument("--busy_threshold", type=float, default=0.25,
+                   help="cores busy in other processes above which a measurement is "
+                        "repeated (default 0.25)")
+    p.add_argument("--retry_wait", type=float, default=10.0,
+                   help="seconds to wait before measuring again (default 10)")
     p.add_argument("--skip", nargs="*", default=[], choices=["train", "pipeline", "matcher"],
                    help="parts to skip (the matcher share needs the train part)")
     p.add_argument("--output", default="", help="also write the markdown to this file")
@@ -167,14 +179,47 @@ def machine_info():
                 python=platform.python_version())
 
 
+# ---------------------------------------------------------------- retries
+
+class Retry:
+    """Repeats a measurement while other processes compete for the CPU.
+
+    ``measure()`` returns a row with ``other`` (cores busy elsewhere meanwhile). It is
+    repeated, after ``wait`` seconds, while ``other`` exceeds ``threshold``, at most
+    ``retries`` more times; the least-contended row is kept, with ``runs`` set.
+    """
+
+    def __init__(self, retries, wait, threshold, log):
+        self.retries, self.wait, self.threshold, self.log = retries, wait, threshold, log
+
+    def __call__(self, what, measure):
+        best = None
+        for run in range(1 + self.retries):
+            if run:
+                self.log(f"    {what}: other processes kept {best['other']:.2f} cores busy; "
+                         f"measuring again in {self.wait:.0f}s ({run + 1}/{1 + self.retries})")
+                time.sleep(self.wait)
+            row = measure()
+            if best is None or row["other"] < best["other"]:
+                best = row
+            if not best["other"] > self.threshold:  # also stops on NaN (no /proc/stat)
+                break
+        best["runs"] = run + 1
+        return best
+
+
 # ---------------------------------------------------------------- 1. train steps
 
-def bench_train(name, config, steps, warmup, strategy, log):
+def bench_train(name, config, steps, warmup, strategy, retry, log):
     """Median wall time of Trainer.train_step; returns a row dict and one real batch's outputs."""
     import tensorflow as tf
     from prtr_tf.training.trainer import Trainer
 
-    config.train.steps_per_epoch = warmup + steps  # one epoch covers every step
+    # One epoch covers every step of every try (steps_per_epoch only sizes take() and the
+    # LR schedule).
+    config.train.steps_per_epoch = warmup + steps * (1 + retry.retries)
+    b = config.train.batch_size
+    crop = "x".join(map(str, config.model.image_size))
     workdir = tempfile.mkdtemp(prefix="prtr_bench_")
     try:
         trainer = Trainer(config, workdir, strategy=strategy, stream=open(os.devnull, "w"))
@@ -183,42 +228,46 @@ def bench_train(name, config, steps, warmup, strategy, log):
         for _ in range(warmup):
             float(trainer.train_step(iterator)["loss"])
         warm_s = time.perf_counter() - t0
-        log(f"  {name}: {warmup} warm-up steps in {warm_s:.1f}s; measuring {steps} steps")
-        before = load()
-        times = []
-        with CpuMeter() as meter:
-            for _ in range(steps):
-                t = time.perf_counter()
-                loss = float(trainer.train_step(iterator)["loss"])
-                times.append(time.perf_counter() - t)
-        after = load()
+        log(f"  {name} B={b}: {warmup} warm-up steps in {warm_s:.1f}s; measuring {steps} steps")
+
+        def measure():
+            before = load()
+            times = []
+            with CpuMeter() as meter:
+                for _ in range(steps):
+                    t = time.perf_counter()
+                    float(trainer.train_step(iterator)["loss"])
+                    times.append(time.perf_counter() - t)
+            after = load()
+            ms = median_ms(times)
+            row = dict(name=name, crop=crop, batch=b, ms=ms, steps_s=1e3 / ms,
+                       crops_s=b * 1e3 / ms, min_ms=1e3 * min(times), max_ms=1e3 * max(times),
+                       n=steps, cpu=meter.own_cores, other=meter.other_cores, warm_s=warm_s,
+                       load=fmt_load(before, after))
+            log(f"    median {ms:.0f} ms/step ({row['steps_s']:.2f} steps/s, "
+                f"{row['crops_s']:.1f} crops/s); cores busy {row['cpu']:.2f}, other "
+                f"processes {row['other']:.2f}; load {row['load']}")
+            return row
+
+        row = retry(f"{name} B={b}", measure)
         # Real outputs of the model on one batch, for the matcher timing (shapes as trained).
         from prtr_tf.data.pipeline import build_dataset
         batch = next(iter(build_dataset(trainer.train_records, config, training=True,
-                                        deterministic=True, batch=config.train.batch_size,
-                                        drop_remainder=True)))
+                                        deterministic=True, batch=b, drop_remainder=True)))
         outputs = trainer.model(batch["image"], training=False)
         outputs = {k: tf.identity(v) for k, v in outputs.items()}
         sample = (outputs, batch["target"])
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    b = config.train.batch_size
-    ms = median_ms(times)
-    row = dict(name=name, crop="x".join(map(str, config.model.image_size)), batch=b, ms=ms,
-               steps_s=1e3 / ms, crops_s=b * 1e3 / ms, min_ms=1e3 * min(times),
-               max_ms=1e3 * max(times), n=steps, cpu=meter.own_cores, other=meter.other_cores, warm_s=warm_s, loss=loss,
-               load=fmt_load(before, after), load_after=after,
-               L=1 + (outputs["aux_pred_logits"].shape[0] if "aux_pred_logits" in outputs
+    row.update(L=1 + (outputs["aux_pred_logits"].shape[0] if "aux_pred_logits" in outputs
                       else 0),
                Q=outputs["pred_logits"].shape[1], J=outputs["pred_logits"].shape[2] - 1)
-    log(f"  {name}: median {ms:.0f} ms/step ({row['steps_s']:.2f} steps/s, "
-        f"{row['crops_s']:.1f} crops/s), load {row['load']}")
     return row, sample
 
 
 # ---------------------------------------------------------------- 2. input pipeline
 
-def bench_pipeline(name, config, batch, num_batches, log):
+def bench_pipeline(name, config, batch, num_batches, retry, log):
     from prtr_tf.data.pipeline import build_dataset
     from prtr_tf.data.splits import load_records
 
@@ -227,27 +276,30 @@ def bench_pipeline(name, config, batch, num_batches, log):
     it = iter(ds)
     for _ in range(3):  # tracing, thread start-up, prefetch buffers
         next(it)["image"].numpy()
-    before = load()
-    t0 = time.perf_counter()
-    per_batch = []
-    with CpuMeter() as meter:
-        for _ in range(num_batches):
-            t = time.perf_counter()
-            next(it)["image"].numpy()
-            per_batch.append(time.perf_counter() - t)
-    total = time.perf_counter() - t0
-    after = load()
-    row = dict(name=name, crop="x".join(map(str, config.model.image_size)), batch=batch,
-               n=num_batches, images_s=batch * num_batches / total,
-               ms_batch=1e3 * total / num_batches, median_ms=median_ms(per_batch),
-               records=len(records), cpu=meter.own_cores, other=meter.other_cores, load=fmt_load(before, after), load_after=after)
-    log(f"  pipeline {row['crop']}: {row['images_s']:.0f} images/s, load {row['load']}")
-    return row
+    crop = "x".join(map(str, config.model.image_size))
+
+    def measure():
+        before = load()
+        t0 = time.perf_counter()
+        with CpuMeter() as meter:
+            for _ in range(num_batches):
+                next(it)["image"].numpy()
+        total = time.perf_counter() - t0
+        after = load()
+        row = dict(name=name, crop=crop, batch=batch, n=num_batches,
+                   images_s=batch * num_batches / total, ms_batch=1e3 * total / num_batches,
+                   records=len(records), cpu=meter.own_cores, other=meter.other_cores,
+                   load=fmt_load(before, after))
+        log(f"  pipeline {crop}: {row['images_s']:.0f} images/s; cores busy {row['cpu']:.2f}, "
+            f"other processes {row['other']:.2f}; load {row['load']}")
+        return row
+
+    return retry(f"pipeline {crop}", measure)
 
 
 # ---------------------------------------------------------------- 3. matcher
 
-def bench_matcher(train_row, sample, config, reps, log):
+def bench_matcher(train_row, sample, config, reps, retry, log):
     import numpy as np
     import tensorflow as tf
     from scipy.optimize import linear_sum_assignment
@@ -270,7 +322,6 @@ def bench_matcher(train_row, sample, config, reps, log):
             times.append(time.perf_counter() - t)
         return median_ms(times)
 
-    before = load()
     logits, coords = stack_layers(outputs)
     cost = matching_cost(logits, coords, target, loss_cfg.cost_class,
                          loss_cfg.cost_coord).numpy()
@@ -279,23 +330,29 @@ def bench_matcher(train_row, sample, config, reps, log):
     def scipy_only():
         for c in flat:
             linear_sum_assignment(c)
-    with CpuMeter() as meter:
-        tf_ms = timed(lambda: match(outputs, target).numpy(), reps)
-        body_ms = timed(lambda: linear_sum_assignment_batch(cost), reps)
-        scipy_ms = timed(scipy_only, reps)
-    after = load()
+
     step = train_row["ms"]
-    row = dict(name=train_row["name"], batch=train_row["batch"],
-               shape=f"L={train_row['L']}, B={train_row['batch']}, Q={train_row['Q']}, "
-                     f"J+1={train_row['J'] + 1}",
-               problems=flat.shape[0], step_ms=step, tf_ms=tf_ms, body_ms=body_ms,
-               scipy_ms=scipy_ms, tf_pct=100 * tf_ms / step, body_pct=100 * body_ms / step,
-               scipy_pct=100 * scipy_ms / step, other=meter.other_cores,
-               load=fmt_load(before, after),
-               load_after=after)
-    log(f"  matcher {row['name']} B={row['batch']}: match_outputs {tf_ms:.2f} ms "
-        f"({row['tf_pct']:.2f}% of step), scipy {scipy_ms:.2f} ms")
-    return row
+
+    def measure():
+        before = load()
+        with CpuMeter() as meter:
+            tf_ms = timed(lambda: match(outputs, target).numpy(), reps)
+            body_ms = timed(lambda: linear_sum_assignment_batch(cost), reps)
+            scipy_ms = timed(scipy_only, reps)
+        after = load()
+        row = dict(name=train_row["name"], batch=train_row["batch"],
+                   shape=f"L={train_row['L']}, B={train_row['batch']}, Q={train_row['Q']}, "
+                         f"J+1={train_row['J'] + 1}",
+                   problems=flat.shape[0], step_ms=step, tf_ms=tf_ms, body_ms=body_ms,
+                   scipy_ms=scipy_ms, tf_pct=100 * tf_ms / step, body_pct=100 * body_ms / step,
+                   scipy_pct=100 * scipy_ms / step, other=meter.other_cores,
+                   load=fmt_load(before, after))
+        log(f"  matcher {row['name']} B={row['batch']}: match_outputs {tf_ms:.2f} ms "
+            f"({row['tf_pct']:.2f}% of step), NumPy body {body_ms:.2f} ms, scipy "
+            f"{scipy_ms:.2f} ms; other processes {row['other']:.2f}")
+        return row
+
+    return retry(f"matcher {train_row['name']} B={train_row['batch']}", measure)
 
 
 # ---------------------------------------------------------------- report
@@ -306,10 +363,13 @@ def markdown(info, train_rows, pipe_rows, match_rows, load_start, load_end, args
                f"Keras {info['keras']}, SciPy {info['scipy']}, Python {info['python']}. "
                f"Load average (1 min) at start {load_start:.2f}, at end {load_end:.2f}.")
     out.append("")
-    out.append("'cores busy': CPU seconds of this process per wall second while measuring; "
+    out.append("'warm-up s': wall time of the excluded warm-up steps (the first traces "
+               "and compiles the step). "
+               "'cores busy': CPU seconds of this process per wall second while measuring; "
                "'other procs': cores kept busy by everything else meanwhile (/proc/stat "
-               "minus this process). Rows with 'other procs' well above 0 were measured "
-               "under contention. The per-row load averages (1-min, exponentially "
+               "minus this process), of the reported run; 'runs': measurements made, "
+               "the least contended reported. Rows with 'other procs' well above 0 were "
+               "measured under contention. The per-row load averages (1-min, exponentially "
                "smoothed) include this benchmark itself and earlier jobs.")
     out.append("")
     if train_rows:
@@ -317,22 +377,25 @@ def markdown(info, train_rows, pipe_rows, match_rows, load_start, load_end, args
                    "steps excluded)")
         out.append("")
         out.append("| config | crop (HxW) | batch | median ms/step | min-max ms | steps/s "
-                   "| crops/s | steps | cores busy | other procs | load 1-min (before / after) |")
-        out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+                   "| crops/s | steps | warm-up s | cores busy | other procs | runs | "
+                   "load 1-min (before / after) |")
+        out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
         for r in train_rows:
             out.append(f"| {r['name']} | {r['crop']} | {r['batch']} | {r['ms']:.0f} | "
                        f"{r['min_ms']:.0f}-{r['max_ms']:.0f} | {r['steps_s']:.3f} | "
-                       f"{r['crops_s']:.2f} | {r['n']} | {r['cpu']:.2f} | {r['other']:.2f} | {r['load']} |")
+                       f"{r['crops_s']:.2f} | {r['n']} | {r['warm_s']:.1f} | {r['cpu']:.2f} | "
+                       f"{r['other']:.2f} | {r['runs']} | {r['load']} |")
         out.append("")
     if pipe_rows:
         out.append("### Input pipeline alone (`build_dataset(training=True)`, no model)")
         out.append("")
         out.append("| crop (HxW) | batch | images/s | ms/batch | batches | cores busy | "
-                   "other procs | load 1-min (before / after) |")
-        out.append("|---|---:|---:|---:|---:|---:|---:|---|")
+                   "other procs | runs | load 1-min (before / after) |")
+        out.append("|---|---:|---:|---:|---:|---:|---:|---:|---|")
         for r in pipe_rows:
             out.append(f"| {r['crop']} | {r['batch']} | {r['images_s']:.0f} | "
-                       f"{r['ms_batch']:.1f} | {r['n']} | {r['cpu']:.2f} | {r['other']:.2f} | {r['load']} |")
+                       f"{r['ms_batch']:.1f} | {r['n']} | {r['cpu']:.2f} | {r['other']:.2f} | "
+                       f"{r['runs']} | {r['load']} |")
         out.append("")
     if match_rows:
         out.append("### Matcher share of the training step (median over "
@@ -340,13 +403,14 @@ def markdown(info, train_rows, pipe_rows, match_rows, load_start, load_end, args
         out.append("")
         out.append("| config | shapes | LxB problems | step ms | `match_outputs` in "
                    "tf.function ms (%) | NumPy body ms (%) | scipy alone ms (%) | "
-                   "other procs | load 1-min (before / after) |")
-        out.append("|---|---|---:|---:|---:|---:|---:|---:|---|")
+                   "other procs | runs | load 1-min (before / after) |")
+        out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
         for r in match_rows:
             out.append(f"| {r['name']} | {r['shape']} | {r['problems']} | {r['step_ms']:.0f} | "
                        f"{r['tf_ms']:.2f} ({r['tf_pct']:.2f}%) | "
                        f"{r['body_ms']:.2f} ({r['body_pct']:.2f}%) | "
-                       f"{r['scipy_ms']:.2f} ({r['scipy_pct']:.2f}%) | {r['other']:.2f} | {r['load']} |")
+                       f"{r['scipy_ms']:.2f} ({r['scipy_pct']:.2f}%) | {r['other']:.2f} | "
+                       f"{r['runs']} | {r['load']} |")
         out.append("")
     return "\n".join(out)
 
@@ -364,24 +428,29 @@ def main(argv=None):
             "numbers will be distorted by other processes")
     t_start = time.perf_counter()
     train_rows, pipe_rows, match_rows = [], [], []
-    configs = [("synthetic_tiny", tiny_config(args.tiny_batch), args.tiny_steps)]
+    retry = Retry(args.retries, args.retry_wait, args.busy_threshold, log)
+    configs = [("synthetic_tiny", tiny_config(args.tiny_batch), args.tiny_steps)
+               ] if args.tiny_steps > 0 else []
     configs += [("coco_res50_384x288", r50_config(b), args.r50_steps) for b in args.r50_batches]
 
     if "train" not in args.skip:
         log("1. training steps")
         for name, config, steps in configs:
-            row, sample = bench_train(name, config, steps, args.warmup, args.strategy, log)
+            row, sample = bench_train(name, config, steps, args.warmup, args.strategy,
+                                      retry, log)
             train_rows.append(row)
             if "matcher" not in args.skip:
-                match_rows.append(bench_matcher(row, sample, config, args.matcher_reps, log))
+                match_rows.append(bench_matcher(row, sample, config, args.matcher_reps,
+                                                retry, log))
     if "pipeline" not in args.skip:
         log("2. input pipeline alone")
         for name, config in (("synthetic_tiny", tiny_config(args.tiny_batch)),
                              ("coco_res50_384x288", r50_config(args.pipeline_batch))):
             pipe_rows.append(bench_pipeline(name, config, args.pipeline_batch,
-                                            args.pipeline_batches, log))
+                                            args.pipeline_batches, retry, log))
     load_end = load()
-    busy = [r for r in train_rows + pipe_rows + match_rows if r["other"] > 0.3]
+    busy = [r for r in train_rows + pipe_rows + match_rows
+            if r["other"] > args.busy_threshold]
     if busy:
         log(f"WARNING: {len(busy)} measurement(s) ran while other processes kept "
             f"{max(r['other'] for r in busy):.2f} cores busy: rerun on a quieter machine")
