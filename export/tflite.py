@@ -37,17 +37,6 @@ _DET_SIZE = flags.DEFINE_list("detector_size", None, "Detector input H,W (fixed)
 flags.mark_flags_as_required(["config", "output"])
 
 
-def resolve_weights(path):
-    if os.path.isdir(path):
-        for name in ("best.weights.h5", "last.weights.h5"):
-            if os.path.exists(os.path.join(path, name)):
-                return os.path.join(path, name)
-        raise FileNotFoundError(f"{path} has no best.weights.h5 or last.weights.h5")
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"checkpoint {path!r} does not exist")
-    return path
-
-
 def main(argv):
     del argv
     from prtr_tf import tflite
@@ -65,6 +54,7 @@ def main(argv):
         raise app.UsageError("--detector_size must be H,W")
     os.makedirs(_OUTPUT.value, exist_ok=True)
 
+    from prtr_tf.checkpoint import resolve_weights
     config = _CONFIG.value
     model = build_model(config.model)
     if _CHECKPOINT.value:

@@ -17,12 +17,13 @@ def flip_permutation(num_joints, flip_pairs):
     return perm
 
 
-def predict_crops(model, images, flip_pairs=None):
+def predict_crops(model, images, flip_pairs=None, return_query=False):
     """Per-joint crop coordinates (B, J, 2), normalised to [0, 1], and scores (B, J).
 
     With ``flip_pairs`` (spec §6): the mirrored crop is read out too, its x mapped
     back with 1 - x (no -1 pixel term, as the official code), its left/right rows
     swapped, and coordinates and scores averaged with the unflipped ones.
+    ``return_query`` adds the readout's query per joint (B, J) (of the unflipped crop).
     """
     out = model(images, training=False)
     result = readout(out["pred_logits"], out["pred_coords"])
@@ -35,6 +36,8 @@ def predict_crops(model, images, flip_pairs=None):
         fc = tf.stack([1.0 - fc[..., 0], fc[..., 1]], axis=-1)
         coords = (coords + fc) / 2.0
         scores = (scores + tf.gather(back["scores"], perm, axis=1)) / 2.0
+    if return_query:
+        return coords, scores, result["query"]
     return coords, scores
 
 

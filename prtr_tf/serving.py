@@ -42,8 +42,7 @@ from prtr_tf.data.pipeline import Cropper
 from prtr_tf.detection.data import person_label, resize, resize_size
 from prtr_tf.detection.evaluate import person_scores
 from prtr_tf.evaluation.nms import COCO_SIGMAS
-from prtr_tf.inference import crop_to_image, flip_permutation
-from prtr_tf.readout import readout
+from prtr_tf.inference import crop_to_image, predict_crops
 
 DEFAULT_SCORE_THRESHOLD = 0.5
 DEFAULT_MAX_PERSONS = 20
@@ -258,17 +257,8 @@ class PoseServing(tf.Module):
     def _predict(self, images):
         """(coords (B, J, 2) normalised, scores (B, J), query (B, J)): `predict_crops`
         plus the readout's queries (of the unflipped crop)."""
-        out = self.model(images, training=False)
-        result = readout(out["pred_logits"], out["pred_coords"])
-        coords, scores, query = result["coords"], result["scores"], result["query"]
-        if self.flip_pairs is not None:
-            flipped = self.model(tf.reverse(images, axis=[2]), training=False)
-            back = readout(flipped["pred_logits"], flipped["pred_coords"])
-            perm = flip_permutation(coords.shape[1], self.flip_pairs)
-            fc = tf.gather(back["coords"], perm, axis=1)
-            fc = tf.stack([1.0 - fc[..., 0], fc[..., 1]], axis=-1)
-            coords = (coords + fc) / 2.0
-            scores = (scores + tf.gather(back["scores"], perm, axis=1)) / 2.0
+        coords, scores, query = predict_crops(self.model, images, self.flip_pairs,
+                                              return_query=True)
         return coords, scores, query
 
     def serve_crops(self, images):

@@ -50,8 +50,7 @@ from tensorflow.python.framework.convert_to_constants import (
     convert_variables_to_constants_v2)
 
 from prtr_tf.config import DATASETS
-from prtr_tf.inference import flip_permutation
-from prtr_tf.readout import readout
+from prtr_tf.inference import predict_crops
 
 QUANTIZATIONS = ("fp32", "fp16", "int8")
 METADATA_NAME = "prtr_tf_metadata"
@@ -81,24 +80,15 @@ class _KeypointExport(tf.Module):
 
     def __call__(self, images):
         h, w = self.image_size_hw
-        out = self.model(images, training=False)
-        result = readout(out["pred_logits"], out["pred_coords"])
-        coords, scores = result["coords"], result["scores"]
-        if self.flip_pairs is not None:
-            flipped = self.model(tf.reverse(images, axis=[2]), training=False)
-            back = readout(flipped["pred_logits"], flipped["pred_coords"])
-            perm = flip_permutation(coords.shape[1], self.flip_pairs)
-            fc = tf.gather(back["coords"], perm, axis=1)
-            fc = tf.stack([1.0 - fc[..., 0], fc[..., 1]], axis=-1)
-            coords = (coords + fc) / 2.0
-            scores = (scores + tf.gather(back["scores"], perm, axis=1)) / 2.0
+        coords, scores, query = predict_crops(self.model, images, self.flip_pairs,
+                                              return_query=True)
         coords = tf.cast(coords, tf.float32)
         return {
             "keypoints": tf.identity(coords, name="keypoints"),
             "keypoints_px": tf.identity(coords * tf.constant([w, h], tf.float32),
                                         name="keypoints_px"),
             "keypoint_scores": tf.identity(tf.cast(scores, tf.float32), name="keypoint_scores"),
-            "query": tf.identity(result["query"], name="query"),
+            "query": tf.identity(query, name="query"),
         }
 
 
