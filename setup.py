@@ -22,6 +22,7 @@ setup(
         "pillow",
         "matplotlib",
         "tensorboard",
+        "imageio",  # predict.py: videos and animated images (frames via Pillow or ffmpeg)
     ],
     extras_require={
         "export": ["tf2onnx", "onnx", "onnxruntime", "ai-edge-litert"],

@@ -90,30 +90,37 @@ def zero_feeds(onnx_path, dynamic=1):
                              types[i.type]) for i in session.get_inputs()}
 
 
-_SAVED_MODEL = flags.DEFINE_string("saved_model", None, "SavedModel directory to convert.")
-_OUTPUT = flags.DEFINE_string("output", None, "ONNX file to write.")
-_SIGNATURE = flags.DEFINE_string("signature", "serve_crops", "Signature to convert.")
-_OPSET = flags.DEFINE_integer("opset", DEFAULT_OPSET, "ONNX opset.")
-_CHECK = flags.DEFINE_bool("check", True, "Run the model once with ONNX Runtime.")
+def define_flags():
+    """Command-line flags; defined only when run as a script (tests import this file)."""
+    return dict(
+        saved_model=flags.DEFINE_string("saved_model", None, "SavedModel directory to convert."),
+        output=flags.DEFINE_string("output", None, "ONNX file to write."),
+        signature=flags.DEFINE_string("signature", "serve_crops", "Signature to convert."),
+        opset=flags.DEFINE_integer("opset", DEFAULT_OPSET, "ONNX opset."),
+        check=flags.DEFINE_bool("check", True, "Run the model once with ONNX Runtime."),
+    )
 
 
-def main(argv):
+def main(argv, f):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if not _SAVED_MODEL.value or not _OUTPUT.value:
+    saved_model, output, signature = f["saved_model"].value, f["output"].value, \
+        f["signature"].value
+    if not saved_model or not output:
         raise app.UsageError("--saved_model and --output are required")
     try:
-        convert(_SAVED_MODEL.value, _OUTPUT.value, _SIGNATURE.value, _OPSET.value)
+        convert(saved_model, output, signature, f["opset"].value)
     except (FileNotFoundError, NotImplementedError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(f"wrote {_OUTPUT.value} (signature {_SIGNATURE.value}, opset {_OPSET.value})")
-    if _CHECK.value:
-        dynamic = 64 if _SIGNATURE.value == "serving_default" else 1
-        out = run(_OUTPUT.value, zero_feeds(_OUTPUT.value, dynamic))
+    print(f"wrote {output} (signature {signature}, opset {f['opset'].value})")
+    if f["check"].value:
+        dynamic = 64 if signature == "serving_default" else 1
+        out = run(output, zero_feeds(output, dynamic))
         print("onnxruntime: " + ", ".join(f"{k} {v.shape}" for k, v in out.items()))
     return 0
 
 
 if __name__ == "__main__":
-    app.run(main)
+    _flags = define_flags()
+    app.run(lambda argv: main(argv, _flags))

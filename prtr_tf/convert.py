@@ -20,15 +20,6 @@ import sys
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Config file of the checkpoint's configuration, e.g. "
-    "configs/coco_res50_384x288.py (overrides: --config.model.num_queries=...).",
-    lock_config=False)
-_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Official state_dict: .pth or .npz.")
-_OUTPUT = flags.DEFINE_string("output", None, "Output Keras weights file (*.weights.h5).")
-_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace --output if it exists.")
-
-
 def convert(config, checkpoint_path, output_path, overwrite=False):
     """Builds the configured model, imports the official weights, saves them.
 
@@ -55,26 +46,41 @@ def convert(config, checkpoint_path, output_path, overwrite=False):
     return model
 
 
-def main(argv):
+def define_flags():
+    """Command-line flags; defined only by `run` (importing this module defines none)."""
+    return dict(
+        config=config_flags.DEFINE_config_file(
+            "config", None, "Config file of the checkpoint's configuration, e.g. "
+            "configs/coco_res50_384x288.py (overrides: --config.model.num_queries=...).",
+            lock_config=False),
+        checkpoint=flags.DEFINE_string("checkpoint", None, "Official state_dict: .pth or .npz."),
+        output=flags.DEFINE_string("output", None, "Output Keras weights file (*.weights.h5)."),
+        overwrite=flags.DEFINE_bool("overwrite", False, "Replace --output if it exists."),
+    )
+
+
+def main(argv, f):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    missing = [n for n, f in (("--config", _CONFIG.value), ("--checkpoint", _CHECKPOINT.value),
-                              ("--output", _OUTPUT.value)) if not f]
+    config, checkpoint, output = f["config"].value, f["checkpoint"].value, f["output"].value
+    missing = [n for n, v in (("--config", config), ("--checkpoint", checkpoint),
+                              ("--output", output)) if not v]
     if missing:
         raise app.UsageError(f"missing {', '.join(missing)}")
     from prtr_tf.checkpoint import CheckpointMismatchError
     try:
-        convert(_CONFIG.value, _CHECKPOINT.value, _OUTPUT.value, _OVERWRITE.value)
+        convert(config, checkpoint, output, f["overwrite"].value)
     except (CheckpointMismatchError, FileNotFoundError, FileExistsError, ImportError,
             ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    print(f"wrote {_OUTPUT.value}")
+    print(f"wrote {output}")
     return 0
 
 
 def run():
-    app.run(main)
+    f = define_flags()
+    app.run(lambda argv: main(argv, f))
 
 
 if __name__ == "__main__":
