@@ -109,6 +109,7 @@ def two_stage(backbone, dataset, image_size, *, lr_backbone, lr_steps, batch_siz
         checkpoint_every_steps=500,
         eval_every_epochs=1,
         steps_per_epoch=0,  # 0: one pass over the training set
+        init_weights="",  # *.weights.h5 to start from (e.g. from python -m prtr_tf.convert)
     ))
     c.test = ml_collections.ConfigDict(dict(
         flip_test=True,

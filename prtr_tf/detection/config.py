@@ -96,6 +96,7 @@ def detector(backbone="resnet50", num_classes=1, *, lr=1e-4, lr_backbone=1e-5, e
         checkpoint_every_steps=500,
         eval_every_epochs=1,
         steps_per_epoch=0,  # 0: one pass over the training set
+        init_weights="",  # *.weights.h5 to start from (e.g. from python -m prtr_tf.convert)
     ))
     c.test = ml_collections.ConfigDict(dict(
         batch_size=8,

@@ -109,8 +109,8 @@ class Trainer:
         keras.utils.set_random_seed(int(t.seed))  # same initial weights on every worker
         with self.strategy.scope():
             self.model = self.task.build_model()
-            if config.train.get("init_weights"):
-                self.model.load_weights(config.train.init_weights)
+            if t.get("init_weights"):
+                self.model.load_weights(t.init_weights)
             self.optimizer = TwoGroupAdamW(self.model, t, self.steps_per_epoch)
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
             self.step_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False,
