@@ -56,6 +56,27 @@ def model_config(backbone="resnet50", dataset="coco", image_size=(384, 288), hid
     ))
 
 
+def train_config(batch_size, epochs, lr, lr_backbone, lr_steps, lr_factor, seed=0):
+    """``config.train``: AdamW with a backbone LR, clipping, MultiStepLR (spec §7)."""
+    return ml_collections.ConfigDict(dict(
+        batch_size=batch_size,  # global batch
+        epochs=epochs,
+        lr=lr,
+        lr_backbone=lr_backbone,
+        lr_steps=tuple(lr_steps),  # epochs at which the LR is multiplied by lr_factor
+        lr_factor=lr_factor,
+        weight_decay=1e-4,
+        adam_epsilon=1e-8,
+        clip_norm=0.1,
+        seed=seed,
+        log_every_steps=50,
+        checkpoint_every_steps=500,
+        eval_every_epochs=1,
+        steps_per_epoch=0,  # 0: one pass over the training set
+        init_weights="",  # *.weights.h5 to start from (e.g. from python -m prtr_tf.convert)
+    ))
+
+
 def two_stage(backbone, dataset, image_size, *, lr_backbone, lr_steps, batch_size, epochs=200,
               lr=1e-4, paper_ap=None, model_overrides=None, **data_overrides):
     """The full config of one two-stage PRTR configuration."""
@@ -94,23 +115,7 @@ def two_stage(backbone, dataset, image_size, *, lr_backbone, lr_steps, batch_siz
     c.data = ml_collections.ConfigDict(data)
     c.loss = ml_collections.ConfigDict(dict(
         cost_class=1.0, cost_coord=5.0, eos_coef=0.1, kpt_loss_coef=5.0, ce_loss_coef=1.0))
-    c.train = ml_collections.ConfigDict(dict(
-        batch_size=batch_size,  # global batch
-        epochs=epochs,
-        lr=lr,
-        lr_backbone=lr_backbone,
-        lr_steps=tuple(lr_steps),  # epochs at which the LR is multiplied by lr_factor
-        lr_factor=0.5,
-        weight_decay=1e-4,
-        adam_epsilon=1e-8,
-        clip_norm=0.1,
-        seed=0,
-        log_every_steps=50,
-        checkpoint_every_steps=500,
-        eval_every_epochs=1,
-        steps_per_epoch=0,  # 0: one pass over the training set
-        init_weights="",  # *.weights.h5 to start from (e.g. from python -m prtr_tf.convert)
-    ))
+    c.train = train_config(batch_size, epochs, lr, lr_backbone, lr_steps, lr_factor=0.5)
     c.test = ml_collections.ConfigDict(dict(
         flip_test=True,
         use_gt_bbox=True,

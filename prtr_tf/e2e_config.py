@@ -63,7 +63,7 @@ The paper describes this variant only loosely and its notebook is illustrative
 """
 import ml_collections
 
-from prtr_tf.config import DATASETS
+from prtr_tf.config import DATASETS, train_config
 from prtr_tf.detection.config import detector_model_config
 
 KPT_POS = ("sine", "sine+learned")
@@ -125,9 +125,5 @@ def end_to_end(backbone="resnet50", dataset="coco", *, lr=1e-4, lr_backbone=1e-5
         kpt_cost_class=1.0, kpt_cost_coord=5.0, kpt_ce_loss_coef=1.0, kpt_loss_coef=5.0,
         kpt_eos_coef=0.1,
     ))
-    c.train = ml_collections.ConfigDict(dict(
-        batch_size=batch_size, epochs=epochs, lr=lr, lr_backbone=lr_backbone,
-        lr_steps=tuple(lr_steps), lr_factor=0.5, weight_decay=1e-4, adam_epsilon=1e-8,
-        clip_norm=0.1, seed=0,
-    ))
+    c.train = train_config(batch_size, epochs, lr, lr_backbone, lr_steps, lr_factor=0.5)
     return c

@@ -7,6 +7,8 @@ is ``"detr"`` (keypoint-model configs have no ``kind``: read a missing one as
 """
 import ml_collections
 
+from prtr_tf.config import train_config
+
 DETR_BACKBONES = ("resnet50", "resnet101", "resnet_tiny")
 # DETR's training scales: shortest side in 480..800 step 32, longest side <= 1333.
 DETR_SCALES = tuple(range(480, 801, 32))
@@ -81,23 +83,8 @@ def detector(backbone="resnet50", num_classes=1, *, lr=1e-4, lr_backbone=1e-5, e
         eos_coef=0.1,  # weight of the no-object class in the cross-entropy
         aux_loss=True,  # the same loss on every decoder layer
     ))
-    c.train = ml_collections.ConfigDict(dict(
-        batch_size=batch_size,  # global batch (DETR: 16 GPUs x 4)
-        epochs=epochs,
-        lr=lr,
-        lr_backbone=lr_backbone,
-        lr_steps=tuple(lr_steps),  # epochs at which the LR is multiplied by lr_factor
-        lr_factor=0.1,  # DETR's StepLR(lr_drop, gamma 0.1)
-        weight_decay=1e-4,
-        adam_epsilon=1e-8,
-        clip_norm=0.1,
-        seed=42,
-        log_every_steps=50,
-        checkpoint_every_steps=500,
-        eval_every_epochs=1,
-        steps_per_epoch=0,  # 0: one pass over the training set
-        init_weights="",  # *.weights.h5 to start from (e.g. from python -m prtr_tf.convert)
-    ))
+    # DETR: global batch 64 (16 GPUs x 4), StepLR(lr_drop, gamma 0.1), seed 42.
+    c.train = train_config(batch_size, epochs, lr, lr_backbone, lr_steps, lr_factor=0.1, seed=42)
     c.test = ml_collections.ConfigDict(dict(
         batch_size=8,
         score_thre=0.0,  # keep every box (the two-stage pipeline uses IMAGE_THRE 0.0)
