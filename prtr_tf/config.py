@@ -56,6 +56,22 @@ def model_config(backbone="resnet50", dataset="coco", image_size=(384, 288), hid
     ))
 
 
+def data_config(fields, overrides):
+    """``config.data``: the dataset's ``fields``, the loader fields every pipeline reads,
+    then ``overrides`` (which may only name existing fields)."""
+    data = dict(
+        fields,
+        num_parallel_calls=-1,  # tf.data.AUTOTUNE
+        skip_bad_samples=True,  # warn and count; False makes a bad sample fatal
+        synthetic=None,  # {'train': (num_images, seed), 'val': ...}: generate on first use
+    )
+    unknown = set(overrides) - set(data)
+    if unknown:
+        raise ValueError(f"unknown data field(s): {sorted(unknown)}")
+    data.update(overrides)
+    return ml_collections.ConfigDict(data)
+
+
 def train_config(batch_size, epochs, lr, lr_backbone, lr_steps, lr_factor, seed=0):
     """``config.train``: AdamW with a backbone LR, clipping, MultiStepLR (spec §7)."""
     return ml_collections.ConfigDict(dict(
@@ -103,16 +119,8 @@ def two_stage(backbone, dataset, image_size, *, lr_backbone, lr_steps, batch_siz
         rotation_factor=40.0 if is_coco else 30.0,  # clip(N(0,1) rf, -2 rf, 2 rf)
         rotation_prob=0.6,
         flip=True,
-        num_parallel_calls=-1,  # tf.data.AUTOTUNE
-        shuffle_buffer=1024,
-        skip_bad_samples=True,  # warn and count; False makes a bad sample fatal
-        synthetic=None,  # {'train': (num_images, seed), 'val': ...}: generate on first use
     )
-    unknown = set(data_overrides) - set(data)
-    if unknown:
-        raise ValueError(f"unknown data field(s): {sorted(unknown)}")
-    data.update(data_overrides)
-    c.data = ml_collections.ConfigDict(data)
+    c.data = data_config(data, data_overrides)
     c.loss = ml_collections.ConfigDict(dict(
         cost_class=1.0, cost_coord=5.0, eos_coef=0.1, kpt_loss_coef=5.0, ce_loss_coef=1.0))
     c.train = train_config(batch_size, epochs, lr, lr_backbone, lr_steps, lr_factor=0.5)

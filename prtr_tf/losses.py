@@ -136,11 +136,21 @@ def set_loss(outputs, target, target_weight, indices=None, num_joints=None, eos_
         indices = hungarian_match_layers(logits, coords, target, cost_class, cost_coord)
 
     loss_ce, loss_kpt = layer_losses(logits, coords, target, target_weight, indices, eos_coef)
-    losses = {"loss": tf.reduce_sum(ce_coef * loss_ce + kpt_coef * loss_kpt)}
-    losses["loss_ce"] = loss_ce[-1]
-    losses["loss_kpt"] = loss_kpt[-1]
-    num_layers = logits.shape[0] or 1  # per-aux entries need a static layer count
+    return loss_dict({"ce": (ce_coef, loss_ce), "kpt": (kpt_coef, loss_kpt)})
+
+
+def loss_dict(terms):
+    """{name: (weight, per-layer values (L,))} -> the losses dict of a set criterion.
+
+    "loss" is the weighted sum over terms and layers (aux layers weigh as the final
+    one); "loss_NAME" is the final layer's unweighted term and "loss_NAME_i" aux layer
+    i's (these need a static layer count).
+    """
+    losses = {"loss": tf.add_n([tf.reduce_sum(w * v) for w, v in terms.values()])}
+    for name, (_, values) in terms.items():
+        losses[f"loss_{name}"] = values[-1]
+    num_layers = next(iter(terms.values()))[1].shape[0] or 1
     for i in range(num_layers - 1):
-        losses[f"loss_ce_{i}"] = loss_ce[i]
-        losses[f"loss_kpt_{i}"] = loss_kpt[i]
+        for name, (_, values) in terms.items():
+            losses[f"loss_{name}_{i}"] = values[i]
     return losses

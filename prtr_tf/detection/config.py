@@ -7,7 +7,7 @@ is ``"detr"`` (keypoint-model configs have no ``kind``: read a missing one as
 """
 import ml_collections
 
-from prtr_tf.config import train_config
+from prtr_tf.config import data_config, train_config
 
 DETR_BACKBONES = ("resnet50", "resnet101", "resnet_tiny")
 # DETR's training scales: shortest side in 480..800 step 32, longest side <= 1333.
@@ -67,16 +67,8 @@ def detector(backbone="resnet50", num_classes=1, *, lr=1e-4, lr_backbone=1e-5, e
         crop_min_size=384,  # height and width are each in [crop_min_size,
         crop_max_size=600,  # crop_max_size], then resize to `scales` as above
         test_size=800,  # evaluation: shortest side 800, longest <= max_size
-        num_parallel_calls=-1,  # tf.data.AUTOTUNE
-        shuffle_buffer=1024,
-        skip_bad_samples=True,  # warn and count; False makes a bad image fatal
-        synthetic=None,  # {'train': (num_images, seed), 'val': ...}: generate on first use
     )
-    unknown = set(data_overrides) - set(data)
-    if unknown:
-        raise ValueError(f"unknown data field(s): {sorted(unknown)}")
-    data.update(data_overrides)
-    c.data = ml_collections.ConfigDict(data)
+    c.data = data_config(data, data_overrides)
     c.loss = ml_collections.ConfigDict(dict(
         cost_class=1.0, cost_bbox=5.0, cost_giou=2.0,  # Hungarian matcher
         ce_loss_coef=1.0, bbox_loss_coef=5.0, giou_loss_coef=2.0,

@@ -38,6 +38,7 @@ import tensorflow as tf
 
 from prtr_tf.detection.boxes import box_cxcywh_to_xyxy, elementwise_generalized_box_iou
 from prtr_tf.detection.matcher import hungarian_match_layers
+from prtr_tf.losses import loss_dict
 
 # Replaces the GT box of padding slots before the GIoU, so that no NaN/inf can arise
 # there (the terms are masked out anyway).
@@ -174,17 +175,8 @@ def set_loss(outputs, boxes, labels, valid, indices=None, num_boxes=None, eos_co
                                          cost_class, cost_bbox, cost_giou)
     loss_ce, loss_bbox, loss_giou = layer_losses(logits, pred_boxes, boxes, labels, valid,
                                                  indices, num_boxes, eos_coef)
-    losses = {"loss": tf.reduce_sum(ce_coef * loss_ce + bbox_coef * loss_bbox
-                                    + giou_coef * loss_giou)}
-    losses["loss_ce"] = loss_ce[-1]
-    losses["loss_bbox"] = loss_bbox[-1]
-    losses["loss_giou"] = loss_giou[-1]
-    num_layers = logits.shape[0] or 1  # per-aux entries need a static layer count
-    for i in range(num_layers - 1):
-        losses[f"loss_ce_{i}"] = loss_ce[i]
-        losses[f"loss_bbox_{i}"] = loss_bbox[i]
-        losses[f"loss_giou_{i}"] = loss_giou[i]
-    return losses
+    return loss_dict({"ce": (ce_coef, loss_ce), "bbox": (bbox_coef, loss_bbox),
+                      "giou": (giou_coef, loss_giou)})
 
 
 class DetectionCriterion:

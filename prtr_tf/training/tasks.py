@@ -75,17 +75,12 @@ class DetectionTask:
                                        skip_counter=skip_counter)
 
     def loss(self, model, batch):
-        from prtr_tf.detection.losses import global_num_boxes, match_outputs, set_loss
-        c = self.config.loss
+        from prtr_tf.detection.losses import DetectionCriterion, global_num_boxes
+        criterion = DetectionCriterion(self.config.loss)
         outputs = model(batch["image"], mask=batch["mask"], training=True)
-        if not c.aux_loss:
-            outputs = {k: v for k, v in outputs.items() if not k.startswith("aux_")}
-        indices = match_outputs(outputs, batch["boxes"], batch["labels"], batch["valid"],
-                                c.cost_class, c.cost_bbox, c.cost_giou)
-        return set_loss(outputs, batch["boxes"], batch["labels"], batch["valid"],
-                        indices=indices, num_boxes=global_num_boxes(batch["valid"]),
-                        eos_coef=c.eos_coef, ce_coef=c.ce_loss_coef,
-                        bbox_coef=c.bbox_loss_coef, giou_coef=c.giou_loss_coef)
+        indices = criterion.match(outputs, batch)
+        return criterion(outputs, batch, indices=indices,
+                         num_boxes=global_num_boxes(batch["valid"]))
 
     def evaluate(self, model, stream):
         """COCO person box AP on the validation split."""
