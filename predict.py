@@ -6,6 +6,23 @@ and a results JSON.
         --detector_config=configs/detr_r50_person.py --detector_checkpoint=detr.weights.h5
     python predict.py --source='photos/*.jpg' --output=out/ --config=configs/synthetic_tiny.py \\
         --checkpoint=runs/tiny --boxes_json=detections.json
+    python predict.py --source=photos/ --output=out/ --saved_model=exported/prtr_res50
+    python predict.py --source=photos/ --output=out/ --tflite=keypoints_fp32.tflite \\
+        --detector_tflite=detector_fp32.tflite      # or --boxes_json / --detector_config+checkpoint
+
+Three ways to run the keypoint model, one per run:
+  * --config + --checkpoint: the Keras model (`prtr_tf.pipeline.PoseEstimator`);
+  * --saved_model DIR: a SavedModel from export/saved_model.py, whose serving_default
+    holds the detector and the whole pipeline (box threshold, person cap and flip test
+    fixed at export; no --config, --boxes_json, detector flags, --box_thr or
+    --flip_test). Its results carry "box_score": null (the signature does not return
+    the detector's scores);
+  * --tflite FILE: a keypoint .tflite from export/tflite.py on the same crops as the
+    Keras path (`prtr_tf.predict_backends.TFLiteEstimator`); crop size, normalisation
+    and flip test are read from the file's metadata (--flip_test must agree with it),
+    --config is optional (its test thresholds are then used, after checking it matches
+    the file). Boxes from --boxes_json, --detector_config + --detector_checkpoint or a
+    detector .tflite (--detector_tflite; box threshold default 0.5).
 
 --source: an image file, a folder (its files, not recursive; hidden files
 skipped), a glob pattern (quote it), or a video file (.mp4, .avi, .mov, .mkv,
@@ -287,7 +304,8 @@ def persons_to_original(persons, scale):
         kpts[:, 0] *= sx
         kpts[:, 1] *= sy
         out.append({"box": [round(float(v), 2) for v in np.asarray(p["box"]) * factor],
-                    "score": float(p["score"]), "box_score": float(p["box_score"]),
+                    "score": float(p["score"]),
+                    "box_score": None if p["box_score"] is None else float(p["box_score"]),
                     "keypoints": [[round(float(x), 2), round(float(y), 2), float(s)]
                                   for x, y, s in kpts]})
     return out
@@ -351,9 +369,14 @@ def _define_flags():
     f["max_frames"] = flags.DEFINE_integer(
         "max_frames", 0, "Videos: process at most this many frames (0: all).")
     f["saved_model"] = flags.DEFINE_string(
-        "saved_model", None, "Not available yet (use --config + --checkpoint).")
+        "saved_model", None, "A SavedModel folder from export/saved_model.py (detector + "
+        "pipeline inside), instead of --config/--checkpoint and the box flags.")
     f["tflite"] = flags.DEFINE_string(
-        "tflite", None, "Not available yet (use --config + --checkpoint).")
+        "tflite", None, "A keypoint .tflite from export/tflite.py, instead of --checkpoint "
+        "(--config optional); boxes from --boxes_json or a detector.")
+    f["detector_tflite"] = flags.DEFINE_string(
+        "detector_tflite", None, "A detector .tflite from export/tflite.py (instead of "
+        "--detector_config + --detector_checkpoint).")
     return f
 
 
@@ -364,33 +387,95 @@ def _usage(message):
     return app.UsageError(message, exitcode=2)
 
 
-def _build(flags_, resolve_weights):
-    from prtr_tf.detection.evaluate import DetrPersonDetector
-    from prtr_tf.models import build_model
-    from prtr_tf.models.detr import build_detector
-    from prtr_tf.pipeline import PoseEstimator
+def _check_flags(v):
+    """Usage errors for contradictory or missing flags (see the module docstring)."""
+    if not v["source"] or not v["output"]:
+        raise _usage("--source and --output are required")
+    has_det_keras = v["detector_config"] is not None or bool(v["detector_checkpoint"])
+    if v["saved_model"]:
+        given = [f"--{k}" for k in ("checkpoint", "tflite", "boxes_json", "detector_checkpoint",
+                                    "detector_tflite", "box_thr", "flip_test")
+                 if v[k] not in (None, "")]
+        given += [f"--{k}" for k in ("config", "detector_config") if v[k] is not None]
+        if given:
+            raise _usage(f"--saved_model runs the exported pipeline (its detector, box "
+                         f"threshold and flip test fixed at export): drop {', '.join(given)}")
+        return
+    if v["tflite"] and v["checkpoint"]:
+        raise _usage("give either --tflite (a keypoint .tflite) or --checkpoint (Keras "
+                     "weights), not both")
+    if not v["tflite"] and (v["config"] is None or not v["checkpoint"]):
+        raise _usage("the keypoint model is needed: --config and --checkpoint, or --tflite, "
+                     "or --saved_model")
+    if v["detector_tflite"] and not v["tflite"]:
+        raise _usage("--detector_tflite goes with --tflite; with --checkpoint use "
+                     "--detector_config + --detector_checkpoint")
+    sources = [name for name, given in (
+        ("--boxes_json", bool(v["boxes_json"])),
+        ("--detector_config/--detector_checkpoint", has_det_keras),
+        ("--detector_tflite", bool(v["detector_tflite"]))) if given]
+    if len(sources) > 1:
+        raise _usage(f"give one source of person boxes, not {' and '.join(sources)}")
+    if not sources:
+        raise _usage("person boxes are needed: --detector_config and --detector_checkpoint, "
+                     + ("--detector_tflite, " if v["tflite"] else "") + "or --boxes_json")
+    if has_det_keras and not (v["detector_config"] is not None and v["detector_checkpoint"]):
+        raise _usage("--detector_config and --detector_checkpoint go together")
 
-    config = flags_["config"].value
+
+def _build(flags_, resolve_weights):
+    """The estimator for the flags: image (+ boxes) -> person dicts; and the dataset name
+    (joint names and skeleton for drawing)."""
+    from prtr_tf.detection.evaluate import DetrPersonDetector
+    from prtr_tf.models.detr import build_detector
+    from prtr_tf import predict_backends
+
+    v = {k: h.value for k, h in flags_.items()}
+    if v["saved_model"]:
+        try:
+            estimator = predict_backends.SavedModelEstimator(v["saved_model"])
+        except (FileNotFoundError, ValueError) as e:
+            raise _usage(str(e)) from e
+        print(f"SavedModel: {v['saved_model']}")
+        from prtr_tf.config import DATASETS
+        joints = estimator.fn.structured_outputs["keypoints"].shape[1]
+        names = [k for k, d in DATASETS.items() if len(d["joints"]) == joints]
+        return estimator, (names[0] if names else None)
+    box_thr = v["box_thr"]
+    detector = None
     try:
-        weights = resolve_weights(flags_["checkpoint"].value)
-        det_weights = (resolve_weights(flags_["detector_checkpoint"].value)
-                       if flags_["detector_checkpoint"].value else None)
+        if v["detector_checkpoint"]:
+            det_weights = resolve_weights(v["detector_checkpoint"])
+            det_model = build_detector(v["detector_config"].model)
+            det_model.load_weights(det_weights)
+            detector = DetrPersonDetector(det_model, v["detector_config"],
+                                          score_threshold=box_thr)
+            print(f"person detector: {det_weights}")
+        elif v["detector_tflite"]:
+            detector = predict_backends.TFLiteDetector(v["detector_tflite"], box_thr)
+            print(f"person detector: {v['detector_tflite']}")
+        if v["tflite"]:
+            estimator = predict_backends.TFLiteEstimator(v["tflite"], v["config"], detector,
+                                                         box_threshold=box_thr)
+            if v["flip_test"] is not None and v["flip_test"] != estimator.flip_test:
+                raise ValueError(f"--flip_test={v['flip_test']} but {v['tflite']!r} was "
+                                 f"exported with flip_test={estimator.flip_test} (in the "
+                                 "graph); re-export (export/tflite.py --flip_test) or drop "
+                                 "--flip_test")
+            print(f"keypoint model: {v['tflite']}")
+            return estimator, estimator.config.data.dataset
+        weights = resolve_weights(v["checkpoint"])
     except (FileNotFoundError, ValueError) as e:
         raise _usage(str(e)) from e
+    from prtr_tf.models import build_model
+    from prtr_tf.pipeline import PoseEstimator
+    config = v["config"]
     model = build_model(config.model)
     model.load_weights(weights)
     print(f"keypoint model: {weights}")
-    detector = None
-    box_thr = flags_["box_thr"].value
-    if det_weights:
-        det_config = flags_["detector_config"].value
-        det_model = build_detector(det_config.model)
-        det_model.load_weights(det_weights)
-        detector = DetrPersonDetector(det_model, det_config, score_threshold=box_thr)
-        print(f"person detector: {det_weights}")
-    estimator = PoseEstimator(model, config, detector=detector,
-                              flip_test=flags_["flip_test"].value, box_threshold=box_thr)
-    return estimator
+    estimator = PoseEstimator(model, config, detector=detector, flip_test=v["flip_test"],
+                              box_threshold=box_thr)
+    return estimator, config.data.dataset
 
 
 def main(argv, flags_):
@@ -400,21 +485,7 @@ def main(argv, flags_):
     if len(argv) > 1:
         raise _usage(f"unexpected arguments: {argv[1:]}")
     v = {k: h.value for k, h in flags_.items()}
-    if v["saved_model"] or v["tflite"]:
-        raise _usage("--saved_model / --tflite inputs are not available yet in "
-                             "predict.py; use --config and --checkpoint (a Keras weights file)")
-    if not v["source"] or not v["output"]:
-        raise _usage("--source and --output are required")
-    if v["config"] is None or not v["checkpoint"]:
-        raise _usage("--config and --checkpoint (the keypoint model) are required")
-    has_detector = v["detector_config"] is not None or v["detector_checkpoint"]
-    if v["boxes_json"] and has_detector:
-        raise _usage("give either --boxes_json or --detector_config + "
-                             "--detector_checkpoint, not both")
-    if not v["boxes_json"] and not (v["detector_config"] is not None
-                                    and v["detector_checkpoint"]):
-        raise _usage("person boxes are needed: --detector_config and "
-                             "--detector_checkpoint, or --boxes_json")
+    _check_flags(v)
     if v["max_side"] < 0 or v["max_frames"] < 0:
         raise _usage("--max_side and --max_frames must be >= 0")
     if v["max_pixels"] is not None:
@@ -433,10 +504,12 @@ def main(argv, flags_):
         raise _usage(f"--source {v['source']!r} matches no files")
 
     from prtr_tf.checkpoint import resolve_weights
-    estimator = _build(flags_, resolve_weights)
-    config = v["config"]
-    dataset = DATASETS[config.data.dataset]
-    skeleton, joint_names = dataset["skeleton"], dataset["joints"]
+    estimator, dataset_name = _build(flags_, resolve_weights)
+    if dataset_name in DATASETS:
+        skeleton = DATASETS[dataset_name]["skeleton"]
+        joint_names = DATASETS[dataset_name]["joints"]
+    else:  # a joint set of unknown layout: joints only, no limbs
+        skeleton, joint_names = [], None
     os.makedirs(v["output"], exist_ok=True)
     names = _Names()
     results, failures = [], []

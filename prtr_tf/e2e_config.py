@@ -7,11 +7,16 @@ The paper describes this variant only loosely and its notebook is illustrative
     The DETR person detector on the last backbone level: DETR's defaults (256-d,
     6+6 layers, 8 heads, FFN 2048, dropout 0.1, 100 queries) and a person +
     no-object class head, as in the paper. Its ``backbone`` is the shared backbone
-    (resnet50 / resnet101 / resnet_tiny; HRNet has no multi-level output here).
+    (resnet50 / resnet101 / hrnet_w32 / hrnet_w48 / resnet_tiny). With HRNet the
+    detector reads the 2048-channel stride-32 output of HRNet's classification
+    head, the map the two-stage PRTR uses.
 ``model.levels``
     Backbone levels cropped by the STN and concatenated along channels. Default
     C3 + C4 + C5 (the paper's figure: the last three stages, 512 + 1024 + 2048 =
-    3584 channels for ResNet-50). ``resnet_tiny`` has three stages, named C2..C4.
+    3584 channels for ResNet-50). HRNet's levels are the branches of its last
+    stage, C2..C5 at strides 4..32 (W48: 48, 96, 192, 384 channels; the default C3
+    + C4 + C5 gives 672), "the matching HRNet branches". ``resnet_tiny`` has three
+    stages, named C2..C4.
 ``model.crop_size`` (y_res, x_res)
     Samples per crop. Default 10 x 10, the notebook's default (the paper gives no
     size): 100 tokens, about the 12 x 9 = 108 tokens that the two-stage keypoint
@@ -56,6 +61,23 @@ The paper describes this variant only loosely and its notebook is illustrative
     0.1, L1 5) on image-normalised targets. ``det_loss_weight`` and
     ``kpt_loss_weight`` (the relative weight the paper never gives) default to 1.0
     each: both losses already carry their published internal weights.
+``data``
+    The DETR detector's data fields (`prtr_tf.detection.config.detector`): COCO
+    person_keypoints files, persons with at least one labelled keypoint, DETR's
+    augmentation (flip, random resize, random-crop branch) with the paper's scales
+    for this variant (spec §8): the shortest side one of 760, 792, ..., 1016, 1024
+    (760 to 1024 in DETR's steps of 32, 1024 included), the longest side <= 1400;
+    evaluation at the largest training scale (1024, as DETR evaluates at its
+    largest, 800). Keypoints follow every augmentation step
+    (`prtr_tf.detection.data`). ``pad_multiple`` 32: batches are padded to a
+    multiple of the backbone stride, so that the feature maps cover the padded
+    image exactly (the STN's box conversion assumes it; HRNet needs it).
+``test``
+    Every person query with probability >= ``model.person_threshold`` (at most
+    ``model.max_persons``) is read out; its pose is rescored as in the two-stage
+    evaluation (mean of the joint scores > ``in_vis_thre`` 0.2, times the person
+    probability) and the poses of an image go through OKS-NMS at ``oks_thre`` 0.9
+    (DETR rarely duplicates a person, but nothing forbids it).
 ``train``
     AdamW as in the two-stage training (spec §7: LR 1e-4, backbone 1e-5, weight
     decay 1e-4, clip 0.1) with the LR halved at epochs 25 and 60 (spec §8). The
@@ -64,9 +86,12 @@ The paper describes this variant only loosely and its notebook is illustrative
 import ml_collections
 
 from prtr_tf.config import DATASETS, train_config
-from prtr_tf.detection.config import detector_model_config
+from prtr_tf.detection.config import detector, detector_model_config
 
 KPT_POS = ("sine", "sine+learned")
+# Spec §8: DETR's augmentation with the shortest side 760..1024, longest <= 1400.
+E2E_SCALES = tuple(range(760, 1024, 32)) + (1024,)
+E2E_DATA = dict(scales=E2E_SCALES, max_size=1400, test_size=1024, pad_multiple=32)
 
 
 def e2e_model_config(backbone="resnet50", dataset="coco", *, levels=("C3", "C4", "C5"),
@@ -112,10 +137,23 @@ def e2e_model_config(backbone="resnet50", dataset="coco", *, levels=("C3", "C4",
 
 def end_to_end(backbone="resnet50", dataset="coco", *, lr=1e-4, lr_backbone=1e-5,
                epochs=80, lr_steps=(25, 60), batch_size=32, det_loss_weight=1.0,
-               kpt_loss_weight=1.0, **model_kw):
-    """The full config (``model``, ``loss``, ``train``) of an end-to-end PRTR."""
+               kpt_loss_weight=1.0, data_overrides=None, paper_ap=None, **model_kw):
+    """The full config (``model``, ``data``, ``loss``, ``train``, ``test``) of an
+    end-to-end PRTR; ``data_overrides`` replace fields of ``data`` (existing ones)."""
+    if dataset != "coco":
+        raise ValueError(f"dataset={dataset!r}: the end-to-end PRTR trains on COCO-format "
+                         "person_keypoints files (its detector needs every person's box); "
+                         "MPII is not supported")
     c = ml_collections.ConfigDict()
     c.model = e2e_model_config(backbone, dataset, **model_kw)
+    c.paper_ap = paper_ap  # published COCO AP, or None
+    det = detector(c.model.detector.backbone, 1, **{**E2E_DATA, **(data_overrides or {})})
+    c.data = det.data
+    c.test = ml_collections.ConfigDict(dict(
+        batch_size=det.test.batch_size,
+        in_vis_thre=0.2,  # rescoring: mean of the joint scores above this
+        oks_thre=0.9,  # per-image OKS-NMS
+    ))
     c.loss = ml_collections.ConfigDict(dict(
         det_loss_weight=det_loss_weight, kpt_loss_weight=kpt_loss_weight,
         # DETR person detector (spec §8)

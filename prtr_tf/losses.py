@@ -15,7 +15,10 @@ For each decoder layer l (final and auxiliary, each with its own matching):
 Both terms are means over the local batch, as in the official code. Under a
 distribution strategy, compute the loss of each replica's local batch and divide
 it by the number of replicas; with equal local batch sizes this equals the loss
-of the global batch exactly.
+of the global batch exactly. Where the local batch sizes differ (the end-to-end
+model's crops), pass ``num_crops``, the global count / number of replicas (see
+`prtr_tf.detection.losses.global_num_boxes`): both terms are then local sums
+divided by it, whose sum over replicas / replicas is the global-batch mean.
 
 Matching needs NumPy (``tf.numpy_function``) and so cannot run under XLA. A
 jit-compiled training step is split in two::
@@ -71,7 +74,8 @@ def _weights_2d(target_weight):
     return target_weight
 
 
-def layer_losses(logits, coords, target, target_weight, indices, eos_coef=0.1):
+def layer_losses(logits, coords, target, target_weight, indices, eos_coef=0.1,
+                 num_crops=None):
     """Per-layer L_ce and L_kpt given the matching (no matching here, XLA-safe).
 
     Params:
@@ -81,6 +85,7 @@ def layer_losses(logits, coords, target, target_weight, indices, eos_coef=0.1):
         target_weight: (B, J) or (B, J, 1) visibility in {0, 1}.
         indices: int (L, B, J) matched query of each joint, distinct per (l, b).
         eos_coef: class weight of background.
+        num_crops: the normaliser in crops (module docstring); None = B.
 
     Returns:
         (loss_ce, loss_kpt), two float32 (L,) tensors.
@@ -106,11 +111,16 @@ def layer_losses(logits, coords, target, target_weight, indices, eos_coef=0.1):
     l1 = tf.reduce_sum(tf.abs(matched_coords - target), axis=-1)               # (L, B, J)
     batch_size = tf.cast(tf.shape(target)[0], tf.float32)
     loss_kpt = tf.reduce_sum(l1 * target_weight, axis=[1, 2]) / (2.0 * batch_size)
+    if num_crops is not None:
+        # Every crop has the same class-weight total (J matched + Q - J background),
+        # so rescaling the local means by B / num_crops gives sums / num_crops.
+        scale = batch_size / tf.maximum(tf.cast(num_crops, tf.float32), 1.0)
+        loss_ce, loss_kpt = loss_ce * scale, loss_kpt * scale
     return loss_ce, loss_kpt
 
 
 def set_loss(outputs, target, target_weight, indices=None, num_joints=None, eos_coef=0.1,
-             ce_coef=1.0, kpt_coef=5.0, cost_class=1.0, cost_coord=5.0):
+             ce_coef=1.0, kpt_coef=5.0, cost_class=1.0, cost_coord=5.0, num_crops=None):
     """The PRTR training loss of one (local) batch.
 
     Params:
@@ -122,6 +132,7 @@ def set_loss(outputs, target, target_weight, indices=None, num_joints=None, eos_
             matched here with (cost_class, cost_coord), via ``tf.numpy_function``.
         num_joints: J; inferred from the logits when None (checked if given).
         eos_coef, ce_coef, kpt_coef: background class weight and term weights.
+        num_crops: the normaliser under uneven local batches (module docstring).
 
     Returns:
         dict of float32 scalars: "loss" (sum over all layers of
@@ -135,7 +146,8 @@ def set_loss(outputs, target, target_weight, indices=None, num_joints=None, eos_
     if indices is None:
         indices = hungarian_match_layers(logits, coords, target, cost_class, cost_coord)
 
-    loss_ce, loss_kpt = layer_losses(logits, coords, target, target_weight, indices, eos_coef)
+    loss_ce, loss_kpt = layer_losses(logits, coords, target, target_weight, indices, eos_coef,
+                                     num_crops)
     return loss_dict({"ce": (ce_coef, loss_ce), "kpt": (kpt_coef, loss_kpt)})
 
 

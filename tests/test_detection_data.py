@@ -397,3 +397,113 @@ def test_config_field_aliases_of_the_detector_config(records):
     with pytest.raises(KeyError, match="crop_min' or 'crop_min_size"):
         del renamed.data["crop_min_size"]
         DetectionAugmenter(renamed.data)
+
+
+# ---------------------------------------------------------------------------------------
+# Keypoint targets (the end-to-end model's)
+# ---------------------------------------------------------------------------------------
+
+DOT_COLOURS = ((255, 0, 0), (0, 255, 0), (0, 0, 255))  # joints 0, 1 (a left/right pair), 2
+
+
+def _dots_image(height, width, corners):
+    """Black image with a 6x6 dot per joint (colour DOT_COLOURS[k], top-left corner
+    ``corners[k]``); returns the image and the dots' continuous centres."""
+    image = np.zeros((height, width, 3), np.float32)
+    for (x, y), colour in zip(corners, DOT_COLOURS):
+        image[y:y + 6, x:x + 6] = colour
+    return image, np.array([[x + 3.0, y + 3.0] for x, y in corners], np.float32)
+
+
+def _dot_centre(image, channel):
+    ys, xs = np.nonzero(image[..., channel] > 96)
+    if len(xs) == 0:
+        return None
+    return np.array([xs.mean() + 0.5, ys.mean() + 0.5])
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_augmentation_moves_keypoints_with_the_image(seed):
+    """Coloured dots through flip/resize/crop/resize: each labelled keypoint stays on
+    its dot, a flip swaps the left/right pair (keypoint 0 is always the image's left
+    one of the pair), and a dot cropped away leaves its keypoint unlabelled."""
+    image, centres = _dots_image(200, 300, [(100, 60), (170, 64), (140, 110)])
+    box = tf.constant([[90.0, 50.0, 190.0, 130.0]])
+    kpts = tf.constant(np.concatenate([centres, np.full((3, 1), 2.0)], 1)[None])
+    aug = DetectionAugmenter(small_config(flip_prob=0.5, crop_min=40).data,
+                             flip_index=[1, 0, 2])
+    out, boxes, moved = aug(tf.constant(image), box, tf.constant([seed, 3], tf.int64), kpts)
+    out, moved = out.numpy(), moved.numpy()
+    assert moved.shape == (len(boxes), 3, 3)
+    if len(boxes) == 0:
+        return
+    red, green = _dot_centre(out, 0), _dot_centre(out, 1)
+    both = red is not None and green is not None
+    tol = 1.0 + out.shape[1] / 300.0  # dots blur by ~1 px, plus one source pixel
+    for k in range(3):
+        if both:  # mirrored iff red is right of green: then joint k is on joint flip(k)'s dot
+            colours = [[1, 0, 2][k] if red[0] > green[0] else k]
+        else:  # one of the pair cropped away: the flip cannot be told from the image
+            colours = [k, [1, 0, 2][k]]
+        dots = [d for d in (_dot_centre(out, c) for c in colours) if d is not None]
+        if moved[0, k, 2] > 0:
+            assert dots, f"joint {k} labelled but its dot is gone"
+            assert min(np.abs(moved[0, k, :2] - d).max() for d in dots) <= tol, (moved, dots)
+        else:  # outside the crop: its dot is (nearly) gone from the image
+            x, y = moved[0, k, :2]
+            assert not (0 <= x < out.shape[1] and 0 <= y < out.shape[0])
+    if moved[0, 0, 2] > 0 and moved[0, 1, 2] > 0:
+        assert moved[0, 0, 0] < moved[0, 1, 0]
+
+
+def test_keypoint_records_and_eval_targets_match_the_annotations(coco_mini):
+    """Records keep each person's keypoints (+0.5: continuous coordinates); the eval
+    pipeline's normalised targets map back to the JSON's pixels exactly."""
+    ann_file = coco_mini / "person_keypoints.json"
+    records = load_person_boxes(ann_file, coco_mini / "images", num_joints=17)
+    anns = {a["id"]: a for a in json.loads(ann_file.read_text())["annotations"]}
+    for r in records:
+        assert r["keypoints"].shape == (len(r["boxes"]), 17, 3)
+        for ann_id, kpts in zip(r["ann_ids"], r["keypoints"]):
+            raw = np.asarray(anns[int(ann_id)]["keypoints"], np.float32).reshape(17, 3)
+            labelled = raw[:, 2] > 0
+            np.testing.assert_allclose(kpts[labelled, :2], raw[labelled, :2] + 0.5)
+            np.testing.assert_array_equal(kpts[:, 2], raw[:, 2])
+    config = small_config(dataset="coco")
+    ds = build_detection_dataset(records, config, training=False)
+    for r, elem in zip(records, ds):
+        h, w = elem["orig_size"].numpy()
+        n = len(r["boxes"])
+        weights = elem["keypoint_weights"].numpy()
+        np.testing.assert_array_equal(weights[:n], r["keypoints"][..., 2] > 0)
+        assert not weights[n:].any()
+        back = elem["keypoints"].numpy()[:n] * [w, h] - 0.5
+        labelled = weights[:n] > 0
+        np.testing.assert_allclose(back[labelled], r["keypoints"][labelled][:, :2] - 0.5,
+                                   atol=1e-3)
+
+
+def test_training_keypoint_targets_stay_in_their_boxes(coco_mini):
+    """Augmented training batches: labelled joints lie in (or just beside) their
+    person's box, both normalised by the same augmented image size."""
+    records = load_person_boxes(coco_mini / "person_keypoints.json", coco_mini / "images",
+                                num_joints=17)
+    config = small_config(dataset="coco")
+    ds = build_detection_dataset(records, config, training=True, deterministic=True, seed=5,
+                                 batch=2)
+    checked = 0
+    for _ in range(3):
+        for batch in ds:
+            assert batch["keypoints"].shape[1:] == (8, 17, 2)
+            boxes = batch["boxes"].numpy()
+            xy, weight = batch["keypoints"].numpy(), batch["keypoint_weights"].numpy()
+            assert not weight[batch["valid"].numpy() == 0].any()
+            lo = (boxes[..., :2] - boxes[..., 2:] / 2)[:, :, None]
+            hi = (boxes[..., :2] + boxes[..., 2:] / 2)[:, :, None]
+            inside = np.all((xy >= lo - 0.02) & (xy <= hi + 0.02), axis=-1)
+            labelled = weight > 0
+            checked += labelled.sum()
+            # COCO boxes are drawn around the visible body: a few labelled joints
+            # (occluded, v = 1) may fall outside.
+            assert inside[labelled].mean() > 0.95
+    assert checked > 100

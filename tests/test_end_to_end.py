@@ -205,7 +205,8 @@ def test_end_to_end_shapes_and_consistency(tiny):
     assert out["kpt_pred_coords"].shape == (n, qk, 2)
     assert out["kpt_aux_pred_logits"].shape == (m.kpt_dec_layers - 1, n, qk, j + 1)
     assert out["kpt_aux_pred_coords"].shape == (m.kpt_dec_layers - 1, n, qk, 2)
-    np.testing.assert_array_equal(out["crop_batch_index"].numpy(), [0] * 3 + [1] * 3)
+    np.testing.assert_array_equal(out["crop_batch_index"].numpy(),
+                                  [0] * m.max_persons + [1] * m.max_persons)
     pairs = np.stack([out["crop_batch_index"], out["crop_query_index"]], -1)
     np.testing.assert_allclose(out["crop_boxes"].numpy(),
                                tf.gather_nd(out["pred_boxes"], pairs).numpy())
@@ -256,7 +257,7 @@ def _loss_batch():
     rng = np.random.default_rng(4)
     keypoints = rng.uniform(0.3, 0.7, size=(2, 3, 17, 2))
     return {
-        "images": tf.constant(rng.normal(size=(2, 64, 64, 3)), tf.float32),
+        "image": tf.constant(rng.normal(size=(2, 64, 64, 3)), tf.float32),
         "boxes": tf.constant([[[0.5, 0.5, 0.4, 0.6], [0.3, 0.3, 0.2, 0.2], [0.5, 0.5, 1, 1]],
                               [[0.4, 0.6, 0.3, 0.5], [0.5, 0.5, 1, 1], [0.5, 0.5, 1, 1]]],
                              tf.float32),

@@ -166,12 +166,249 @@ def test_predict_boxes_json_max_side_and_exif(tmp_path, coco_mini, weights):
 
 
 def test_usage_errors(tmp_path):
-    proc = _run("--source=nowhere", f"--output={tmp_path}", "--config=configs/synthetic_tiny.py",
-                "--checkpoint=x.weights.h5", "--tflite=model.tflite")
-    assert proc.returncode != 0 and "not available yet" in proc.stderr
     proc = _run(f"--source={tmp_path}", f"--output={tmp_path / 'o'}",
                 "--config=configs/synthetic_tiny.py", "--checkpoint=x.weights.h5")
-    assert proc.returncode != 0 and "--boxes_json" in proc.stderr
+    assert proc.returncode == 2 and "--boxes_json" in proc.stderr
+
+
+# ------------------------------------------------- exported models (--saved_model / --tflite)
+
+# The tiny keypoint config with every joint counting in the rescoring (random weights
+# give joint scores ~1/J < 0.2, which would make every person score 0: ties).
+_CONFIG_FILE = """
+from prtr_tf.config import load_config
+
+
+def get_config():
+    c = load_config("synthetic_tiny")
+    c.test.in_vis_thre = 0.0
+    return c
+"""
+_DEFAULTS = dict(source=None, output=None, config=None, checkpoint=None, detector_config=None,
+                 detector_checkpoint=None, boxes_json=None, kpt_thr=0.3, box_thr=None,
+                 flip_test=None, max_side=4096, max_pixels=None, max_frames=0,
+                 saved_model=None, tflite=None, detector_tflite=None)
+
+
+def _main(**values):
+    """predict.main in-process with these flag values (the others at their defaults)."""
+    from types import SimpleNamespace
+    unknown = set(values) - set(_DEFAULTS)
+    assert not unknown, unknown
+    flags_ = {k: SimpleNamespace(value=v) for k, v in {**_DEFAULTS, **values}.items()}
+    return predict.main(["predict.py"], flags_)
+
+
+def test_flag_defaults_match_the_script():
+    """_DEFAULTS above mirrors predict._define_flags (checked in a fresh process)."""
+    code = ("import sys, json; sys.path.insert(0, '.'); import predict; "
+            "f = predict._define_flags(); print(json.dumps({k: h.default for k, h in "
+            "f.items()}))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == _DEFAULTS
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """Tiny random models as Keras weights, a SavedModel (export/saved_model.py's
+    code), keypoint .tflite files (flip test, as the config) and a detector .tflite at
+    the DETR input size of the first test image, plus two coco_mini images with boxes."""
+    import keras
+
+    from prtr_tf import tflite
+    from prtr_tf.config import load_config
+    from prtr_tf.detection.data import resize_size
+    from prtr_tf.models import build_model
+    from prtr_tf.models.detr import build_detector
+    from prtr_tf.serving import PoseServing, export_saved_model
+
+    from tests.conftest import require_shared
+
+    coco_mini = require_shared("data", "coco_mini")
+    tmp = tmp_path_factory.mktemp("exported")
+    (tmp / "tiny_all_joints.py").write_text(_CONFIG_FILE)
+    config = load_config(str(tmp / "tiny_all_joints.py"))
+    det_config = load_config("synthetic_detector_tiny")
+    keras.utils.set_random_seed(3)
+    model = build_model(config.model)
+    model.save_weights(str(tmp / "kp.weights.h5"))
+    detector = build_detector(det_config.model)
+    # Spread the random detector's boxes and scores (as tests/test_export_saved_model.py).
+    detector.bbox_embed.weights[-2].assign(detector.bbox_embed.weights[-2] * 100.0)
+    for w in detector.class_embed.weights:
+        w.assign(w * 10.0)
+    detector.save_weights(str(tmp / "det.weights.h5"))
+    serving = PoseServing(model, config, detector, det_config, score_threshold=0.0,
+                          max_persons=20)
+    export_saved_model(serving, str(tmp / "saved_model"))
+    assert config.test.flip_test
+    tflite.save_tflite(tflite.convert_keypoint_model(model, config, "fp32", flip_test=True,
+                                                     batch_size=2), str(tmp / "kp.tflite"))
+    tflite.save_tflite(tflite.convert_keypoint_model(model, config, "fp32"),
+                       str(tmp / "kp_noflip.tflite"))
+    src = tmp / "images"
+    src.mkdir()
+    images = sorted((coco_mini / "images").glob("*.jpg"))[:2]
+    for path in images:
+        (src / path.name).write_bytes(path.read_bytes())
+    first = np.asarray(Image.open(images[0]))
+    size = [int(v) for v in resize_size(first.shape[0], first.shape[1],
+                                        det_config.data.test_size, det_config.data.max_size)]
+    tflite.save_tflite(tflite.convert_detector(detector, det_config, size, "fp32"),
+                       str(tmp / "det.tflite"))
+    detections = json.loads((coco_mini / "person_detections.json").read_text())
+    boxes = {p.name: [d["bbox"] + [d["score"]] for d in detections
+                      if d["image_id"] == int(p.stem)][:5] for p in images}
+    assert all(boxes.values())
+    (tmp / "boxes.json").write_text(json.dumps(boxes))
+    return {"dir": tmp, "config": config, "det_config": det_config, "src": src,
+            "images": images, "model": model, "detector": detector}
+
+
+def _results(out):
+    entries = json.loads((out / "results.json").read_text())
+    return {os.path.basename(e["file"]): e for e in entries}
+
+
+def _persons_by_score(entry):
+    return sorted(entry["persons"], key=lambda p: -p["score"])
+
+
+def _assert_same_persons(got, ref, kpt_atol):
+    assert set(got) == set(ref)
+    for name in ref:
+        a, b = _persons_by_score(got[name]), _persons_by_score(ref[name])
+        assert len(a) == len(b) >= 1, name
+        ka = np.array([p["keypoints"] for p in a])
+        kb = np.array([p["keypoints"] for p in b])
+        np.testing.assert_allclose(ka[..., :2], kb[..., :2], atol=kpt_atol, rtol=0)
+        np.testing.assert_allclose(ka[..., 2], kb[..., 2], atol=1e-5)
+        np.testing.assert_allclose([p["box"] for p in a], [p["box"] for p in b], atol=0.011)
+        np.testing.assert_allclose([p["score"] for p in a], [p["score"] for p in b],
+                                   atol=1e-5)
+
+
+def test_saved_model_equals_checkpoint(exported, tmp_path):
+    e = exported
+    assert _main(source=str(e["src"]), output=str(tmp_path / "ckpt"), config=e["config"],
+                 checkpoint=str(e["dir"] / "kp.weights.h5"), detector_config=e["det_config"],
+                 detector_checkpoint=str(e["dir"] / "det.weights.h5"), box_thr=0.0) == 0
+    assert _main(source=str(e["src"]), output=str(tmp_path / "sm"),
+                 saved_model=str(e["dir"] / "saved_model")) == 0
+    ref, got = _results(tmp_path / "ckpt"), _results(tmp_path / "sm")
+    assert all(len(r["persons"]) >= 2 for r in ref.values())
+    # results.json rounds coordinates to 0.01 px: equal up to that rounding.
+    _assert_same_persons(got, ref, kpt_atol=0.01 + 1e-6)
+    for entry in got.values():
+        assert all(p["box_score"] is None for p in entry["persons"])
+        assert (tmp_path / "sm" / entry["annotated"]).is_file()
+
+
+def test_exported_backends_before_rounding(exported):
+    """The estimators themselves (no JSON rounding): SavedModel and TFLite fp32 vs
+    the Keras PoseEstimator, keypoints within 1e-3 image pixels."""
+    from prtr_tf.detection.evaluate import DetrPersonDetector
+    from prtr_tf.pipeline import PoseEstimator
+    from prtr_tf.predict_backends import SavedModelEstimator, TFLiteEstimator
+
+    e = exported
+    image = np.asarray(Image.open(e["images"][0]).convert("RGB"))
+    keras_det = DetrPersonDetector(e["detector"], e["det_config"], 0.0)
+    ref = PoseEstimator(e["model"], e["config"], detector=keras_det)(image)
+    saved = SavedModelEstimator(str(e["dir"] / "saved_model"))(image)
+    lite = TFLiteEstimator(str(e["dir"] / "kp.tflite"), detector=keras_det,
+                           box_threshold=0.0)(image)
+    ref = sorted(ref, key=lambda p: -p["score"])
+    assert len(ref) >= 2
+    for other in (saved, lite):
+        other = sorted(other, key=lambda p: -p["score"])
+        assert len(other) == len(ref)
+        dev = np.abs(np.array([p["keypoints"][:, :2] for p in other])
+                     - np.array([p["keypoints"][:, :2] for p in ref])).max()
+        print(f"max keypoint deviation {dev:.2e} px")
+        assert dev <= 1e-3
+        np.testing.assert_allclose([p["keypoints"][:, 2] for p in other],
+                                   [p["keypoints"][:, 2] for p in ref], atol=1e-5)
+
+
+def test_tflite_equals_checkpoint(exported, tmp_path):
+    e = exported
+    boxes = str(e["dir"] / "boxes.json")
+    assert _main(source=str(e["src"]), output=str(tmp_path / "ckpt"), config=e["config"],
+                 checkpoint=str(e["dir"] / "kp.weights.h5"), boxes_json=boxes) == 0
+    # No --config: crop size, normalisation, flip test and thresholds from the metadata.
+    assert _main(source=str(e["src"]), output=str(tmp_path / "lite"),
+                 tflite=str(e["dir"] / "kp.tflite"), boxes_json=boxes) == 0
+    ref = _results(tmp_path / "ckpt")
+    _assert_same_persons(_results(tmp_path / "lite"), ref, kpt_atol=0.01 + 1e-6)
+    for entry in ref.values():                      # the given boxes were used
+        for person in entry["persons"]:
+            assert person["box_score"] is not None
+    # Keypoint .tflite + the Keras detector, and + the detector .tflite (exported at the
+    # first image's DETR input size, so that its input equals DetrPersonDetector's).
+    first = {e["images"][0].name}
+    assert _main(source=str(e["images"][0]), output=str(tmp_path / "ckpt_det"),
+                 config=e["config"], checkpoint=str(e["dir"] / "kp.weights.h5"),
+                 detector_config=e["det_config"],
+                 detector_checkpoint=str(e["dir"] / "det.weights.h5"), box_thr=0.0) == 0
+    ref = _results(tmp_path / "ckpt_det")
+    assert set(ref) == first and len(ref[e["images"][0].name]["persons"]) >= 2
+    assert _main(source=str(e["images"][0]), output=str(tmp_path / "lite_det"),
+                 tflite=str(e["dir"] / "kp.tflite"), config=e["config"],
+                 detector_config=e["det_config"],
+                 detector_checkpoint=str(e["dir"] / "det.weights.h5"), box_thr=0.0) == 0
+    _assert_same_persons(_results(tmp_path / "lite_det"), ref, kpt_atol=0.01 + 1e-6)
+    assert _main(source=str(e["images"][0]), output=str(tmp_path / "lite_lite"),
+                 tflite=str(e["dir"] / "kp.tflite"),
+                 detector_tflite=str(e["dir"] / "det.tflite"), box_thr=0.0) == 0
+    got = _results(tmp_path / "lite_lite")
+    # Detector fp32 TFLite vs Keras: box coordinates within ~1e-3 px, so the crops
+    # (rounded to integers) may differ in a pixel: a looser bound for keypoints.
+    _assert_same_persons(got, ref, kpt_atol=0.05)
+
+
+def test_exported_usage_errors(exported, tmp_path):
+    from absl import app
+
+    e = exported
+    src, out = str(e["src"]), str(tmp_path / "o")
+    kp, sm = str(e["dir"] / "kp.tflite"), str(e["dir"] / "saved_model")
+    cases = [
+        (dict(saved_model=sm, checkpoint="x.weights.h5"), "drop --checkpoint"),
+        (dict(saved_model=sm, boxes_json="b.json", config=e["config"]),
+         "drop --boxes_json, --config"),
+        (dict(saved_model=sm, flip_test=True), "drop --flip_test"),
+        (dict(saved_model=str(tmp_path / "nowhere")), "nowhere'?: no such folder"),
+        (dict(saved_model=str(e["dir"])), "has no saved_model.pb"),
+        (dict(tflite=kp), "person boxes are needed: .*--detector_tflite"),
+        (dict(tflite=kp, checkpoint="x.weights.h5", boxes_json="b.json"), "not both"),
+        (dict(tflite=str(tmp_path / "missing.tflite"), boxes_json=str(e["dir"] / "boxes.json")),
+         "missing.tflite'?: no such file"),
+        (dict(tflite=str(e["dir"] / "boxes.json"), boxes_json=str(e["dir"] / "boxes.json")),
+         "is not a TFLite model"),
+        (dict(tflite=str(e["dir"] / "det.tflite"), boxes_json=str(e["dir"] / "boxes.json")),
+         "no prtr_tf.keypoints metadata"),
+        (dict(tflite=kp, boxes_json=str(e["dir"] / "boxes.json"),
+              detector_tflite=str(e["dir"] / "det.tflite")), "one source of person boxes"),
+        (dict(config=e["config"], checkpoint="x.weights.h5",
+              detector_tflite=str(e["dir"] / "det.tflite")), "goes with --tflite"),
+        (dict(tflite=kp, boxes_json=str(e["dir"] / "boxes.json"), flip_test=False),
+         "exported with flip_test=True"),
+        (dict(tflite=kp, boxes_json=str(e["dir"] / "boxes.json"),
+              config=load_mpii_config()), "data.dataset = mpii but"),
+    ]
+    for values, message in cases:
+        with pytest.raises(app.UsageError, match=message):
+            _main(source=src, output=out, **values)
+
+
+def load_mpii_config():
+    from prtr_tf.config import load_config
+    c = load_config("synthetic_tiny")
+    c.data.dataset = "mpii"
+    return c
 
 
 def test_load_image_conversions(tmp_path):

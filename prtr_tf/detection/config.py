@@ -9,7 +9,10 @@ import ml_collections
 
 from prtr_tf.config import data_config, train_config
 
-DETR_BACKBONES = ("resnet50", "resnet101", "resnet_tiny")
+# DETR's own backbones are ResNet-50/101; HRNet serves the end-to-end PRTR (spec §8:
+# "The paper uses ResNet-101 or HRNet-W48"), its last level being the 2048-channel
+# stride-32 output of HRNet's classification head (as in the two-stage model).
+DETR_BACKBONES = ("resnet50", "resnet101", "resnet_tiny", "hrnet_w32", "hrnet_w48")
 # DETR's training scales: shortest side in 480..800 step 32, longest side <= 1333.
 DETR_SCALES = tuple(range(480, 801, 32))
 COCO_PERSON = 1  # "person" in COCO's 91-id category space (index 1 of DETR's head)
@@ -67,6 +70,7 @@ def detector(backbone="resnet50", num_classes=1, *, lr=1e-4, lr_backbone=1e-5, e
         crop_min_size=384,  # height and width are each in [crop_min_size,
         crop_max_size=600,  # crop_max_size], then resize to `scales` as above
         test_size=800,  # evaluation: shortest side 800, longest <= max_size
+        pad_multiple=None,  # pad batches to a multiple of this (HRNet, end-to-end: 32)
     )
     c.data = data_config(data, data_overrides)
     c.loss = ml_collections.ConfigDict(dict(

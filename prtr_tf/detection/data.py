@@ -46,10 +46,18 @@ Elements (unbatched)::
     size       int32 (2,)          (h, w) after augmentation/resizing (unpadded)
     index      int64 ()            position of the record in ``records``
 
+With keypoints (records from ``load_person_boxes(..., num_joints=J)``, the
+end-to-end model's targets) two more entries, following every augmentation step
+(a flip also swaps left and right joints; joints outside a random crop get weight 0)::
+
+    keypoints         float32 (M, J, 2)  (x, y) / (w, h), continuous coordinates
+                                         (COCO pixel index + 0.5); padding slots 0
+    keypoint_weights  float32 (M, J)     1 for labelled joints (v > 0) in the image
+
 Batched (``batch=B``, `batch_detection`): ``padded_batch`` pads image and mask to the
-largest h, w of the batch (or to ``data.pad_size`` when set): image (B, H, W, 3) with
-zeros, mask (B, H, W) with 1 = padding (DETR's NestedTensor mask); the rest gain a
-leading B.
+largest h, w of the batch (or to ``data.pad_size`` when set), then up to a multiple of
+``data.pad_multiple`` when set: image (B, H, W, 3) with zeros, mask (B, H, W) with 1 =
+padding (DETR's NestedTensor mask); the rest gain a leading B.
 
 Bad image files (missing, unreadable, undecodable) are skipped with a warning naming
 the file and the image id and counted in ``dataset.skip_counter``, or raise an error
@@ -100,7 +108,7 @@ def person_label(config):
 # ---------------------------------------------------------------------------------------
 
 def load_person_boxes(ann_file, image_dir, min_keypoints=1, skip_bad=True, skip_counter=None,
-                      return_summary=False):
+                      return_summary=False, num_joints=None):
     """Per-image person-box records from a COCO keypoints JSON (see the module docstring).
 
     Args:
@@ -112,6 +120,11 @@ def load_person_boxes(ann_file, image_dir, min_keypoints=1, skip_bad=True, skip_
         unknown image id) are counted skips with a warning, or a ValueError when
         ``skip_bad`` is False (`prtr_tf.data.skips.bad_sample`).
       return_summary: also return the summary dict.
+      num_joints: when given, the records also hold each person's ``keypoints``
+        float32 (N, num_joints, 3) [x, y, v] in continuous pixel coordinates (COCO's
+        pixel-index x, y plus 0.5: pixel i spans [i, i + 1), the convention of the
+        boxes and of every resize); an annotation whose ``keypoints`` is not
+        3 * num_joints finite numbers is a bad annotation.
 
     Returns:
       the records, or (records, summary) with ``return_summary``. The summary (also
@@ -143,6 +156,12 @@ def load_person_boxes(ann_file, image_dir, min_keypoints=1, skip_bad=True, skip_
         if reason is None and min_keypoints > 0 and not isinstance(ann.get("keypoints"),
                                                                    (list, tuple)):
             reason = f"{where}: missing field 'keypoints'"
+        keypoints = None
+        if reason is None and num_joints is not None and not ann.get("iscrowd", 0):
+            keypoints = _numbers(ann.get("keypoints", ()), 3 * num_joints)
+            if keypoints is None:
+                reason = (f"{where}: field 'keypoints' is not {3 * num_joints} finite numbers "
+                          f"({num_joints} joints x [x, y, v])")
         if reason:
             summary["bad_annotations"] += 1
             bad_sample(reason, skip_bad, skip_counter)
@@ -163,18 +182,26 @@ def load_person_boxes(ann_file, image_dir, min_keypoints=1, skip_bad=True, skip_
         if not (x1 > x0 and y1 > y0):
             summary["dropped_empty_box"] += 1
             continue
-        by_image[ann["image_id"]].append(([x0, y0, x1 - x0, y1 - y0], int(ann.get("id", -1))))
+        if keypoints is not None:
+            keypoints = np.asarray(keypoints, np.float32).reshape(num_joints, 3)
+            keypoints[keypoints[:, 2] > 0, :2] += 0.5  # pixel index -> continuous coordinate
+        by_image[ann["image_id"]].append(([x0, y0, x1 - x0, y1 - y0], int(ann.get("id", -1)),
+                                          keypoints))
 
     records = []
     for image_id, persons in by_image.items():
         file_name, width, height = images[image_id]
         summary["persons"] += len(persons)
         summary["images_without_persons"] += not persons
-        records.append(dict(
+        record = dict(
             image_path=os.path.join(image_dir, file_name), image_id=int(image_id),
             boxes=np.array([p[0] for p in persons], np.float32).reshape(-1, 4),
             ann_ids=np.array([p[1] for p in persons], np.int64),
-            width=width, height=height))
+            width=width, height=height)
+        if num_joints is not None:
+            record["keypoints"] = np.array([p[2] for p in persons],
+                                           np.float32).reshape(-1, num_joints, 3)
+        records.append(record)
     logger.info("%s: %d images (%d without persons), %d persons kept; dropped: %d with "
                 "fewer than %d labelled keypoints, %d crowd, %d empty boxes; %d other-"
                 "category and %d bad annotations", name, summary["images"],
@@ -186,9 +213,14 @@ def load_person_boxes(ann_file, image_dir, min_keypoints=1, skip_bad=True, skip_
 
 
 def records_to_columns(records, max_boxes):
-    """Records -> dict of NumPy arrays (boxes padded/truncated to ``max_boxes``)."""
+    """Records -> dict of NumPy arrays (boxes, and keypoints when the records have
+    them, padded/truncated to ``max_boxes``)."""
     if not records:
         raise ValueError("no records: the dataset is empty")
+    with_keypoints = "keypoints" in records[0]
+    if with_keypoints:
+        num_joints = np.asarray(records[0]["keypoints"]).shape[1]
+        keypoints = np.zeros((len(records), max_boxes, num_joints, 3), np.float32)
     boxes = np.zeros((len(records), max_boxes, 4), np.float32)
     counts = np.zeros(len(records), np.int32)
     truncated = []
@@ -199,14 +231,19 @@ def records_to_columns(records, max_boxes):
             b = b[:max_boxes]
         boxes[i, :len(b)] = b
         counts[i] = len(b)
+        if with_keypoints:
+            keypoints[i, :len(b)] = np.asarray(r["keypoints"], np.float32)[:len(b)]
     if truncated:
         logger.warning("%d images have more than data.max_boxes = %d person boxes; only "
                        "the first %d are used (e.g. image id %d has %d)", len(truncated),
                        max_boxes, max_boxes, truncated[0][0], truncated[0][1])
-    return dict(
+    columns = dict(
         image_path=np.array([os.fspath(r["image_path"]) for r in records], dtype=object),
         image_id=np.array([r["image_id"] for r in records], np.int64),
         boxes=boxes, count=counts, index=np.arange(len(records), dtype=np.int64))
+    if with_keypoints:
+        columns["keypoints"] = keypoints
+    return columns
 
 
 # ---------------------------------------------------------------------------------------
@@ -283,14 +320,18 @@ class DetectionAugmenter:
     """DETR's training augmentation from a stateless seed (see the module docstring).
 
     ``augment(image, boxes, seed)`` -> (image, boxes): image float32 (h, w, 3) in
-    [0, 255], boxes float32 (n, 4) xyxy pixels, seed int (2,). Fields of
-    ``data_config`` (aliases after "|"): scales, max_size, crop_min|crop_min_size,
+    [0, 255], boxes float32 (n, 4) xyxy pixels, seed int (2,). With ``keypoints``
+    (n, J, 3) [x, y, v] (continuous pixel coordinates) -> (image, boxes, keypoints):
+    the keypoints follow every geometric step (mirrored with their left/right joints
+    swapped by ``flip_index``, scaled, shifted by the crop), those that leave the crop
+    get v = 0, and the rows of dropped boxes are dropped. Fields of ``data_config``
+    (aliases after "|"): scales, max_size, crop_min|crop_min_size,
     crop_max|crop_max_size, random_resize_before_crop|crop_resize_scales, and
     optionally flip (True), flip_prob (0.5), crop (True), crop_prob (0.5: probability
     of the crop branch).
     """
 
-    def __init__(self, data_config):
+    def __init__(self, data_config, flip_index=None):
         self.scales = [int(s) for s in config_field(data_config, "scales")]
         self.max_size = int(config_field(data_config, "max_size"))
         self.flip = bool(config_field(data_config, "flip", default=True))
@@ -302,8 +343,28 @@ class DetectionAugmenter:
         self.crop_max = int(config_field(data_config, "crop_max", "crop_max_size"))
         self.pre_crop_scales = [int(s) for s in config_field(
             data_config, "random_resize_before_crop", "crop_resize_scales")]
+        self.flip_index = None if flip_index is None else [int(i) for i in flip_index]
 
-    def random_size_crop(self, image, boxes, seed):
+    # Each step maps (image, boxes, keypoints) -> the same; keypoints (n, J, 3), J may be 0.
+
+    def _hflip(self, image, boxes, kpts):
+        width = tf.cast(tf.shape(image)[1], kpts.dtype)
+        image, boxes = hflip(image, boxes)
+        if self.flip_index is not None:
+            kpts = tf.gather(kpts, self.flip_index, axis=1)
+        kpts = tf.concat([width - kpts[..., :1], kpts[..., 1:]], axis=-1)
+        return image, boxes, kpts
+
+    @staticmethod
+    def _resize(image, boxes, kpts, size, max_size=None):
+        shape = tf.shape(image)
+        out_h, out_w = resize_size(shape[0], shape[1], size, max_size)
+        image, boxes = resize_to(image, boxes, out_h, out_w)
+        ratio = tf.cast(tf.stack([out_w, out_h]), tf.float32) / tf.cast(
+            tf.stack([shape[1], shape[0]]), tf.float32)
+        return image, boxes, tf.concat([kpts[..., :2] * ratio, kpts[..., 2:]], axis=-1)
+
+    def random_size_crop(self, image, boxes, seed, kpts=None):
         """DETR ``RandomSizeCrop(crop_min, crop_max)`` (the minimum is lowered to the
         image side when the image is smaller, where DETR would fail)."""
         s_w, s_h, s_i, s_j = tf.unstack(tf.random.experimental.stateless_split(seed, 4))
@@ -315,32 +376,46 @@ class DetectionAugmenter:
         h = _randint(tf.minimum(self.crop_min, max_h), max_h, s_h)
         i = _randint(0, img_h - h, s_i)
         j = _randint(0, img_w - w, s_j)
-        image, boxes, _ = crop(image, boxes, (i, j, h, w))
-        return image, boxes
+        image, boxes, keep = crop(image, boxes, (i, j, h, w))
+        if kpts is None:
+            return image, boxes
+        xy = kpts[..., :2] - tf.cast(tf.stack([j, i]), kpts.dtype)
+        size = tf.cast(tf.stack([w, h]), kpts.dtype)
+        inside = tf.reduce_all((xy >= 0.0) & (xy < size), axis=-1)
+        v = tf.where(inside, kpts[..., 2], 0.0)
+        kpts = tf.concat([xy, v[..., None]], axis=-1)
+        return image, boxes, tf.boolean_mask(kpts, keep)
 
-    def __call__(self, image, boxes, seed):
+    def __call__(self, image, boxes, seed, keypoints=None):
         (s_flip, s_branch, s_scale, s_pre, s_crop,
          s_scale2) = tf.unstack(tf.random.experimental.stateless_split(seed, 6))
+        kpts = (tf.zeros([tf.shape(boxes)[0], 0, 3], tf.float32) if keypoints is None
+                else tf.cast(keypoints, tf.float32))
         if self.flip:
             flipped = tf.random.stateless_uniform([], s_flip) < self.flip_prob
-            image, boxes = tf.cond(flipped, lambda: hflip(image, boxes),
-                                   lambda: (image, boxes))
+            image, boxes, kpts = tf.cond(flipped, lambda: self._hflip(image, boxes, kpts),
+                                         lambda: (image, boxes, kpts))
 
         def plain():
-            return resize(image, boxes, _choice(self.scales, s_scale), self.max_size)
+            return self._resize(image, boxes, kpts, _choice(self.scales, s_scale),
+                                self.max_size)
 
         def cropped():
-            im, bx = resize(image, boxes, _choice(self.pre_crop_scales, s_pre))
-            im, bx = self.random_size_crop(im, bx, s_crop)
-            return resize(im, bx, _choice(self.scales, s_scale2), self.max_size)
+            im, bx, kp = self._resize(image, boxes, kpts, _choice(self.pre_crop_scales, s_pre))
+            im, bx, kp = self.random_size_crop(im, bx, s_crop, kp)
+            return self._resize(im, bx, kp, _choice(self.scales, s_scale2), self.max_size)
 
-        if not self.crop:
-            return plain()
-        use_crop = tf.random.stateless_uniform([], s_branch) < self.crop_prob
-        image, boxes = tf.cond(use_crop, cropped, plain)
+        if self.crop:
+            use_crop = tf.random.stateless_uniform([], s_branch) < self.crop_prob
+            image, boxes, kpts = tf.cond(use_crop, cropped, plain)
+        else:
+            image, boxes, kpts = plain()
         image.set_shape([None, None, 3])
         boxes.set_shape([None, 4])
-        return image, boxes
+        if keypoints is None:
+            return image, boxes
+        kpts.set_shape([None, keypoints.shape[1], 3])
+        return image, boxes, kpts
 
 
 # ---------------------------------------------------------------------------------------
@@ -350,9 +425,16 @@ class DetectionAugmenter:
 class _DetectionLoader:
     """One element from one record: decode, augment/resize, normalise, targets."""
 
-    def __init__(self, config, training):
+    def __init__(self, config, training, num_joints=None):
         data = config.data
         self.training = training
+        self.num_joints = num_joints
+        flip_index = None
+        if num_joints is not None:
+            from prtr_tf.config import DATASETS
+            from prtr_tf.inference import flip_permutation
+            dataset = config_field(data, "dataset", default="coco")
+            flip_index = flip_permutation(num_joints, DATASETS[dataset]["flip_pairs"])
         self.max_boxes = int(config_field(data, "max_boxes", default=DEFAULT_MAX_BOXES))
         self.test_size = int(config_field(data, "test_size"))
         self.max_size = int(config_field(data, "max_size"))
@@ -360,7 +442,7 @@ class _DetectionLoader:
         mean, std = np.asarray(data.mean, np.float64), np.asarray(data.std, np.float64)
         self.gain = tf.constant(1.0 / (255.0 * std), tf.float32)
         self.offset = tf.constant(mean / std, tf.float32)
-        self.augment = DetectionAugmenter(data) if training else None
+        self.augment = DetectionAugmenter(data, flip_index) if training else None
 
     def __call__(self, rec):
         image = decode_image(rec["image_path"])
@@ -368,17 +450,32 @@ class _DetectionLoader:
         image = tf.cast(image, tf.float32)
         xywh = rec["boxes"][:rec["count"]]
         boxes = tf.concat([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]], axis=-1)
+        kpts = None
+        if self.num_joints is not None:
+            kpts = rec["keypoints"][:rec["count"]]
         if self.training:
-            image, boxes = self.augment(image, boxes, tf.stack([rec["seed"], rec["index"]]))
+            out = self.augment(image, boxes, tf.stack([rec["seed"], rec["index"]]), kpts)
         else:
-            image, boxes = resize(image, boxes, self.test_size, self.max_size)
+            out = DetectionAugmenter._resize(
+                image, boxes, tf.zeros([rec["count"], 0, 3]) if kpts is None else kpts,
+                self.test_size, self.max_size)
+        image, boxes = out[0], out[1]
         size = tf.shape(image)[:2]
         image = image * self.gain - self.offset
         height, width = tf.cast(size[0], tf.float32), tf.cast(size[1], tf.float32)
         boxes = box_xyxy_to_cxcywh(boxes) / tf.stack([width, height, width, height])
         num = tf.shape(boxes)[0]
         pad = self.max_boxes - num
-        return dict(
+        extra = {}
+        if self.num_joints is not None:
+            kpts = out[2]
+            xy = kpts[..., :2] / tf.stack([width, height])
+            extra["keypoints"] = tf.ensure_shape(tf.pad(xy, [[0, pad], [0, 0], [0, 0]]),
+                                                 (self.max_boxes, self.num_joints, 2))
+            extra["keypoint_weights"] = tf.ensure_shape(
+                tf.pad(tf.cast(kpts[..., 2] > 0, tf.float32), [[0, pad], [0, 0]]),
+                (self.max_boxes, self.num_joints))
+        return dict(**extra,
             image=image,
             mask=tf.zeros(size, tf.float32),
             boxes=tf.ensure_shape(tf.pad(boxes, [[0, pad], [0, 0]]), (self.max_boxes, 4)),
@@ -395,7 +492,11 @@ class _DetectionLoader:
     def placeholder(self, rec):
         """An element of the same structure marking a failed load (``_ok`` False)."""
         m = self.max_boxes
-        return dict(
+        extra = {}
+        if self.num_joints is not None:
+            extra = dict(keypoints=tf.zeros((m, self.num_joints, 2)),
+                         keypoint_weights=tf.zeros((m, self.num_joints)))
+        return dict(**extra,
             image=tf.zeros((1, 1, 3)), mask=tf.zeros((1, 1)), boxes=tf.zeros((m, 4)),
             labels=tf.zeros((m,), tf.int32), valid=tf.zeros((m,)), image_id=rec["image_id"],
             orig_size=tf.zeros((2,), tf.int32), size=tf.zeros((2,), tf.int32),
@@ -408,19 +509,40 @@ def _padding_values(element_spec):
     return values
 
 
-def batch_detection(ds, batch, drop_remainder=False, pad_size=None):
+def pad_to_multiple(batch, multiple):
+    """Pads a batched element's image (zeros) and mask (1) at the bottom and right up
+    to the next multiple of ``multiple`` in height and width."""
+    shape = tf.shape(batch["image"])
+    pad_h = -shape[1] % multiple
+    pad_w = -shape[2] % multiple
+    batch = dict(batch)
+    batch["image"] = tf.pad(batch["image"], [[0, 0], [0, pad_h], [0, pad_w], [0, 0]])
+    batch["mask"] = tf.pad(batch["mask"], [[0, 0], [0, pad_h], [0, pad_w]],
+                           constant_values=1.0)
+    return batch
+
+
+def batch_detection(ds, batch, drop_remainder=False, pad_size=None, pad_multiple=None):
     """``padded_batch`` of unbatched detection elements: image and mask padded to the
     largest (h, w) of the batch, or to ``pad_size`` (H, W) (a fixed shape, e.g. for XLA;
-    every image must fit), mask 1 on the padding."""
+    every image must fit), mask 1 on the padding; with ``pad_multiple`` further to the
+    next multiple of it (HRNet needs sides divisible by 32, and the end-to-end crop
+    assumes feature maps that cover the padded image exactly)."""
     spec = ds.element_spec
     shapes = {k: s.shape for k, s in spec.items()}
     if pad_size is not None:
         pad_h, pad_w = (int(v) for v in pad_size)
+        if pad_multiple and (pad_h % pad_multiple or pad_w % pad_multiple):
+            raise ValueError(f"data.pad_size={tuple(pad_size)} is not a multiple of "
+                             f"data.pad_multiple={pad_multiple}")
         shapes["image"] = tf.TensorShape([pad_h, pad_w, 3])
         shapes["mask"] = tf.TensorShape([pad_h, pad_w])
-    return ds.padded_batch(int(batch), padded_shapes=shapes,
-                           padding_values=_padding_values(spec),
-                           drop_remainder=drop_remainder)
+    ds = ds.padded_batch(int(batch), padded_shapes=shapes,
+                         padding_values=_padding_values(spec),
+                         drop_remainder=drop_remainder)
+    if pad_multiple and pad_size is None:
+        ds = ds.map(lambda b: pad_to_multiple(b, int(pad_multiple)))
+    return ds
 
 
 def build_detection_dataset(records, config, training, deterministic=False, seed=0,
@@ -447,12 +569,16 @@ def build_detection_dataset(records, config, training, deterministic=False, seed
     columns = records_to_columns(
         records, int(config_field(data, "max_boxes", default=DEFAULT_MAX_BOXES)))
     counter = skip_counter if skip_counter is not None else SkipCounter()
-    ds = load_robustly(columns, _DetectionLoader(config, training), training, deterministic,
+    num_joints = columns["keypoints"].shape[2] if "keypoints" in columns else None
+    ds = load_robustly(columns, _DetectionLoader(config, training, num_joints), training,
+                       deterministic,
                        seed, data.num_parallel_calls,
                        bool(config_field(data, "skip_bad_samples", default=True)), counter,
                        "image_id", "image id")
     if batch:
-        ds = batch_detection(ds, batch, drop_remainder, config_field(data, "pad_size", default=None))
+        ds = batch_detection(ds, batch, drop_remainder,
+                             config_field(data, "pad_size", default=None),
+                             config_field(data, "pad_multiple", default=None))
     return finish(ds, deterministic or not training, counter)
 
 

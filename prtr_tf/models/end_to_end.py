@@ -2,8 +2,10 @@
 Transformer, trained as one network (spec §8; options in `prtr_tf.e2e_config`).
 
 images (B, H, W, 3) + padding mask
-  -> shared ResNet, levels C3..C5 (names as `ResNet.call(return_levels=True)` gives)
-  -> DETR on the last level: person logits (B, Q, 2) (no-object last), boxes (B, Q, 4)
+  -> shared backbone, levels C3..C5 (names as the backbone's ``call(return_levels=True)``
+     gives; ResNet stages or HRNet's last-stage branches)
+  -> DETR on the backbone's main output (``main_level``: ResNet C5, HRNet's head):
+     person logits (B, Q, 2) (no-object last), boxes (B, Q, 4)
   -> the selected person queries (inference: probability >= person_threshold, at most
      max_persons per image; training: the given matched queries)
   -> their last-decoder-layer boxes, turned into sampling grids over 1.25 x the box
@@ -169,7 +171,7 @@ class EndToEndPRTR(keras.Model):
         if missing:
             raise ValueError(f"levels {missing} not produced by the backbone "
                              f"(it gives {sorted(levels)})")
-        last = levels[list(levels)[-1]]
+        last = levels[self.detector.backbone.main_level]
         feature_mask = None if mask is None else downsample_mask(mask, tf.shape(last)[1:3])
         outputs = self.detector.decode(last, feature_mask, training=training)
         if mask is None:
@@ -283,32 +285,37 @@ def sample_matched_queries(indices, valid, max_per_image=5, seed=None):
 def loss(model, batch, loss_config=None, training=True, seed=None):
     """The end-to-end training loss of one batch (one replica).
 
-    ``batch``: images (B, H, W, 3), optional mask (B, H, W) True on padding, and per
-    GT person slot: boxes (B, M, 4) cxcywh, labels (B, M) (0 = person), valid (B, M),
-    keypoints (B, M, J, 2) and keypoint_weights (B, M, J), image-normalised (x, y).
+    ``batch`` (as `prtr_tf.detection.data.build_detection_dataset` gives it from
+    records with keypoints): image (B, H, W, 3), optional mask (B, H, W) 1 on
+    padding, and per GT person slot: boxes (B, M, 4) cxcywh, labels (B, M) (0 =
+    person), valid (B, M), keypoints (B, M, J, 2) and keypoint_weights (B, M, J),
+    image-normalised (x, y).
 
-    Detection: DETR's matched set loss on every decoder layer. Keypoints: the final
-    layer's matched persons (at most ``max_train_persons`` per image, sampled) are
-    cropped and the two-stage keypoint set loss (its own Hungarian matching) is
-    applied with image-normalised targets (its per-crop normaliser: the number of
-    crops). ``loss_config``: the config's ``loss`` section (None:
+    Detection: DETR's matched set loss on every decoder layer, box terms normalised
+    by `global_num_boxes`. Keypoints: the final layer's matched persons (at most
+    ``max_train_persons`` per image, sampled) are cropped and the two-stage keypoint
+    set loss (its own Hungarian matching) is applied with image-normalised targets,
+    normalised by the number of crops of the global batch per replica (so that
+    replicas with different crop counts average to the global-batch mean).
+    ``loss_config``: the config's ``loss`` section (None:
     `prtr_tf.e2e_config.end_to_end`'s defaults).
 
     Returns a dict of float32 scalars: "loss" = det_loss_weight * detection +
-    kpt_loss_weight * keypoint, "loss_det", "loss_kpt_set", "num_crops", and the
-    detection terms prefixed "det_". Uses ``tf.numpy_function`` (the matchers): call
-    it eagerly or in a ``tf.function`` without ``jit_compile``.
+    kpt_loss_weight * keypoint, "loss_det", "loss_kpt_set", "num_crops" (local), and
+    the detection terms prefixed "det_". Uses ``tf.numpy_function`` (the matchers):
+    call it eagerly or in a ``tf.function`` without ``jit_compile``.
     """
     cfg = model.config
     lc = loss_config if loss_config is not None else default_loss_config()
     mask = batch.get("mask")
-    levels, det, valid = model.detect(batch["images"], mask, training=training)
+    levels, det, valid = model.detect(batch["image"], mask, training=training)
     indices = det_losses.match_outputs(det, batch["boxes"], batch["labels"], batch["valid"],
                                        lc.cost_class, lc.cost_bbox, lc.cost_giou)
     det_terms = det_losses.set_loss(det, batch["boxes"], batch["labels"], batch["valid"],
                                     indices=indices, eos_coef=lc.eos_coef,
                                     ce_coef=lc.ce_loss_coef, bbox_coef=lc.bbox_loss_coef,
-                                    giou_coef=lc.giou_loss_coef)
+                                    giou_coef=lc.giou_loss_coef,
+                                    num_boxes=det_losses.global_num_boxes(batch["valid"]))
     batch_index, query_index, gt_index = sample_matched_queries(
         indices[-1], batch["valid"], cfg.max_train_persons, seed=seed)
     pairs = tf.stack([batch_index, query_index], axis=-1)
@@ -318,15 +325,19 @@ def loss(model, batch, loss_config=None, training=True, seed=None):
     target = tf.gather_nd(tf.cast(batch["keypoints"], tf.float32), gt)          # (N, J, 2)
     target_weight = tf.gather_nd(tf.cast(batch["keypoint_weights"], tf.float32), gt)
     num_crops = tf.shape(batch_index)[0]
+    # The global normaliser is all-reduced here, outside the cond below: a collective
+    # inside a branch that only some replicas take would hang.
+    global_crops = det_losses.global_num_boxes(tf.ones([num_crops], tf.float32))
 
     def keypoint_loss():
         return kpt_losses.set_loss(kpt, target, target_weight, eos_coef=lc.kpt_eos_coef,
                                    ce_coef=lc.kpt_ce_loss_coef, kpt_coef=lc.kpt_loss_coef,
                                    cost_class=lc.kpt_cost_class,
-                                   cost_coord=lc.kpt_cost_coord)["loss"]
+                                   cost_coord=lc.kpt_cost_coord,
+                                   num_crops=global_crops)["loss"]
 
-    # No matched person in the batch: no crop, no keypoint term (its normalisers
-    # would be 0/0); the untaken branch passes no gradient.
+    # No matched person on this replica: no crop, no keypoint term (the untaken
+    # branch passes no gradient).
     loss_kpt = tf.cond(num_crops > 0, keypoint_loss, lambda: tf.constant(0.0))
     out = {"loss": lc.det_loss_weight * det_terms["loss"] + lc.kpt_loss_weight * loss_kpt,
            "loss_det": det_terms["loss"], "loss_kpt_set": loss_kpt,

@@ -152,7 +152,12 @@ class HRNet(keras.layers.Layer):
                                         use_bias=True) for i in range(len(HEAD_PLANES) - 1)]
         self.final_layer = ConvBN(OUT_CHANNELS, 1, 1, f"{p}.final_layer", use_bias=True)
 
-    def call(self, x, training=False):
+    main_level = "head"
+
+    def call(self, x, training=False, return_levels=False):
+        """The 2048-channel stride-32 head output; with ``return_levels`` a dict of the
+        last stage's branches C2..C5 (strides 4..32, width x 1, 2, 4, 8 channels) and
+        that output as "head" (``main_level``)."""
         x = tf.nn.relu(self.bn1(self.conv1(x), training=training))
         x = tf.nn.relu(self.bn2(self.conv2(x), training=training))
         x = run_chain(self.layer1, x, training)
@@ -165,7 +170,12 @@ class HRNet(keras.layers.Layer):
         y = self.incre_modules[0](xs[0], training=training)
         for i, down in enumerate(self.downsamp_modules):
             y = self.incre_modules[i + 1](xs[i + 1], training=training) + down(y, training=training)
-        return self.final_layer(y, training=training)
+        out = self.final_layer(y, training=training)
+        if return_levels:
+            levels = {f"C{i + 2}": branch for i, branch in enumerate(xs)}
+            levels["head"] = out
+            return levels
+        return out
 
     def compute_output_shape(self, input_shape):
         b, h, w, _ = input_shape

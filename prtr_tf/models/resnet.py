@@ -2,7 +2,7 @@
 
 Frozen BatchNorm everywhere and a frozen stem + layer1, as DETR's backbone and
 the official PRTR two-stage model use it (spec §1.1). Only C5 is returned by
-default; `return_levels` gives C3/C4/C5 for the end-to-end model.
+default; `return_levels` gives every stage (C2..C5) for the end-to-end model.
 """
 import keras
 import tensorflow as tf
@@ -56,8 +56,9 @@ class Bottleneck(keras.layers.Layer):
 
 
 class ResNet(keras.layers.Layer):
-    """ResNet body; ``call`` returns the last level (C5), or ``{'C3','C4','C5'}`` with
-    return_levels (the last three levels)."""
+    """ResNet body; ``call`` returns the last level (C5), or with return_levels every
+    stage's output ``{'C2': stride 4, ..., 'C5': stride 32}`` (resnet_tiny: C2..C4);
+    ``main_level`` names the one ``call`` returns by default."""
 
     def __init__(self, depth="resnet50", torch_prefix="backbone.0.body", frozen=None, **kw):
         kw.setdefault("name", "backbone")
@@ -86,6 +87,7 @@ class ResNet(keras.layers.Layer):
             self.stages.append(stage)
         self.level_channels = [width * 4 * 2 ** i for i in range(len(DEPTHS[depth]))]
         self.out_channels = self.level_channels[-1]
+        self.main_level = f"C{len(DEPTHS[depth]) + 1}"
 
     def call(self, x, training=None, return_levels=False):
         x = tf.nn.relu(self.bn1(self.conv1(x), training=training))
@@ -98,5 +100,5 @@ class ResNet(keras.layers.Layer):
                 x = block(x, training=training)
             levels[f"C{i + 2}"] = x
         if return_levels:
-            return {k: levels[k] for k in list(levels)[-3:]}
+            return levels
         return x

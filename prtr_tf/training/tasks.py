@@ -1,4 +1,5 @@
-"""What the trainer trains: the keypoint Transformer or the DETR person detector.
+"""What the trainer trains: the keypoint Transformer, the DETR person detector, or
+the end-to-end PRTR (both, jointly).
 
 A task knows its model, its records and tf.data pipeline, its loss for one local
 batch (matching through scipy outside any XLA region) and its validation metric;
@@ -88,10 +89,42 @@ class DetectionTask:
         return evaluate_detector(model, self.config, split="val", stream=stream)
 
 
+class EndToEndTask(DetectionTask):
+    """The end-to-end PRTR (spec §8): DETR's data with per-person keypoint targets,
+    the joint loss (`prtr_tf.models.end_to_end.loss`), keypoint AP with the model's
+    own person detections."""
+
+    loss_keys = ("loss", "loss_det", "loss_kpt_set", "det_loss_ce", "det_loss_bbox",
+                 "det_loss_giou", "num_crops")
+
+    def build_model(self):
+        from prtr_tf.models.end_to_end import build_end_to_end
+        return build_end_to_end(self.config.model)
+
+    def load_records(self, split, skip_counter):
+        from prtr_tf.data.splits import ensure_data
+        from prtr_tf.detection.data import load_person_boxes
+        ann, images = ensure_data(self.config, split)
+        return load_person_boxes(ann, images, min_keypoints=self.config.data.min_keypoints,
+                                 skip_bad=self.config.data.skip_bad_samples,
+                                 skip_counter=skip_counter,
+                                 num_joints=int(self.config.model.num_joints))
+
+    def loss(self, model, batch):
+        from prtr_tf.models.end_to_end import loss
+        return loss(model, batch, self.config.loss, training=True)
+
+    def evaluate(self, model, stream):
+        """COCO keypoint AP on the validation split, persons from the model itself."""
+        from prtr_tf.e2e_inference import evaluate
+        return evaluate(model, self.config, split="val", stream=stream)
+
+
+TASKS = {"prtr": KeypointTask, "detr": DetectionTask, "prtr_e2e": EndToEndTask}
+
+
 def make_task(config):
     kind = config.model.get("kind", "prtr")
-    if kind == "detr":
-        return DetectionTask(config)
-    if kind == "prtr":
-        return KeypointTask(config)
-    raise ValueError(f"unknown config.model.kind {kind!r}: expected 'prtr' or 'detr'")
+    if kind not in TASKS:
+        raise ValueError(f"unknown config.model.kind {kind!r}: expected one of {tuple(TASKS)}")
+    return TASKS[kind](config)

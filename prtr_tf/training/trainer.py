@@ -197,8 +197,11 @@ class Trainer:
             if self.chief else tf.summary.create_noop_writer()
         csv_path = os.path.join(self.workdir, "metrics.csv")
         history, steps_run = [], 0
-        what = "DETR person detector" if self.config.model.get("kind") == "detr" else "PRTR"
-        self.log(f"training {what} ({self.config.model.backbone}) on "
+        kind = self.config.model.get("kind", "prtr")
+        what = {"detr": "DETR person detector", "prtr_e2e": "end-to-end PRTR"}.get(kind, "PRTR")
+        backbone = (self.config.model.detector.backbone if kind == "prtr_e2e"
+                    else self.config.model.backbone)
+        self.log(f"training {what} ({backbone}) on "
                  f"{len(self.train_records)} samples: "
                  f"{self.steps_per_epoch} steps/epoch x {t.epochs} epochs, global batch "
                  f"{t.batch_size} over {self.num_replicas} replica(s); workdir {self.workdir}")
