@@ -7,19 +7,27 @@ Keypoint model (config --config, default R50 384x288, readout in the graph, no f
 test) on random normalised crops, per format: ``eager`` (Keras eager,
 `predict_crops`), ``function`` (tf.function), ``xla`` (tf.function(jit_compile=True)),
 ``saved_model`` (signature serve_crops of an exported SavedModel), ``tflite_fp32``,
-``tflite_fp16``, ``tflite_int8`` (ai-edge-litert, --threads threads), ``onnx``
+``tflite_fp16``, ``tflite_int8`` (dynamic range), ``tflite_int8_full`` (full-integer,
+calibrated on --num_calibration --calibration_data crops; ai-edge-litert, --threads
+threads, builtin kernels or --xnnpack), ``onnx``
 (tf2onnx of serve_crops, ONNX Runtime CPU, intra_op_num_threads=--threads). And the
 whole two-stage pipeline per image (DETR person detector at shortest side
 --det_test_size, then the keypoint crops of the top --persons boxes):
 ``pipeline_estimator`` (`PoseEstimator` + `DetrPersonDetector`) and
 ``pipeline_saved_model`` (SavedModel serving_default); ``detector`` times
-`DetrPersonDetector` alone on the same image. With random weights every kept box gets
-its crop read out, and OKS-NMS then usually leaves one person (near-identical boxes).
+`DetrPersonDetector` alone on the same image; ``pipeline_breakdown`` times the stages
+inside the same `PoseEstimator` calls (detector, crops -> keypoints, the rest = box
+handling, rescoring, OKS-NMS), so that the parts add up to the total by construction.
+With random weights every kept box gets its crop read out, and OKS-NMS then usually
+leaves one person (near-identical boxes).
 
 Weights are random (latency only). For each (format, batch): --warmup untimed runs
 (the first includes tracing/compilation), then --repeats timed runs (--slow_repeats
 for eager and batch > 1 of slow formats); the median, min and max are reported in ms
-per batch and per crop, with os.getloadavg() at measurement time. Results are printed
+per batch and per crop, with os.getloadavg() at measurement time and, over the timed
+runs, this process's CPU seconds per wall second (``own_cpu_per_wall``: ~--threads when
+it had the cores) and the cores other processes kept busy (``others_cores``, from
+/proc/stat): on a shared machine the second explains most of the run-to-run variance. Results are printed
 as a table and appended to --output (JSON lines) as they come, so a partial run
 still leaves numbers.
 """
@@ -32,8 +40,10 @@ import sys
 import tempfile
 import time
 
+TFLITE = ("fp32", "fp16", "int8", "int8_full")
 FORMATS = ("eager", "function", "xla", "saved_model", "tflite_fp32", "tflite_fp16",
-           "tflite_int8", "onnx", "detector", "pipeline_estimator", "pipeline_saved_model")
+           "tflite_int8", "tflite_int8_full", "onnx", "detector", "pipeline_estimator",
+           "pipeline_saved_model", "pipeline_breakdown")
 SLOW = ("eager",)
 
 
@@ -57,6 +67,12 @@ def parse_args(argv=None):
     p.add_argument("--xnnpack", action="store_true",
                    help="TFLite with the XNNPACK delegate (default: builtin kernels, as "
                         "prtr_tf.tflite.run_tflite)")
+    p.add_argument("--num_calibration", type=int, default=16,
+                   help="tflite_int8_full: calibration crops (default: %(default)s; "
+                        "export/tflite.py's default is 200)")
+    p.add_argument("--calibration_data", default="synthetic", choices=("synthetic", "train"),
+                   help="tflite_int8_full: crops of generated stick figures or of the "
+                        "config's training set (default: %(default)s)")
     p.add_argument("--det_test_size", type=int, default=512,
                    help="detector shortest side (default: %(default)s)")
     p.add_argument("--det_max_size", type=int, default=853,
@@ -75,6 +91,8 @@ def parse_args(argv=None):
     bad = [f for f in args.formats if f not in FORMATS]
     if bad:
         p.error(f"--formats: unknown {bad}; choose from {', '.join(FORMATS)}")
+    if args.num_calibration < 1:
+        p.error(f"--num_calibration must be >= 1, got {args.num_calibration}")
     args.batches = [int(b) for b in args.batches.split(",")]
     args.image_size = tuple(int(v) for v in args.image_size.split(","))
     return args
@@ -107,17 +125,50 @@ def machine_info():
     return info
 
 
+def _busy_seconds():
+    """CPU seconds all processes spent busy so far (/proc/stat: all states but idle and
+    iowait), or None where /proc/stat is not readable."""
+    try:
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return (sum(values) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuMeter:
+    """Over a timed stretch: this process's CPU seconds per wall second (~--threads when
+    it got the cores it asked for) and the cores other processes kept busy meanwhile
+    (from /proc/stat; 1/100 s resolution, so rough for stretches under ~1 s)."""
+
+    def __enter__(self):
+        self.wall, self.own, self.busy = time.perf_counter(), time.process_time(), \
+            _busy_seconds()
+        return self
+
+    def __exit__(self, *exc):
+        wall = time.perf_counter() - self.wall
+        own = time.process_time() - self.own
+        busy = _busy_seconds()
+        self.stats = {"own_cpu_per_wall": round(own / wall, 2)}
+        if busy is not None and self.busy is not None:
+            self.stats["others_cores"] = round(max(0.0, (busy - self.busy - own) / wall), 2)
+        return False
+
+
 def time_fn(fn, warmup, repeats):
+    """(first-runs seconds, [seconds per timed run], CpuMeter stats of the timed runs)."""
     t0 = time.perf_counter()
     for _ in range(warmup):
         fn()
     first = time.perf_counter() - t0
     times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return first, times
+    with CpuMeter() as meter:
+        for _ in range(repeats):
+            t = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t)
+    return first, times, meter.stats
 
 
 class Bench:
@@ -148,11 +199,67 @@ class Bench:
 
     def run(self, fmt, batch, fn, unit="crop", extra=None):
         try:
-            first, times = time_fn(fn, self.args.warmup, self.repeats(fmt, batch))
+            first, times, cpu = time_fn(fn, self.args.warmup, self.repeats(fmt, batch))
         except Exception as e:  # noqa: BLE001
             print(f"{fmt:22s} b={batch:<2d} FAILED: {type(e).__name__}: {e}", flush=True)
             return
-        self.record(fmt, batch, first, times, unit, extra)
+        self.record(fmt, batch, first, times, unit, dict(extra or {}, **cpu))
+
+
+class _Done:
+    """An already-fetched result with the .numpy() of the tensor it replaces."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def numpy(self):
+        return self.value
+
+
+def pipeline_breakdown(bench, model, config, detector, image, boxes_in, extra):
+    """Times `PoseEstimator`'s stages inside the same calls: the detector, each
+    crops -> keypoints call (crops + keypoint model + readout + crop -> image), and the
+    rest (box -> center/scale, rescoring, OKS-NMS, Python); one row per stage, the
+    medians over the same --repeats calls."""
+    from prtr_tf.pipeline import PoseEstimator
+
+    estimator = PoseEstimator(model, config, detector=None, flip_test=False,
+                              box_threshold=0.0)
+    spent = {"detector": 0.0, "keypoints": 0.0}
+
+    def timed(key, fn):
+        def wrapper(*a, **k):
+            t = time.perf_counter()
+            out = fn(*a, **k)
+            if hasattr(out, "numpy"):  # the estimator calls .numpy() next: wait here
+                out = _Done(out.numpy())
+            spent[key] += time.perf_counter() - t
+            return out
+        return wrapper
+
+    estimator.detector = timed("detector", detector)
+    crops_fn = estimator._crops_to_keypoints
+    estimator._crops_to_keypoints = timed("keypoints", crops_fn)
+    a = bench.args
+    runs = {"total": [], "detector": [], "keypoints": [], "rest": []}
+    t0 = time.perf_counter()
+    for _ in range(a.warmup):
+        estimator(image)
+    first = time.perf_counter() - t0
+    with CpuMeter() as meter:
+        for _ in range(a.repeats):
+            spent.update(detector=0.0, keypoints=0.0)
+            t = time.perf_counter()
+            persons = estimator(image)
+            total = time.perf_counter() - t
+            runs["total"].append(total)
+            runs["detector"].append(spent["detector"])
+            runs["keypoints"].append(spent["keypoints"])
+            runs["rest"].append(total - spent["detector"] - spent["keypoints"])
+    for key, times in runs.items():
+        bench.record(f"pipeline_breakdown.{key}", 1, first, times, unit="image",
+                     extra=dict(extra, crops=boxes_in[-1], persons_out=len(persons),
+                                **meter.stats))
 
 
 def main(argv=None):
@@ -203,7 +310,7 @@ def main(argv=None):
             bench.run("xla", b, fn)
 
     need_det = any(f in fmts for f in ("detector", "pipeline_estimator",
-                                       "pipeline_saved_model"))
+                                       "pipeline_saved_model", "pipeline_breakdown"))
     detector = det_config = None
     if need_det:
         from prtr_tf.models.detr import build_detector
@@ -231,19 +338,33 @@ def main(argv=None):
                       lambda b=b: {k: v.numpy() for k, v in
                                    sig(images=tf.constant(crops[b])).items()})
 
-    for q in ("fp32", "fp16", "int8"):
+    for q in TFLITE:
         if f"tflite_{q}" not in fmts:
             continue
         from prtr_tf import tflite
+        extra = {"xnnpack": bool(args.xnnpack)}
+        rep = None
+        if q == "int8_full":
+            extra.update(calibration=args.num_calibration,
+                         calibration_data=args.calibration_data)
         for b in args.batches:
             try:
                 t = time.perf_counter()
-                path = os.path.join(workdir, f"keypoints_{q}_b{b}.tflite")
+                suffix = (f"_cal{args.num_calibration}{args.calibration_data}"
+                          if q == "int8_full" else "")
+                path = os.path.join(workdir, f"keypoints_{q}{suffix}_b{b}.tflite")
                 if not os.path.exists(path):
+                    if q == "int8_full" and rep is None:
+                        rep = tflite.representative_crops(config, args.num_calibration,
+                                                          args.calibration_data,
+                                                          seed=args.seed)
+                        if len(rep) < b:  # at least one calibration batch
+                            rep = np.concatenate([rep] * (-(-b // len(rep))))
                     tflite.save_tflite(tflite.convert_keypoint_model(
-                        model, config, q, batch_size=b), path)
-                print(f"tflite {q} b={b} converted in {time.perf_counter() - t:.1f}s",
-                      flush=True)
+                        model, config, q, batch_size=b,
+                        representative_crops=rep if q == "int8_full" else None), path)
+                print(f"tflite {q} b={b} converted in {time.perf_counter() - t:.1f}s "
+                      f"({os.path.getsize(path) / 2**20:.2f} MiB)", flush=True)
                 interp = tflite.make_interpreter(path, use_xnnpack=args.xnnpack,
                                                  num_threads=args.threads)
                 runner = interp.get_signature_runner()
@@ -253,7 +374,8 @@ def main(argv=None):
                       flush=True)
                 continue
             bench.run(f"tflite_{q}", b,
-                      lambda b=b, runner=runner, name=name: runner(**{name: crops[b]}))
+                      lambda b=b, runner=runner, name=name: runner(**{name: crops[b]}),
+                      extra=extra)
 
     if "onnx" in fmts:
         import onnxruntime as ort
@@ -278,7 +400,7 @@ def main(argv=None):
     image = rng.integers(0, 256, args.image_size + (3,), dtype=np.uint8)
     pipe_extra = {"image_hw": list(args.image_size), "det_test_size": args.det_test_size,
                   "det_max_size": args.det_max_size}
-    if "detector" in fmts or "pipeline_estimator" in fmts:
+    if any(f in fmts for f in ("detector", "pipeline_estimator", "pipeline_breakdown")):
         from prtr_tf.detection.evaluate import DetrPersonDetector
         from prtr_tf.pipeline import PoseEstimator
         det = DetrPersonDetector(detector, det_config, score_threshold=0.0)
@@ -299,6 +421,9 @@ def main(argv=None):
         n = len(estimator(image))
         bench.run("pipeline_estimator", 1, lambda: estimator(image), unit="image",
                   extra=dict(pipe_extra, crops=boxes_in[-1], persons_out=n))
+    if "pipeline_breakdown" in fmts:
+        pipeline_breakdown(bench, model, config, top_k, image, boxes_in,
+                           dict(pipe_extra, persons=args.persons))
     if "pipeline_saved_model" in fmts:
         sig = loaded.signatures["serving_default"]
         out = sig(image=tf.constant(image))

@@ -1,8 +1,12 @@
-"""Evaluates a PRTR keypoint model: COCO OKS AP/AR or MPII PCKh@0.5.
+"""Evaluates a PRTR model: COCO OKS AP/AR or MPII PCKh@0.5.
 
     python eval.py --config=configs/coco_res50_384x288.py \
         --checkpoint=res50_384x288.weights.h5 --det_json=COCO_val2017_detr_detections.json
     python eval.py --config=configs/synthetic_tiny.py --checkpoint=runs/demo --use_gt_bbox
+    python eval.py --config=configs/e2e_r50_coco.py --checkpoint=runs/e2e_r50
+
+An end-to-end config (model.kind 'prtr_e2e') is evaluated with the persons the model
+itself detects (`prtr_tf.e2e_inference`); box flags and the flip test do not apply.
 
 --checkpoint is a Keras weights file (*.weights.h5, e.g. from prtr_tf.convert) or
 a training workdir (its best.weights.h5, else last.weights.h5). COCO results are
@@ -32,12 +36,52 @@ _OUTPUT = flags.DEFINE_string("output", None, "Where to write the COCO results J
                               "(default: next to the checkpoint).")
 
 
+def _output_path(weights):
+    return _OUTPUT.value or os.path.splitext(os.path.splitext(weights)[0])[0] + \
+        f"_{_SPLIT.value}_results.json"
+
+
+def evaluate_end_to_end(config):
+    """The end-to-end branch of `main`."""
+    for flag in ("use_gt_bbox", "det_json", "flip_test", "gt_mat"):
+        if flags.FLAGS[flag].value:
+            raise app.UsageError(f"--{flag} does not apply to an end-to-end config (it "
+                                 "detects the persons itself, without flip test)")
+    from prtr_tf.checkpoint import resolve_weights
+    from prtr_tf.e2e_inference import evaluate
+    from prtr_tf.e2e_serving import load_end_to_end
+    from prtr_tf.evaluation.coco import format_table
+    try:
+        weights = resolve_weights(_CHECKPOINT.value)
+        model, config = load_end_to_end(config, weights)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    output = _output_path(weights)
+    print(f"evaluating end-to-end {weights} on {config.data.dataset} {_SPLIT.value} "
+          f"(persons with P >= {config.model.person_threshold}, at most "
+          f"{config.model.max_persons} per image)")
+    try:
+        scores = evaluate(model, config, _SPLIT.value, results_path=output)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(format_table(scores, name=os.path.basename(weights)))
+    print(f"results: {output}")
+    return 0
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if _CONFIG.value is None or not _CHECKPOINT.value:
         raise app.UsageError("--config and --checkpoint are required")
     config = _CONFIG.value
+    if config.model.get("kind", "prtr") == "prtr_e2e":
+        return evaluate_end_to_end(config)
+    if config.model.get("kind", "prtr") == "detr":
+        raise app.UsageError("--config is a DETR detector config; eval.py scores keypoints "
+                             "(the detector's box AP is reported by train.py)")
     if _GT_BBOX.value and _DET_JSON.value:
         raise app.UsageError("--use_gt_bbox and --det_json exclude each other")
     det_json = _DET_JSON.value or (None if (_GT_BBOX.value or config.test.use_gt_bbox)
@@ -60,8 +104,7 @@ def main(argv):
               f"({config.model.backbone}, {config.model.num_joints} joints): {e}",
               file=sys.stderr)
         return 1
-    output = _OUTPUT.value or os.path.splitext(os.path.splitext(weights)[0])[0] + \
-        f"_{_SPLIT.value}_results.json"
+    output = _output_path(weights)
     flip = config.test.flip_test if _FLIP.value is None else _FLIP.value
     boxes = f"detections {det_json}" if det_json else "ground-truth boxes"
     print(f"evaluating {weights} on {config.data.dataset} {_SPLIT.value} with {boxes}"

@@ -15,8 +15,9 @@ Three ways to run the keypoint model, one per run:
   * --saved_model DIR: a SavedModel from export/saved_model.py, whose serving_default
     holds the detector and the whole pipeline (box threshold, person cap and flip test
     fixed at export; no --config, --boxes_json, detector flags, --box_thr or
-    --flip_test). Its results carry "box_score": null (the signature does not return
-    the detector's scores);
+    --flip_test). An end-to-end export (configs/e2e_*.py) works the same way. A
+    SavedModel exported before serving_default returned box_scores gives
+    "box_score": null (with a warning);
   * --tflite FILE: a keypoint .tflite from export/tflite.py on the same crops as the
     Keras path (`prtr_tf.predict_backends.TFLiteEstimator`); crop size, normalisation
     and flip test are read from the file's metadata (--flip_test must agree with it),

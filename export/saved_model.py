@@ -1,4 +1,4 @@
-r"""Exports the two-stage PRTR pipeline as a TensorFlow SavedModel.
+r"""Exports the two-stage (or end-to-end) PRTR pipeline as a TensorFlow SavedModel.
 
     python export/saved_model.py --config=configs/coco_res50_384x288.py \
         --checkpoint=res50_384x288.weights.h5 --detector_config=configs/detr_r50_person.py \
@@ -6,14 +6,24 @@ r"""Exports the two-stage PRTR pipeline as a TensorFlow SavedModel.
 
 Signatures (see `prtr_tf.serving`):
 
-* ``serving_default``: image uint8 (H, W, 3) -> boxes (N, 4) x1y1x2y2 pixels, scores (N,),
-  keypoints (N, J, 2) pixels, keypoint_scores (N, J), num_persons () int32;
+* ``serving_default``: image uint8 (H, W, 3) -> boxes (N, 4) x1y1x2y2 pixels, scores (N,)
+  (rescored), box_scores (N,) (P(person)), keypoints (N, J, 2) pixels, keypoint_scores
+  (N, J), num_persons () int32;
 * ``serve_encoded``: image_bytes string () (JPEG/PNG/...) -> the same;
 * ``serve_crops``: images float32 (B, H, W, 3) normalised crops -> keypoints (B, J, 2)
   crop pixels, keypoint_scores (B, J), query int32 (B, J).
 
 The box threshold, the person cap and the flip test are fixed at export.
 ``--onnx_compatible`` makes ``serving_default`` convertible by `export/onnx.py`.
+
+An end-to-end config (``model.kind`` 'prtr_e2e', e.g. configs/e2e_r50_coco.py) needs
+no detector flags (its detector is part of the model):
+
+    python export/saved_model.py --config=configs/e2e_r50_coco.py \
+        --checkpoint=runs/e2e_r50/best.weights.h5 --output=exported/prtr_e2e_r50
+
+writes ``serving_default`` and ``serve_encoded`` (`prtr_tf.e2e_serving`: the same
+outputs; ``--max_persons`` replaces the config's ``model.max_persons``).
 """
 import os
 import sys
@@ -27,17 +37,20 @@ if __name__ == "__main__":
 
 from absl import app, flags  # noqa: E402
 
-_CONFIG = flags.DEFINE_string("config", None, "Keypoint config (file or name in configs/).")
-_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Keypoint model weights (.weights.h5).")
+_CONFIG = flags.DEFINE_string("config", None, "Keypoint config, or end-to-end config (file "
+                              "or name in configs/).")
+_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Model weights (.weights.h5).")
 _DET_CONFIG = flags.DEFINE_string("detector_config", None,
-                                  "DETR person detector config (file or name).")
+                                  "DETR person detector config (file or name); two-stage "
+                                  "models only.")
 _DET_CHECKPOINT = flags.DEFINE_string("detector_checkpoint", None,
-                                      "Detector weights (.weights.h5).")
+                                      "Detector weights (.weights.h5); two-stage models only.")
 _OUTPUT = flags.DEFINE_string("output", None, "SavedModel directory to write.")
 _THRESHOLD = flags.DEFINE_float("score_threshold", 0.5,
                                 "Minimum P(person) of a detected box (>=).")
-_MAX_PERSONS = flags.DEFINE_integer("max_persons", 20, "At most this many boxes per image "
-                                    "(best first).", lower_bound=1)
+_MAX_PERSONS = flags.DEFINE_integer("max_persons", None, "At most this many boxes per image "
+                                    "(best first; default 20; end-to-end: the config's "
+                                    "model.max_persons).", lower_bound=1)
 _FLIP = flags.DEFINE_bool("flip_test", None, "Average with the mirrored crop (default: the "
                           "config's test.flip_test).")
 _ONNX = flags.DEFINE_bool("onnx_compatible", False, "Resize the detector input with matrix "
@@ -46,8 +59,38 @@ _ONNX = flags.DEFINE_bool("onnx_compatible", False, "Resize the detector input w
                            "rounding of a few pixels).")
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace an existing --output.")
 
-for _name in ("config", "checkpoint", "detector_config", "detector_checkpoint", "output"):
+for _name in ("config", "checkpoint", "output"):
     flags.mark_flag_as_required(_name)
+
+
+def export_end_to_end(output):
+    """The end-to-end branch of `main`."""
+    for flag, value in (("detector_config", _DET_CONFIG.value),
+                        ("detector_checkpoint", _DET_CHECKPOINT.value),
+                        ("flip_test", _FLIP.value)):
+        if value is not None:
+            raise app.UsageError(f"--{flag} does not apply to an end-to-end config (its "
+                                 "detector is part of the model; no flip test)")
+    if _ONNX.value:
+        raise app.UsageError("--onnx_compatible is for two-stage models; the end-to-end "
+                             "export is for TensorFlow (SavedModel / TF Serving) only")
+    try:
+        from prtr_tf.e2e_serving import EndToEndServing, load_end_to_end
+        from prtr_tf.serving import export_saved_model
+        from prtr_tf.config import load_config
+        config = load_config(_CONFIG.value)
+        if _MAX_PERSONS.value:
+            config.model.max_persons = _MAX_PERSONS.value
+        model, config = load_end_to_end(config, _CHECKPOINT.value)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    serving = EndToEndServing(model, config, score_threshold=_THRESHOLD.value)
+    export_saved_model(serving, output)
+    print(f"wrote {output}: end-to-end signatures serving_default (image uint8 [H, W, 3]), "
+          f"serve_encoded (image_bytes string); score_threshold {serving.score_threshold}, "
+          f"max_persons {config.model.max_persons}")
+    return 0
 
 
 def main(argv):
@@ -56,6 +99,17 @@ def main(argv):
     output = _OUTPUT.value
     if os.path.exists(output) and os.listdir(output) and not _OVERWRITE.value:
         raise app.UsageError(f"--output {output!r} exists and is not empty (--overwrite)")
+    from prtr_tf.config import load_config
+    try:
+        kind = load_config(_CONFIG.value).model.get("kind", "prtr")
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    if kind == "prtr_e2e":
+        return export_end_to_end(output)
+    if not _DET_CONFIG.value or not _DET_CHECKPOINT.value:
+        raise app.UsageError("a two-stage export needs --detector_config and "
+                             "--detector_checkpoint (the person detector)")
     try:
         from prtr_tf.serving import PoseServing, export_saved_model, load_models
         model, config, detector, det_config = load_models(
@@ -64,7 +118,8 @@ def main(argv):
         print(f"error: {e}", file=sys.stderr)
         return 1
     serving = PoseServing(model, config, detector, det_config,
-                          score_threshold=_THRESHOLD.value, max_persons=_MAX_PERSONS.value,
+                          score_threshold=_THRESHOLD.value,
+                          max_persons=_MAX_PERSONS.value or 20,
                           flip_test=_FLIP.value,
                           resize="matmul" if _ONNX.value else "tf")
     export_saved_model(serving, output)

@@ -82,6 +82,10 @@ The paper describes this variant only loosely and its notebook is illustrative
     AdamW as in the two-stage training (spec §7: LR 1e-4, backbone 1e-5, weight
     decay 1e-4, clip 0.1) with the LR halved at epochs 25 and 60 (spec §8). The
     total number of epochs is not published; 80 is a placeholder.
+    ``init_detector_weights``: a DETR person detector's weights (the paper
+    initialises from DETR; convert the official one with ``python -m
+    prtr_tf.convert --config=configs/detr_r50_person.py``) for the backbone and
+    detector; ``init_weights`` loads a whole end-to-end model.
 """
 import ml_collections
 
@@ -164,4 +168,7 @@ def end_to_end(backbone="resnet50", dataset="coco", *, lr=1e-4, lr_backbone=1e-5
         kpt_eos_coef=0.1,
     ))
     c.train = train_config(batch_size, epochs, lr, lr_backbone, lr_steps, lr_factor=0.5)
+    # The paper starts from DETR: a person detector's *.weights.h5 (same detector config)
+    # for the backbone and detector; the keypoint transformer starts at random.
+    c.train.init_detector_weights = ""
     return c

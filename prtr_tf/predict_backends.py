@@ -15,12 +15,14 @@ box_scores=...)`` (RGB uint8 (H, W, 3)) and returns dicts with ``box`` [x1, y1, 
 ``score``, ``box_score`` and ``keypoints`` (J, 3) [x, y, score] in pixels.
 """
 import os
+import warnings
 
 import ml_collections
 import numpy as np
 import tensorflow as tf
 
 from prtr_tf import tflite
+from prtr_tf.data.pipeline import normalization
 from prtr_tf.inference import crop_to_image
 from prtr_tf.pipeline import PoseEstimator
 
@@ -174,9 +176,7 @@ class TFLiteDetector:
                                               num_threads=num_threads).get_signature_runner()
         self.batch = int(inp["shape"][0])
         h, w = (int(v) for v in inp["size_hw"])
-        mean, std = np.asarray(inp["mean"], np.float64), np.asarray(inp["std"], np.float64)
-        gain = tf.constant(1.0 / (255.0 * std), tf.float32)
-        offset = tf.constant(mean / std, tf.float32)
+        gain, offset = normalization(inp["mean"], inp["std"])
         bgr = inp["color_order"] == "BGR"
 
         @tf.function(reduce_retracing=True)
@@ -204,7 +204,10 @@ class SavedModelEstimator:
     (detector, crops, keypoint model, rescoring and OKS-NMS all in the graph; box
     threshold, person cap and flip test fixed at export).
 
-    The signature does not return the detector's box scores: ``box_score`` is None.
+    ``box_score`` is the signature's ``box_scores`` output (the detector's P(person) of
+    each kept box). SavedModels exported before that output existed lack it: their
+    ``box_score`` is None, with one warning at load naming the folder (re-export with
+    export/saved_model.py to get the scores).
     """
 
     def __init__(self, path):
@@ -220,6 +223,12 @@ class SavedModelEstimator:
                              "(export/saved_model.py --detector_config ...)")
         self._loaded = loaded  # keeps the variables alive
         self.fn = loaded.signatures["serving_default"]
+        self.has_box_scores = "box_scores" in self.fn.structured_outputs
+        if not self.has_box_scores:
+            warnings.warn(f"--saved_model {path!r}: serving_default has no 'box_scores' "
+                          "output (exported by an older version); \"box_score\" will be "
+                          "null. Re-export it with export/saved_model.py to get the "
+                          "detector's box scores.", stacklevel=2)
 
     def __call__(self, image, boxes=None, box_scores=None):
         if boxes is not None:
@@ -231,7 +240,8 @@ class SavedModelEstimator:
         out = {k: v.numpy() for k, v in self.fn(image=tf.constant(image)).items()}
         n = int(out["num_persons"])
         return [{"box": out["boxes"][i].astype(np.float64), "score": float(out["scores"][i]),
-                 "box_score": None,
+                 "box_score": (float(out["box_scores"][i]) if self.has_box_scores
+                               else None),
                  "keypoints": np.concatenate([out["keypoints"][i],
                                               out["keypoint_scores"][i][:, None]], axis=-1)}
                 for i in range(n)]

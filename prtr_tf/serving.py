@@ -29,8 +29,10 @@ convert: then the whole pipeline converts to ONNX. Joint sets other than COCO's 
 no OKS sigmas: no NMS there (persons best first).
 
 Outputs (N = persons kept, best first): boxes (N, 4) [x1, y1, x2, y2] pixels, scores
-(N,), keypoints (N, J, 2) pixels, keypoint_scores (N, J), num_persons () int32. N may be
-0: every output is then empty.
+(N,) (rescored), box_scores (N,) (the detector's P(person) of each kept box, the
+``box_score`` of `PoseEstimator`; same order as the other outputs), keypoints (N, J, 2)
+pixels, keypoint_scores (N, J), num_persons () int32. N may be 0: every output is then
+empty. (SavedModels exported before box_scores existed lack that output.)
 """
 import os
 
@@ -38,7 +40,7 @@ import numpy as np
 import tensorflow as tf
 
 from prtr_tf.config import DATASETS
-from prtr_tf.data.pipeline import Cropper
+from prtr_tf.data.pipeline import Cropper, decode_bytes, normalization
 from prtr_tf.detection.data import person_label, resize, resize_size
 from prtr_tf.detection.evaluate import person_scores
 from prtr_tf.evaluation.nms import COCO_SIGMAS
@@ -242,9 +244,7 @@ class PoseServing(tf.Module):
                 raise ValueError("a detector needs its detector_config")
             data = detector_config.data
             self.label = person_label(detector_config)
-            mean, std = np.asarray(data.mean, np.float64), np.asarray(data.std, np.float64)
-            self.det_gain = tf.constant(1.0 / (255.0 * std), tf.float32)
-            self.det_offset = tf.constant(mean / std, tf.float32)
+            self.det_gain, self.det_offset = normalization(data.mean, data.std)
             self.test_size, self.max_size = int(data.test_size), int(data.max_size)
         height, width = self.size_hw
         self.crops_signature = [tf.TensorSpec([None, height, width, 3], tf.float32,
@@ -326,17 +326,18 @@ class PoseServing(tf.Module):
         xyxy = tf.concat([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], axis=-1)
         return {"boxes": tf.reshape(xyxy, [-1, 4]),
                 "scores": tf.gather(scores, kept),
+                "box_scores": tf.reshape(tf.cast(tf.gather(box_scores, kept), tf.float32),
+                                         [-1]),
                 "keypoints": tf.reshape(tf.gather(xy, kept), [-1, self.num_joints, 2]),
                 "keypoint_scores": tf.reshape(tf.gather(kpt_scores, kept),
                                               [-1, self.num_joints]),
                 "num_persons": tf.shape(kept)[0]}
 
     def serve_encoded(self, image_bytes):
-        """JPEG/PNG/BMP/GIF bytes (string scalar) -> as `serve_image` (RGB, first frame)."""
-        image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False,
-                                   dtype=tf.uint8)
-        image = tf.ensure_shape(image, [None, None, 3])
-        return self.serve_image(image)
+        """JPEG/PNG/BMP/GIF bytes (string scalar) -> as `serve_image` (RGB, first frame;
+        JPEGs with the accurate DCT, as PIL and the data pipeline decode them:
+        `prtr_tf.data.pipeline.decode_bytes`)."""
+        return self.serve_image(decode_bytes(image_bytes))
 
     def functions(self):
         """{endpoint name: (function, input signature)}; serving_default = serve_image

@@ -371,3 +371,56 @@ def test_default_config_crops_c3_c4_c5_of_resnet50():
     model = EndToEndPRTR(end_to_end().model).initialize()
     assert model.kpt_input_proj.kernel.shape == (1, 1, 3584, 256)
     assert model.position_encoding().shape == (1, 10, 10, 256)
+
+
+@pytest.mark.parametrize("name,backbone,channels", [
+    ("e2e_r50_coco", "resnet50", 512 + 1024 + 2048),
+    ("e2e_r101_coco", "resnet101", 512 + 1024 + 2048),
+    ("e2e_hrnet_w48_coco", "hrnet_w48", 96 + 192 + 384)])
+def test_end_to_end_configs_build(name, backbone, channels):
+    config = load_config(name)
+    assert config.model.kind == "prtr_e2e" and config.model.detector.backbone == backbone
+    assert config.model.levels == ("C3", "C4", "C5")
+    assert config.data.scales[0] == 760 and config.data.scales[-1] == 1024
+    assert config.data.max_size == 1400 and config.data.pad_multiple == 32
+    model = EndToEndPRTR(config.model).initialize()
+    assert model.kpt_input_proj.kernel.shape == (1, 1, channels, 256)
+    # The detector reads the backbone's 2048-channel stride-32 map.
+    assert model.detector.input_proj.kernel.shape == (1, 1, 2048, 256)
+
+
+def test_hrnet_levels_are_its_last_stage_branches():
+    from prtr_tf.models.hrnet import HRNet
+    net = HRNet(width=32)
+    x = tf.random.normal((1, 64, 96, 3), seed=5)
+    levels = net(x, return_levels=True)
+    assert {k: tuple(v.shape) for k, v in levels.items()} == {
+        "C2": (1, 16, 24, 32), "C3": (1, 8, 12, 64), "C4": (1, 4, 6, 128),
+        "C5": (1, 2, 3, 256), "head": (1, 2, 3, 2048)}
+    np.testing.assert_array_equal(levels[net.main_level].numpy(), net(x).numpy())
+
+
+def test_init_detector_weights_load_into_the_detector(tmp_path):
+    """A standalone DETR's weights (same detector config) initialise the end-to-end
+    model's backbone and detector; a wrong file is a clear error."""
+    from prtr_tf.models.detr import build_detector
+    from prtr_tf.training.tasks import make_task
+
+    config = load_config("e2e_tiny")
+    tf.keras.utils.set_random_seed(7)
+    detr = build_detector(config.model.detector)
+    path = str(tmp_path / "detr.weights.h5")
+    detr.save_weights(path)
+    config.train.init_detector_weights = path
+    tf.keras.utils.set_random_seed(8)
+    model = make_task(config).build_model()
+    for a, b in zip(detr.weights, model.detector.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    config.train.init_detector_weights = str(tmp_path / "missing.weights.h5")
+    with pytest.raises(FileNotFoundError, match="init_detector_weights"):
+        make_task(config).build_model()
+    other = load_config("e2e_tiny")
+    other.model.detector.num_queries = 7
+    other.train.init_detector_weights = path
+    with pytest.raises(ValueError, match="does not fit"):
+        make_task(other).build_model()

@@ -106,7 +106,7 @@ def test_cli_help_and_clear_errors(tmp_path):
     script = os.path.join(REPO, "export", "saved_model.py")
     proc = subprocess.run([sys.executable, script, "--help"], capture_output=True, text=True,
                           env=ENV, cwd=REPO, timeout=120)
-    assert "Exports the two-stage PRTR pipeline" in proc.stdout  # (absl exits 1 on --help)
+    assert "Exports the two-stage (or end-to-end) PRTR pipeline" in proc.stdout  # (exit 1)
     for flag in ("--detector_checkpoint", "--score_threshold", "--max_persons", "flip_test"):
         assert flag in proc.stdout
     proc = subprocess.run(
@@ -116,6 +116,23 @@ def test_cli_help_and_clear_errors(tmp_path):
         capture_output=True, text=True, env=ENV, cwd=REPO, timeout=120)
     assert proc.returncode != 0
     assert "is a DETR detector config" in proc.stderr
+    assert not (tmp_path / "o").exists()
+    # Two-stage without a detector; end-to-end with detector flags.
+    proc = subprocess.run(
+        [sys.executable, script, "--config=synthetic_tiny",
+         f"--checkpoint={tmp_path / 'x.weights.h5'}", f"--output={tmp_path / 'o'}"],
+        capture_output=True, text=True, env=ENV, cwd=REPO, timeout=120)
+    assert proc.returncode != 0 and "needs --detector_config and" in proc.stderr
+    proc = subprocess.run(
+        [sys.executable, script, "--config=e2e_tiny", "--detector_config=synthetic_tiny",
+         f"--checkpoint={tmp_path / 'x.weights.h5'}", f"--output={tmp_path / 'o'}"],
+        capture_output=True, text=True, env=ENV, cwd=REPO, timeout=120)
+    assert proc.returncode != 0 and "--detector_config does not apply" in proc.stderr
+    proc = subprocess.run(
+        [sys.executable, script, "--config=e2e_tiny",
+         f"--checkpoint={tmp_path / 'x.weights.h5'}", f"--output={tmp_path / 'o'}"],
+        capture_output=True, text=True, env=ENV, cwd=REPO, timeout=120)
+    assert proc.returncode == 1 and "end-to-end checkpoint" in proc.stderr
     assert not (tmp_path / "o").exists()
 
 
@@ -140,6 +157,7 @@ def test_signatures_and_input_checks(exported, loaded):
     n = int(out["num_persons"])
     assert out["boxes"].shape == (n, 4) and out["keypoints"].shape == (n, j, 2)
     assert out["keypoint_scores"].shape == (n, j) and out["scores"].shape == (n,)
+    assert out["box_scores"].shape == (n,) and out["box_scores"].dtype == tf.float32
     # Wrong dtype / rank: rejected by the input signature.
     with pytest.raises(TypeError, match="Can not cast TensorSpec"):
         loaded.serving_default(tf.zeros((40, 60, 3), tf.float32))
@@ -205,6 +223,21 @@ def test_serving_default_equals_pose_estimator(exported, loaded, coco_mini):
     # Image pixels: float32 rounding of the box can round a crop value the other way.
     np.testing.assert_allclose(out["keypoints"], ref[..., :2], atol=1e-2)
     np.testing.assert_allclose(out["keypoint_scores"], ref[..., 2], atol=1e-5)
+    # box_scores: the detector's P(person) of each kept person, in the same order.
+    np.testing.assert_allclose(out["box_scores"], [p["box_score"] for p in persons],
+                               atol=1e-6)
+    assert len(set(np.round(out["box_scores"], 4))) >= 2   # not one repeated value
+    # ... and DetrPersonDetector's score of the box each person came from.
+    det_boxes, det_scores = DetrPersonDetector(detector, det_config, 0.0)(image)
+    det_xyxy = np.concatenate([det_boxes[:, :2], det_boxes[:, :2] + det_boxes[:, 2:]], 1)
+    for box, score in zip(out["boxes"], out["box_scores"]):
+        i = int(np.argmin(np.abs(det_xyxy - box).max(axis=1)))
+        assert np.abs(det_xyxy[i] - box).max() <= 2e-3
+        assert abs(det_scores[i] - score) <= 1e-6
+    # rescoring: score = mean joint score (all joints count here) x box score.
+    np.testing.assert_allclose(out["scores"],
+                               out["keypoint_scores"].mean(axis=1) * out["box_scores"],
+                               rtol=1e-5)
 
 
 def test_serve_encoded_png_equals_uint8(loaded, coco_mini):
@@ -223,6 +256,7 @@ def test_zero_persons(exported):
     j = config.model.num_joints
     assert int(out["num_persons"]) == 0
     assert out["boxes"].shape == (0, 4) and out["scores"].shape == (0,)
+    assert out["box_scores"].shape == (0,)
     assert out["keypoints"].shape == (0, j, 2) and out["keypoint_scores"].shape == (0, j)
 
 
@@ -296,10 +330,14 @@ def test_onnx_full_pipeline(exported, loaded, coco_mini, tmp_path):
     # ONNX Runtime vs the same graph in TF: float differences only. The default
     # preprocessing vs "matmul": a few pixels of the detector input round the other way,
     # which this random detector (its box head scaled up, see `exported`) amplifies.
-    for other, px, score_tol in ((ort, 1e-2, 1e-3), (default, 0.5, 3e-3)):
+    # (box_scores: P(person) of the random detector moves by ~1.5% relative between the
+    # two preprocessings: rtol 3e-2 there; ONNX Runtime vs TF 1e-4.)
+    for other, px, score_tol, box_rtol in ((ort, 1e-2, 1e-3, 1e-4),
+                                           (default, 0.5, 3e-3, 3e-2)):
         np.testing.assert_allclose(other["boxes"], matmul["boxes"], atol=px)
         np.testing.assert_allclose(other["keypoints"], matmul["keypoints"], atol=px)
         np.testing.assert_allclose(other["scores"], matmul["scores"], atol=1e-4)
+        np.testing.assert_allclose(other["box_scores"], matmul["box_scores"], rtol=box_rtol)
         np.testing.assert_allclose(other["keypoint_scores"], matmul["keypoint_scores"],
                                    atol=score_tol)
 

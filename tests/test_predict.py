@@ -301,9 +301,41 @@ def test_saved_model_equals_checkpoint(exported, tmp_path):
     assert all(len(r["persons"]) >= 2 for r in ref.values())
     # results.json rounds coordinates to 0.01 px: equal up to that rounding.
     _assert_same_persons(got, ref, kpt_atol=0.01 + 1e-6)
-    for entry in got.values():
-        assert all(p["box_score"] is None for p in entry["persons"])
+    for name, entry in got.items():
+        # The SavedModel's box_scores output: the Keras detector's score of each person.
+        a, b = _persons_by_score(entry), _persons_by_score(ref[name])
+        np.testing.assert_allclose([p["box_score"] for p in a], [p["box_score"] for p in b],
+                                   atol=1e-6)
         assert (tmp_path / "sm" / entry["annotated"]).is_file()
+
+
+def test_old_saved_model_without_box_scores(exported, tmp_path):
+    """A SavedModel whose serving_default lacks box_scores (exported before it existed):
+    box_score null, one warning naming the folder; everything else as before."""
+    from prtr_tf.predict_backends import SavedModelEstimator
+    from prtr_tf.serving import PoseServing, export_saved_model
+
+    class OldServing(PoseServing):
+        def serve_image(self, image):
+            out = super().serve_image(image)
+            del out["box_scores"]
+            return out
+
+    e = exported
+    old_dir = str(tmp_path / "old_saved_model")
+    export_saved_model(OldServing(e["model"], e["config"], e["detector"], e["det_config"],
+                                  score_threshold=0.0, max_persons=20), old_dir)
+    with pytest.warns(UserWarning, match=r"old_saved_model'?: serving_default has no "
+                                         r"'box_scores' output") as record:
+        old = SavedModelEstimator(old_dir)
+    assert len(record) == 1
+    image = np.asarray(Image.open(e["images"][0]).convert("RGB"))
+    new = SavedModelEstimator(str(e["dir"] / "saved_model"))(image)
+    got = old(image)
+    assert len(got) == len(new) >= 2
+    assert all(p["box_score"] is None for p in got)
+    np.testing.assert_allclose([p["score"] for p in got], [p["score"] for p in new],
+                               atol=1e-6)
 
 
 def test_exported_backends_before_rounding(exported):
@@ -331,6 +363,8 @@ def test_exported_backends_before_rounding(exported):
         assert dev <= 1e-3
         np.testing.assert_allclose([p["keypoints"][:, 2] for p in other],
                                    [p["keypoints"][:, 2] for p in ref], atol=1e-5)
+        np.testing.assert_allclose([p["box_score"] for p in other],
+                                   [p["box_score"] for p in ref], atol=1e-6)
 
 
 def test_tflite_equals_checkpoint(exported, tmp_path):

@@ -56,13 +56,26 @@ def records_to_columns(records, num_joints):
     )
 
 
-def decode_image(path):
-    """Reads an image file into (h, w, 3) uint8 RGB, in-graph.
+def normalization(mean, std):
+    """(gain, offset), float32 constants with x * gain - offset = (x / 255 - mean) / std
+    for uint8-range pixel values x (computed in float64)."""
+    mean, std = np.asarray(mean, np.float64), np.asarray(std, np.float64)
+    return (tf.constant(1.0 / (255.0 * std), tf.float32),
+            tf.constant(mean / std, tf.float32))
 
-    JPEGs use the accurate integer DCT (as libjpeg's default in cv2); other formats go
-    through ``tf.io.decode_image``. EXIF orientation is ignored, as in HRNet.
+
+def decode_image(path):
+    """Reads an image file into (h, w, 3) uint8 RGB, in-graph (`decode_bytes`)."""
+    return decode_bytes(tf.io.read_file(path))
+
+
+def decode_bytes(raw):
+    """Encoded image bytes (string scalar) -> (h, w, 3) uint8 RGB, in-graph.
+
+    JPEGs use the accurate integer DCT (as libjpeg's default in cv2 and PIL; TF's
+    default fast DCT moves pixel values by a few levels); other formats go through
+    ``tf.io.decode_image`` (first frame). EXIF orientation is ignored, as in HRNet.
     """
-    raw = tf.io.read_file(path)
     image = tf.cond(
         tf.io.is_jpeg(raw),
         lambda: tf.io.decode_jpeg(raw, channels=3, dct_method="INTEGER_ACCURATE"),
@@ -123,9 +136,7 @@ class Cropper:
         self.size_hw = tuple(int(v) for v in config.model.image_size)
         self.pixel_std = float(data.pixel_std)
         self.color_rgb = bool(data.color_rgb)
-        mean, std = np.asarray(data.mean, np.float64), np.asarray(data.std, np.float64)
-        self.gain = tf.constant(1.0 / (255.0 * std), tf.float32)
-        self.offset = tf.constant(mean / std, tf.float32)
+        self.gain, self.offset = normalization(data.mean, data.std)
 
     def __call__(self, image, center, scale, rot=0.0, flipped=False):
         """Returns (crop (H, W, 3) float32, the (2, 3) image -> crop matrix)."""

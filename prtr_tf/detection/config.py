@@ -20,7 +20,7 @@ COCO_PERSON = 1  # "person" in COCO's 91-id category space (index 1 of DETR's he
 
 def detector_model_config(backbone="resnet50", num_classes=1, hidden_dim=256, nheads=8,
                           enc_layers=6, dec_layers=6, dim_feedforward=2048, num_queries=100,
-                          dropout=0.1):
+                          dropout=0.1, frozen_backbone=None):
     """Model fields of a DETR. The class head has num_classes + 1 outputs, no-object last:
     91 (+1) for the official COCO DETR, 1 (+1) for the person detector."""
     if backbone not in DETR_BACKBONES:
@@ -36,6 +36,9 @@ def detector_model_config(backbone="resnet50", num_classes=1, hidden_dim=256, nh
         dim_feedforward=dim_feedforward,
         num_queries=num_queries,
         dropout=dropout,  # DETR's default 0.1, also attention dropout; only when training
+        # ResNet: frozen BN + frozen stem/layer1 (None: yes for the ImageNet-initialised
+        # depths, no for resnet_tiny and HRNet).
+        frozen_backbone=frozen_backbone,
     ))
 
 

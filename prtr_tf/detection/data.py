@@ -70,7 +70,7 @@ import numpy as np
 import tensorflow as tf
 
 from prtr_tf.data.coco import PERSON_CATEGORY, _image_table, _load_json, _numbers
-from prtr_tf.data.pipeline import decode_image, finish, load_robustly
+from prtr_tf.data.pipeline import decode_image, finish, load_robustly, normalization
 from prtr_tf.data.skips import SkipCounter, bad_sample
 from prtr_tf.detection.boxes import box_xyxy_to_cxcywh
 
@@ -439,9 +439,7 @@ class _DetectionLoader:
         self.test_size = int(config_field(data, "test_size"))
         self.max_size = int(config_field(data, "max_size"))
         self.label = person_label(config)
-        mean, std = np.asarray(data.mean, np.float64), np.asarray(data.std, np.float64)
-        self.gain = tf.constant(1.0 / (255.0 * std), tf.float32)
-        self.offset = tf.constant(mean / std, tf.float32)
+        self.gain, self.offset = normalization(data.mean, data.std)
         self.augment = DetectionAugmenter(data, flip_index) if training else None
 
     def __call__(self, rec):

@@ -3,9 +3,9 @@ import contextlib
 import io
 import sys
 
-import numpy as np
 import tensorflow as tf
 
+from prtr_tf.data.pipeline import normalization
 from prtr_tf.detection.data import (build_detection_dataset, person_label, resize,
                                     unnormalize_boxes)
 
@@ -92,9 +92,7 @@ class DetrPersonDetector:
         self.model, self.config = model, config
         self.label = person_label(config)
         self.threshold = config.test.score_thre if score_threshold is None else score_threshold
-        mean, std = np.asarray(config.data.mean), np.asarray(config.data.std)
-        gain = tf.constant(1.0 / (255.0 * std), tf.float32)
-        offset = tf.constant(mean / std, tf.float32)
+        gain, offset = normalization(config.data.mean, config.data.std)
         test_size, max_size = int(config.data.test_size), int(config.data.max_size)
 
         @tf.function(reduce_retracing=True)

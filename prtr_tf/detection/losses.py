@@ -81,21 +81,37 @@ def local_num_boxes(valid):
     return tf.reduce_sum(tf.cast(valid, tf.float32))
 
 
-def global_num_boxes(valid):
-    """DETR's num_boxes: the valid boxes of all replicas / num_replicas, clamped >= 1.
-
-    Call it in a replica context (inside ``strategy.run``); outside any strategy (or
-    with one replica) it is the clamped local count.
-    """
-    count = local_num_boxes(valid)
+def replica_mean(value):
+    """The mean of a float32 scalar over the replicas (sum over replicas / their
+    number). Call it in a replica context (inside ``strategy.run``); outside any
+    strategy (or with one replica) it is ``value``."""
+    value = tf.cast(value, tf.float32)
     ctx = tf.distribute.get_replica_context()
     if ctx is not None and ctx.num_replicas_in_sync > 1:
-        count = ctx.all_reduce(tf.distribute.ReduceOp.SUM, count) / ctx.num_replicas_in_sync
-    return tf.maximum(count, 1.0)
+        value = ctx.all_reduce(tf.distribute.ReduceOp.SUM, value) / ctx.num_replicas_in_sync
+    return value
+
+
+def global_num_boxes(valid):
+    """DETR's num_boxes: the valid boxes of all replicas / num_replicas, clamped >= 1
+    (`replica_mean`)."""
+    return tf.maximum(replica_mean(local_num_boxes(valid)), 1.0)
+
+
+def global_class_weight(valid, num_queries, eos_coef=0.1):
+    """The denominator of L_ce over the global batch, per replica: the class weights of
+    all queries (1 per matched query, eos_coef per no-object one) summed over the
+    replicas / their number. DETR divides by its local sum instead, so replicas with
+    different person counts weigh their queries slightly differently; with this
+    normaliser N replicas train exactly as one device with their whole batch."""
+    valid = tf.cast(valid, tf.float32)
+    matched = tf.reduce_sum(tf.minimum(tf.reduce_sum(valid, axis=-1), float(num_queries)))
+    total = tf.cast(tf.shape(valid)[0] * num_queries, tf.float32)
+    return replica_mean(matched + eos_coef * (total - matched))
 
 
 def layer_losses(logits, pred_boxes, boxes, labels, valid, indices, num_boxes=None,
-                 eos_coef=0.1):
+                 eos_coef=0.1, class_weight_total=None):
     """Per-layer L_ce, L_bbox and L_giou given the matching (no matching here, XLA-safe).
 
     Params:
@@ -109,6 +125,8 @@ def layer_losses(logits, pred_boxes, boxes, labels, valid, indices, num_boxes=No
         num_boxes: the box-term normaliser (see the module docstring); None = the
             number of valid boxes in this batch. Clamped to >= 1 either way.
         eos_coef: class weight of no-object.
+        class_weight_total: the L_ce denominator (`global_class_weight`); None = the
+            local sum of the class weights (DETR's).
 
     Returns:
         (loss_ce, loss_bbox, loss_giou), three float32 (L,) tensors.
@@ -136,8 +154,9 @@ def layer_losses(logits, pred_boxes, boxes, labels, valid, indices, num_boxes=No
     class_weight = tf.concat([tf.ones([num_classes1 - 1]), [eos_coef]], axis=0)
     weight = tf.reduce_sum(target * class_weight, axis=-1)                   # (L, B, Q)
     nll = -tf.reduce_sum(target * tf.nn.log_softmax(logits, axis=-1), axis=-1)
-    loss_ce = (tf.reduce_sum(weight * nll, axis=[1, 2])
-               / tf.reduce_sum(weight, axis=[1, 2]))
+    if class_weight_total is None:
+        class_weight_total = tf.reduce_sum(weight, axis=[1, 2])
+    loss_ce = tf.reduce_sum(weight * nll, axis=[1, 2]) / class_weight_total
 
     src = tf.gather(pred_boxes, tf.maximum(indices, 0), axis=2, batch_dims=2)  # (L, B, N, 4)
     tgt = tf.where(valid[..., None] > 0, boxes, tf.constant(_DUMMY_BOX, tf.float32))
@@ -150,7 +169,7 @@ def layer_losses(logits, pred_boxes, boxes, labels, valid, indices, num_boxes=No
 
 def set_loss(outputs, boxes, labels, valid, indices=None, num_boxes=None, eos_coef=0.1,
              ce_coef=1.0, bbox_coef=5.0, giou_coef=2.0, cost_class=1.0, cost_bbox=5.0,
-             cost_giou=2.0):
+             cost_giou=2.0, class_weight_total=None):
     """The DETR training loss of one (local) batch.
 
     Params:
@@ -163,6 +182,8 @@ def set_loss(outputs, boxes, labels, valid, indices=None, num_boxes=None, eos_co
         num_boxes: box-term normaliser; None = local valid count (one replica). Under a
             distribution strategy pass `global_num_boxes` (module docstring).
         eos_coef, ce_coef, bbox_coef, giou_coef: no-object weight and term weights.
+        class_weight_total: L_ce denominator; None = local (DETR's). Under a
+            distribution strategy `global_class_weight` makes replicas exact.
 
     Returns:
         dict of float32 scalars: "loss" (sum over all layers of the weighted terms),
@@ -174,7 +195,8 @@ def set_loss(outputs, boxes, labels, valid, indices=None, num_boxes=None, eos_co
         indices = hungarian_match_layers(logits, pred_boxes, boxes, labels, valid,
                                          cost_class, cost_bbox, cost_giou)
     loss_ce, loss_bbox, loss_giou = layer_losses(logits, pred_boxes, boxes, labels, valid,
-                                                 indices, num_boxes, eos_coef)
+                                                 indices, num_boxes, eos_coef,
+                                                 class_weight_total)
     return loss_dict({"ce": (ce_coef, loss_ce), "bbox": (bbox_coef, loss_bbox),
                       "giou": (giou_coef, loss_giou)})
 
@@ -190,8 +212,7 @@ class DetectionCriterion:
 
         criterion = DetectionCriterion(config.loss)
         indices = criterion.match(outputs, batch)                      # outside jit
-        losses = criterion(outputs, batch, indices=indices,
-                           num_boxes=global_num_boxes(batch["valid"]))  # inside
+        losses = criterion(outputs, batch, indices=indices, global_norm=True)  # inside
     """
 
     def __init__(self, loss_config):
@@ -220,7 +241,17 @@ class DetectionCriterion:
         return match_outputs(self._outputs(outputs), targets["boxes"], targets["labels"],
                              targets["valid"], **self.costs)
 
-    def __call__(self, outputs, targets, indices=None, num_boxes=None):
+    def __call__(self, outputs, targets, indices=None, num_boxes=None, global_norm=False):
+        """The losses; ``global_norm`` (inside ``strategy.run``): the box terms by
+        `global_num_boxes` and the class term by `global_class_weight`, so that any
+        number of replicas trains as one device (``num_boxes`` then must be None)."""
+        class_weight_total = None
+        if global_norm:
+            if num_boxes is not None:
+                raise ValueError("pass num_boxes or global_norm=True, not both")
+            num_boxes = global_num_boxes(targets["valid"])
+            class_weight_total = global_class_weight(
+                targets["valid"], outputs["pred_logits"].shape[1], self.coefs["eos_coef"])
         return set_loss(self._outputs(outputs), targets["boxes"], targets["labels"],
                         targets["valid"], indices=indices, num_boxes=num_boxes, **self.coefs,
-                        **self.costs)
+                        **self.costs, class_weight_total=class_weight_total)

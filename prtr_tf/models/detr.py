@@ -12,13 +12,13 @@ are); the network only outputs the sigmoid values, whatever the padding.
 import keras
 import tensorflow as tf
 
+from prtr_tf.detection.config import DETR_BACKBONES
 from prtr_tf.models.backbones import build_backbone
 from prtr_tf.models.layers import conv, dense
 from prtr_tf.models.pose_transformer import MLP, query_embedding, torch_linear_init
 from prtr_tf.models.position_encoding import sine_position_encoding
 from prtr_tf.models.transformer import Transformer
 
-DETR_BACKBONES = ("resnet50", "resnet101", "resnet_tiny")
 
 
 def downsample_mask(mask, size):
@@ -60,7 +60,7 @@ class DETR(keras.Model):
         self.config = config
         d = config.hidden_dim
         self.num_classes = config.num_classes
-        self.backbone = build_backbone(config.backbone)
+        self.backbone = build_backbone(config.backbone, frozen=config.get("frozen_backbone"))
         self.input_proj = conv(d, 1, padding=0, use_bias=True, torch_name="input_proj")
         self.query_embed = query_embedding(config.num_queries, d)
         self.transformer = Transformer(d, config.nheads, config.enc_layers, config.dec_layers,

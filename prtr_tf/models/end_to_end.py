@@ -160,6 +160,9 @@ class EndToEndPRTR(keras.Model):
         """Creates every weight by running one small zero image (one crop forced)."""
         self(tf.zeros((1, *size, 3), self.compute_dtype),
              crop_queries=(tf.zeros([1], tf.int32), tf.zeros([1], tf.int32)), training=False)
+        # The detector ran through its parts (`detect`): every weight of it exists now,
+        # so it counts as built (e.g. for loading a DETR's weights into it).
+        self.detector.built = True
         return self
 
     # -- the two halves, usable separately (training matches between them) --
@@ -292,7 +295,8 @@ def loss(model, batch, loss_config=None, training=True, seed=None):
     image-normalised (x, y).
 
     Detection: DETR's matched set loss on every decoder layer, box terms normalised
-    by `global_num_boxes`. Keypoints: the final layer's matched persons (at most
+    by `global_num_boxes` and the class term by `global_class_weight` (exact under
+    any number of replicas). Keypoints: the final layer's matched persons (at most
     ``max_train_persons`` per image, sampled) are cropped and the two-stage keypoint
     set loss (its own Hungarian matching) is applied with image-normalised targets,
     normalised by the number of crops of the global batch per replica (so that
@@ -309,13 +313,9 @@ def loss(model, batch, loss_config=None, training=True, seed=None):
     lc = loss_config if loss_config is not None else default_loss_config()
     mask = batch.get("mask")
     levels, det, valid = model.detect(batch["image"], mask, training=training)
-    indices = det_losses.match_outputs(det, batch["boxes"], batch["labels"], batch["valid"],
-                                       lc.cost_class, lc.cost_bbox, lc.cost_giou)
-    det_terms = det_losses.set_loss(det, batch["boxes"], batch["labels"], batch["valid"],
-                                    indices=indices, eos_coef=lc.eos_coef,
-                                    ce_coef=lc.ce_loss_coef, bbox_coef=lc.bbox_loss_coef,
-                                    giou_coef=lc.giou_loss_coef,
-                                    num_boxes=det_losses.global_num_boxes(batch["valid"]))
+    criterion = det_losses.DetectionCriterion(lc)
+    indices = criterion.match(det, batch)
+    det_terms = criterion(det, batch, indices=indices, global_norm=True)
     batch_index, query_index, gt_index = sample_matched_queries(
         indices[-1], batch["valid"], cfg.max_train_persons, seed=seed)
     pairs = tf.stack([batch_index, query_index], axis=-1)

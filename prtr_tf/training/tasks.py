@@ -4,8 +4,9 @@ the end-to-end PRTR (both, jointly).
 A task knows its model, its records and tf.data pipeline, its loss for one local
 batch (matching through scipy outside any XLA region) and its validation metric;
 `prtr_tf.training.trainer.Trainer` does the rest (distribution, optimisation,
-checkpoints, logs) the same way for both.
+checkpoints, logs) the same way for all.
 """
+import os
 
 
 class KeypointTask:
@@ -76,12 +77,11 @@ class DetectionTask:
                                        skip_counter=skip_counter)
 
     def loss(self, model, batch):
-        from prtr_tf.detection.losses import DetectionCriterion, global_num_boxes
+        from prtr_tf.detection.losses import DetectionCriterion
         criterion = DetectionCriterion(self.config.loss)
         outputs = model(batch["image"], mask=batch["mask"], training=True)
         indices = criterion.match(outputs, batch)
-        return criterion(outputs, batch, indices=indices,
-                         num_boxes=global_num_boxes(batch["valid"]))
+        return criterion(outputs, batch, indices=indices, global_norm=True)
 
     def evaluate(self, model, stream):
         """COCO person box AP on the validation split."""
@@ -98,8 +98,28 @@ class EndToEndTask(DetectionTask):
                  "det_loss_giou", "num_crops")
 
     def build_model(self):
+        """The model; ``train.init_detector_weights`` (a DETR person detector's
+        *.weights.h5 of the same detector config, e.g. the official DETR converted
+        with ``python -m prtr_tf.convert``) initialises the backbone and detector."""
         from prtr_tf.models.end_to_end import build_end_to_end
-        return build_end_to_end(self.config.model)
+        model = build_end_to_end(self.config.model)
+        path = self.config.train.get("init_detector_weights")
+        if path:
+            if not str(path).endswith(".weights.h5") or not os.path.isfile(path):
+                raise FileNotFoundError(
+                    f"config.train.init_detector_weights={path!r}: not an existing "
+                    "*.weights.h5 file (convert a DETR .pth with python -m prtr_tf.convert "
+                    "--config=configs/detr_r50_person.py ...)")
+            try:
+                model.detector.load_weights(path)
+            except Exception as e:  # noqa: BLE001 - re-raised with the likely cause
+                raise ValueError(
+                    f"config.train.init_detector_weights={path!r} does not fit the "
+                    f"end-to-end model's detector (backbone "
+                    f"{self.config.model.detector.backbone}, "
+                    f"{self.config.model.detector.num_queries} queries, person + "
+                    f"no-object head): {e}") from e
+        return model
 
     def load_records(self, split, skip_counter):
         from prtr_tf.data.splits import ensure_data

@@ -1,0 +1,9 @@
+"""End-to-end PRTR, ResNet-101, COCO: the paper's ResNet backbone for this variant
+(spec §8; defaults explained in `prtr_tf.e2e_config`, otherwise as e2e_r50_coco).
+Initialise the detector from the official DETR R101 with ``python -m prtr_tf.convert``.
+"""
+from prtr_tf.e2e_config import end_to_end
+
+
+def get_config():
+    return end_to_end("resnet101", "coco")
