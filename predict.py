@@ -11,7 +11,9 @@ and a results JSON.
         --detector_tflite=detector_fp32.tflite      # or --boxes_json / --detector_config+checkpoint
 
 Three ways to run the keypoint model, one per run:
-  * --config + --checkpoint: the Keras model (`prtr_tf.pipeline.PoseEstimator`);
+  * --config + --checkpoint: the Keras model (`prtr_tf.pipeline.PoseEstimator`); an
+    end-to-end config (configs/e2e_*.py) finds the persons itself (no box source;
+    --box_thr is its P(person) threshold, default 0.5);
   * --saved_model DIR: a SavedModel from export/saved_model.py, whose serving_default
     holds the detector and the whole pipeline (box threshold, person cap and flip test
     fixed at export; no --config, --boxes_json, detector flags, --box_thr or
@@ -402,6 +404,16 @@ def _check_flags(v):
             raise _usage(f"--saved_model runs the exported pipeline (its detector, box "
                          f"threshold and flip test fixed at export): drop {', '.join(given)}")
         return
+    if v["config"] is not None and v["config"].model.get("kind", "prtr") == "prtr_e2e":
+        given = [f"--{k}" for k in ("tflite", "boxes_json", "detector_checkpoint",
+                                    "detector_tflite", "flip_test") if v[k] not in (None, "")]
+        given += ["--detector_config"] if v["detector_config"] is not None else []
+        if given:
+            raise _usage(f"--config is an end-to-end model (it detects the persons itself, "
+                         f"without flip test): drop {', '.join(given)}")
+        if not v["checkpoint"]:
+            raise _usage("--checkpoint is needed with --config")
+        return
     if v["tflite"] and v["checkpoint"]:
         raise _usage("give either --tflite (a keypoint .tflite) or --checkpoint (Keras "
                      "weights), not both")
@@ -443,6 +455,19 @@ def _build(flags_, resolve_weights):
         names = [k for k, d in DATASETS.items() if len(d["joints"]) == joints]
         return estimator, (names[0] if names else None)
     box_thr = v["box_thr"]
+    if v["config"] is not None and v["config"].model.get("kind", "prtr") == "prtr_e2e":
+        from prtr_tf.e2e_serving import EndToEndServing, load_end_to_end
+        from prtr_tf.serving import DEFAULT_SCORE_THRESHOLD
+        try:
+            weights = resolve_weights(v["checkpoint"])
+            model, config = load_end_to_end(v["config"], weights)
+        except (FileNotFoundError, ValueError) as e:
+            raise _usage(str(e)) from e
+        serving = EndToEndServing(model, config, DEFAULT_SCORE_THRESHOLD if box_thr is None
+                                  else box_thr)
+        fn = serving.tf_functions()["serving_default"].get_concrete_function()
+        print(f"end-to-end model: {weights}")
+        return predict_backends.SavedModelEstimator.from_function(fn), config.data.dataset
     detector = None
     try:
         if v["detector_checkpoint"]:

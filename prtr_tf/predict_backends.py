@@ -230,9 +230,18 @@ class SavedModelEstimator:
                           "null. Re-export it with export/saved_model.py to get the "
                           "detector's box scores.", stacklevel=2)
 
+    @classmethod
+    def from_function(cls, fn):
+        """The same over a concrete function with serving_default's signature and
+        outputs (e.g. `prtr_tf.e2e_serving.EndToEndServing`'s, not exported)."""
+        self = cls.__new__(cls)
+        self._loaded, self.fn = None, fn
+        self.has_box_scores = "box_scores" in fn.structured_outputs
+        return self
+
     def __call__(self, image, boxes=None, box_scores=None):
         if boxes is not None:
-            raise ValueError("a SavedModel finds the persons itself; boxes cannot be given")
+            raise ValueError("this model finds the persons itself; boxes cannot be given")
         image = np.asarray(image)
         if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
             raise ValueError(f"expected an RGB uint8 image (H, W, 3), got {image.dtype} "
