@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORKER = os.path.join(HERE, "train_worker.py")
@@ -99,9 +100,10 @@ def _free_ports(n):
     return ports
 
 
-def test_multiworker_two_local_processes_end_identical(tmp_path):
+@pytest.mark.parametrize("kind", ["prtr", "prtr_e2e"])
+def test_multiworker_two_local_processes_end_identical(tmp_path, kind):
     # Make the data once so that the two workers do not race to generate it.
-    _run(tmp_path, "prepare", "--steps", "0")
+    _run(tmp_path, "prepare", "--steps", "0", "--kind", kind)
     ports = _free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     procs = []
@@ -109,7 +111,7 @@ def test_multiworker_two_local_processes_end_identical(tmp_path):
         env = {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker",
                                                                       "index": i}})}
         procs.append(_run(tmp_path, f"worker{i}", "--strategy", "auto", "--steps", "2",
-                          env=env, background=True))
+                          "--kind", kind, env=env, background=True))
     results = []
     for proc, out in procs:
         log, _ = proc.communicate(timeout=600)
