@@ -23,7 +23,9 @@ no detector flags (its detector is part of the model):
         --checkpoint=runs/e2e_r50/best.weights.h5 --output=exported/prtr_e2e_r50
 
 writes ``serving_default`` and ``serve_encoded`` (`prtr_tf.e2e_serving`: the same
-outputs; ``--max_persons`` replaces the config's ``model.max_persons``).
+outputs; ``--max_persons`` replaces the config's ``model.max_persons``;
+``--onnx_compatible`` works the same way, and export/onnx.py converts its
+serving_default).
 """
 import os
 import sys
@@ -71,9 +73,6 @@ def export_end_to_end(output):
         if value is not None:
             raise app.UsageError(f"--{flag} does not apply to an end-to-end config (its "
                                  "detector is part of the model; no flip test)")
-    if _ONNX.value:
-        raise app.UsageError("--onnx_compatible is for two-stage models; the end-to-end "
-                             "export is for TensorFlow (SavedModel / TF Serving) only")
     try:
         from prtr_tf.e2e_serving import EndToEndServing, load_end_to_end
         from prtr_tf.serving import export_saved_model
@@ -85,7 +84,8 @@ def export_end_to_end(output):
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    serving = EndToEndServing(model, config, score_threshold=_THRESHOLD.value)
+    serving = EndToEndServing(model, config, score_threshold=_THRESHOLD.value,
+                              resize="matmul" if _ONNX.value else "tf")
     export_saved_model(serving, output)
     print(f"wrote {output}: end-to-end signatures serving_default (image uint8 [H, W, 3]), "
           f"serve_encoded (image_bytes string); score_threshold {serving.score_threshold}, "

@@ -8,8 +8,10 @@ end-to-end config (``model.kind == "prtr_e2e"``).
 `serve_image` reproduces the evaluation (`prtr_tf.e2e_inference`) on one image:
 
 1. the evaluation preprocessing: shortest side ``data.test_size`` (longest <=
-   ``data.max_size``, `prtr_tf.detection.data.resize`), normalised, zero-padded at
-   the bottom and right to a multiple of ``data.pad_multiple`` (padding mask 1);
+   ``data.max_size``, `prtr_tf.detection.data.resize`; with ``resize="matmul"`` as
+   matrix products, `prtr_tf.serving.resize_matmul`, equal up to float rounding,
+   which lets tf2onnx convert ``serving_default``), normalised, zero-padded at the
+   bottom and right to a multiple of ``data.pad_multiple`` (padding mask 1);
 2. the model: person queries with P(person) >= ``model.person_threshold``, at most
    ``model.max_persons``, cropped and read out (`prtr_tf.e2e_inference.poses`);
    then only those with P(person) >= ``score_threshold`` are kept;
@@ -27,7 +29,8 @@ from prtr_tf.data.pipeline import decode_bytes, normalization
 from prtr_tf.detection.data import resize
 from prtr_tf.e2e_inference import poses
 from prtr_tf.evaluation.nms import COCO_SIGMAS
-from prtr_tf.serving import DEFAULT_SCORE_THRESHOLD, oks_nms_tf, rescore_tf
+from prtr_tf.serving import (DEFAULT_SCORE_THRESHOLD, RESIZE_MODES, oks_nms_tf,
+                             resize_matmul, rescore_tf)
 
 
 class EndToEndServing(tf.Module):
@@ -35,8 +38,11 @@ class EndToEndServing(tf.Module):
 
     detector = None  # the person detector is part of ``model``
 
-    def __init__(self, model, config, score_threshold=DEFAULT_SCORE_THRESHOLD):
+    def __init__(self, model, config, score_threshold=DEFAULT_SCORE_THRESHOLD, resize="tf"):
         super().__init__(name="e2e_serving")
+        if resize not in RESIZE_MODES:
+            raise ValueError(f"resize must be one of {RESIZE_MODES}, got {resize!r}")
+        self.resize = resize
         self.model = model
         self.config = config
         data = config.data
@@ -54,8 +60,11 @@ class EndToEndServing(tf.Module):
 
     def preprocess(self, image):
         """uint8 (H, W, 3) -> (normalised padded image (1, H', W', 3), mask (1, H', W'))."""
-        x, _ = resize(tf.cast(image, tf.float32), tf.zeros((0, 4)), self.test_size,
-                      self.max_size)
+        if self.resize == "matmul":
+            x = resize_matmul(image, self.test_size, self.max_size)
+        else:
+            x, _ = resize(tf.cast(image, tf.float32), tf.zeros((0, 4)), self.test_size,
+                          self.max_size)
         x = x * self.gain - self.offset
         shape = tf.shape(x)
         pad_h, pad_w = -shape[0] % self.pad_multiple, -shape[1] % self.pad_multiple

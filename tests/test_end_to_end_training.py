@@ -206,3 +206,40 @@ def test_train_and_evaluate_on_real_coco_images(coco_mini, tmp_path):
     row = history[0]
     assert np.isfinite(row["loss"]) and row["loss_kpt_set"] > 0 and row["num_crops"] > 0
     assert 0.0 <= row["AP"] <= 1.0 and "AR" in row
+
+
+def test_onnx_export_of_the_end_to_end_pipeline(trained):
+    """--onnx_compatible (matrix-product resize) + export/onnx.py: the whole
+    end-to-end serving_default in onnxruntime equals its SavedModel."""
+    import onnxruntime as ort
+    import tensorflow as tf
+
+    from prtr_tf.data.pipeline import decode_bytes
+
+    sm, onnx_path = trained["tmp"] / "saved_model_onnx", trained["tmp"] / "e2e.onnx"
+    for cmd in ([os.path.join(ROOT, "export", "saved_model.py"),
+                 f"--config={trained['config_path']}",
+                 f"--checkpoint={trained['workdir'] / 'best.weights.h5'}", f"--output={sm}",
+                 "--score_threshold=0.0", "--onnx_compatible"],
+                [os.path.join(ROOT, "export", "onnx.py"), f"--saved_model={sm}",
+                 "--signature=serving_default", f"--output={onnx_path}"]):
+        proc = subprocess.run([sys.executable, *cmd], capture_output=True, text=True,
+                              timeout=600, cwd=ROOT)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    fn = tf.saved_model.load(str(sm)).signatures["serving_default"]
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    config = trained["config"]
+    folder = os.path.join(config.data.root, config.data.val_images)
+    persons = 0
+    for name in sorted(os.listdir(folder)):
+        image = decode_bytes(tf.constant(open(os.path.join(folder, name), "rb").read()))
+        want = {k: v.numpy() for k, v in fn(image=image).items()}
+        got = dict(zip(names, session.run(None, {"image": image.numpy()})))
+        assert int(got["num_persons"]) == int(want["num_persons"])
+        for key in ("keypoints", "boxes"):
+            np.testing.assert_allclose(got[key], want[key], atol=1e-3)
+        for key in ("scores", "box_scores", "keypoint_scores"):
+            np.testing.assert_allclose(got[key], want[key], atol=1e-5)
+        persons += int(want["num_persons"])
+    assert persons >= 10
