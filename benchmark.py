@@ -34,7 +34,6 @@ still leaves numbers.
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -96,33 +95,6 @@ def parse_args(argv=None):
     args.batches = [int(b) for b in args.batches.split(",")]
     args.image_size = tuple(int(v) for v in args.image_size.split(","))
     return args
-
-
-def machine_info():
-    cpu = "?"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    import tensorflow as tf
-    info = {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
-            "tensorflow": tf.__version__}
-    for mod, dist in (("onnxruntime", "onnxruntime"), ("tf2onnx", "tf2onnx"),
-                      ("keras", "keras")):
-        try:
-            info[mod] = __import__(mod).__version__
-        except Exception:  # noqa: BLE001
-            info[mod] = None
-    try:
-        from importlib.metadata import version
-        info["ai-edge-litert"] = version("ai-edge-litert")
-    except Exception:  # noqa: BLE001
-        info["ai-edge-litert"] = None
-    return info
 
 
 def _busy_seconds():
@@ -273,6 +245,7 @@ def main(argv=None):
     from prtr_tf.config import load_config
     from prtr_tf.inference import predict_crops
     from prtr_tf.models import build_model
+    from prtr_tf.tools.machine import machine_info
 
     info = machine_info()
     info.update(threads=args.threads, argv=sys.argv, loadavg_start=os.getloadavg())

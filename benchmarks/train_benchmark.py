@@ -34,7 +34,6 @@ is reported, with a warning at the end if it was still contended.
 """
 import argparse
 import os
-import platform
 import shutil
 import statistics
 import sys
@@ -58,7 +57,7 @@ def parse_args(argv=None):
     p.add_argument("--tiny_steps", type=int, default=100,
                    help="measured steps of synthetic_tiny (default 100; 0 skips its training row)")
     p.add_argument("--r50_steps", type=int, default=12,
-                   help="measured steps of R50 per batch size (default 12)")
+                   help="measured steps of R50 per batch size (default 12; 0 skips its rows)")
     p.add_argument("--warmup", type=int, default=3,
                    help="steps excluded before measuring; the first compiles (default 3)")
     p.add_argument("--tiny_batch", type=int, default=16,
@@ -159,24 +158,6 @@ def fmt_load(before, after):
 
 def median_ms(times):
     return 1e3 * statistics.median(times)
-
-
-def machine_info():
-    import tensorflow as tf
-    model = ""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    import keras
-    import scipy
-    return dict(nproc=os.cpu_count(), cpu=model or platform.processor(), tf=tf.__version__,
-                keras=keras.__version__, scipy=scipy.__version__,
-                python=platform.python_version())
 
 
 # ---------------------------------------------------------------- retries
@@ -359,7 +340,7 @@ def bench_matcher(train_row, sample, config, reps, retry, log):
 
 def markdown(info, train_rows, pipe_rows, match_rows, load_start, load_end, args):
     out = []
-    out.append(f"Machine: {info['nproc']} cores, {info['cpu']}; TensorFlow {info['tf']}, "
+    out.append(f"Machine: {info['nproc']} cores, {info['cpu']}; TensorFlow {info['tensorflow']}, "
                f"Keras {info['keras']}, SciPy {info['scipy']}, Python {info['python']}. "
                f"Load average (1 min) at start {load_start:.2f}, at end {load_end:.2f}.")
     out.append("")
@@ -422,6 +403,7 @@ def main(argv=None):
     log(f"load average at start: {os.getloadavg()}")
     import tensorflow as tf
     tf.get_logger().setLevel("ERROR")
+    from prtr_tf.tools.machine import machine_info
     info = machine_info()
     if load_start > info["nproc"]:
         log(f"WARNING: 1-min load {load_start:.2f} exceeds the {info['nproc']} cores: "
@@ -431,7 +413,8 @@ def main(argv=None):
     retry = Retry(args.retries, args.retry_wait, args.busy_threshold, log)
     configs = [("synthetic_tiny", tiny_config(args.tiny_batch), args.tiny_steps)
                ] if args.tiny_steps > 0 else []
-    configs += [("coco_res50_384x288", r50_config(b), args.r50_steps) for b in args.r50_batches]
+    configs += [("coco_res50_384x288", r50_config(b), args.r50_steps) for b in args.r50_batches
+                if args.r50_steps > 0]
 
     if "train" not in args.skip:
         log("1. training steps")
