@@ -327,7 +327,7 @@ def loss(model, batch, loss_config=None, training=True, seed=None):
     num_crops = tf.shape(batch_index)[0]
     # The global normaliser is all-reduced here, outside the cond below: a collective
     # inside a branch that only some replicas take would hang.
-    global_crops = det_losses.global_num_boxes(tf.ones([num_crops], tf.float32))
+    global_crops = tf.maximum(det_losses.replica_mean(num_crops), 1.0)
 
     def keypoint_loss():
         return kpt_losses.set_loss(kpt, target, target_weight, eos_coef=lc.kpt_eos_coef,
