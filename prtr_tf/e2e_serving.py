@@ -8,9 +8,8 @@ end-to-end config (``model.kind == "prtr_e2e"``).
 `serve_image` reproduces the evaluation (`prtr_tf.e2e_inference`) on one image:
 
 1. the evaluation preprocessing: shortest side ``data.test_size`` (longest <=
-   ``data.max_size``, `prtr_tf.detection.data.resize`; with ``resize="matmul"`` as
-   matrix products, `prtr_tf.serving.resize_matmul`, equal up to float rounding,
-   which lets tf2onnx convert ``serving_default``), normalised, zero-padded at the
+   ``data.max_size``, `prtr_tf.serving.detector_resize`; ``resize="matmul"`` lets
+   tf2onnx convert ``serving_default``), normalised, zero-padded at the
    bottom and right to a multiple of ``data.pad_multiple`` (padding mask 1);
 2. the model: person queries with P(person) >= ``model.person_threshold``, at most
    ``model.max_persons``, cropped and read out (`prtr_tf.e2e_inference.poses`);
@@ -26,11 +25,10 @@ pixel-index convention), keypoint_scores (N, J), num_persons () int32.
 import tensorflow as tf
 
 from prtr_tf.data.pipeline import decode_bytes, normalization
-from prtr_tf.detection.data import resize
 from prtr_tf.e2e_inference import poses
 from prtr_tf.evaluation.nms import COCO_SIGMAS
-from prtr_tf.serving import (DEFAULT_SCORE_THRESHOLD, RESIZE_MODES, oks_nms_tf,
-                             resize_matmul, rescore_tf)
+from prtr_tf.serving import (DEFAULT_SCORE_THRESHOLD, RESIZE_MODES, detector_resize,
+                             oks_nms_tf, rescore_tf)
 
 
 class EndToEndServing(tf.Module):
@@ -60,11 +58,7 @@ class EndToEndServing(tf.Module):
 
     def preprocess(self, image):
         """uint8 (H, W, 3) -> (normalised padded image (1, H', W', 3), mask (1, H', W'))."""
-        if self.resize == "matmul":
-            x = resize_matmul(image, self.test_size, self.max_size)
-        else:
-            x, _ = resize(tf.cast(image, tf.float32), tf.zeros((0, 4)), self.test_size,
-                          self.max_size)
+        x = detector_resize(image, self.test_size, self.max_size, self.resize)
         x = x * self.gain - self.offset
         shape = tf.shape(x)
         pad_h, pad_w = -shape[0] % self.pad_multiple, -shape[1] % self.pad_multiple
@@ -123,7 +117,7 @@ def load_end_to_end(config, checkpoint):
     weights, config); clear errors for a missing file or a config of another kind."""
     from prtr_tf.config import load_config
     from prtr_tf.models.end_to_end import build_end_to_end
-    from prtr_tf.serving import _load_weights
+    from prtr_tf.serving import load_weights
 
     name = config if isinstance(config, str) else "end-to-end config"
     if isinstance(config, str):  # a name or path; a ConfigDict is used as it is
@@ -131,5 +125,5 @@ def load_end_to_end(config, checkpoint):
     if config.model.get("kind", "prtr") != "prtr_e2e":
         raise ValueError(f"config {name!r} is not an end-to-end config (model.kind = "
                          f"{config.model.get('kind', 'prtr')!r}, expected 'prtr_e2e')")
-    model = _load_weights(build_end_to_end(config.model), checkpoint, "end-to-end", name)
+    model = load_weights(build_end_to_end(config.model), checkpoint, "end-to-end", name)
     return model, config

@@ -77,6 +77,16 @@ def resize_matmul(image, size, max_size=None):
     return tf.clip_by_value(tf.round(tf.transpose(y, [1, 2, 0])), 0.0, 255.0)
 
 
+def detector_resize(image, test_size, max_size, mode="tf"):
+    """uint8 (H, W, 3) -> float32 image resized as the detector evaluates (shortest side
+    ``test_size``, longest <= ``max_size``): `prtr_tf.detection.data.resize` ("tf") or
+    `resize_matmul` ("matmul": equal up to float rounding, convertible by tf2onnx)."""
+    if mode == "matmul":
+        return resize_matmul(image, test_size, max_size)
+    x, _ = resize(tf.cast(image, tf.float32), tf.zeros((0, 4)), test_size, max_size)
+    return x
+
+
 def _sampling_weights(in_size, out_size, a, b):
     """(N, out, in) float32 weights of the bilinear, zero-border sampling of source
     coordinate a * i + b at output index i (a, b: (N,) float32): ImageProjectiveTransformV3
@@ -274,11 +284,7 @@ class PoseServing(tf.Module):
     def _detect(self, image):
         """uint8 (H, W, 3) -> (boxes [x, y, w, h] float64 (n, 4), scores float32 (n,)),
         thresholded, at most max_persons, best first."""
-        if self.resize == "matmul":
-            x = resize_matmul(image, self.test_size, self.max_size)
-        else:
-            x, _ = resize(tf.cast(image, tf.float32), tf.zeros((0, 4)), self.test_size,
-                          self.max_size)
+        x = detector_resize(image, self.test_size, self.max_size, self.resize)
         out = self.detector((x * self.det_gain - self.det_offset)[None], training=False)
         boxes = tf.cast(out["pred_boxes"][0], tf.float64)
         scores = person_scores(out["pred_logits"], self.label)[0]
@@ -356,7 +362,9 @@ class PoseServing(tf.Module):
 
 # --- loading and exporting -----------------------------------------------------------
 
-def _load_weights(model, checkpoint, what, config_name):
+def load_weights(model, checkpoint, what, config_name):
+    """Loads a *.weights.h5 into ``model``; errors name the file, the model kind
+    (``what``) and the config, with the likely cause."""
     if not checkpoint or not os.path.isfile(checkpoint):
         raise FileNotFoundError(f"{what} checkpoint {checkpoint!r} does not exist")
     if not str(checkpoint).endswith(".weights.h5"):
@@ -384,7 +392,7 @@ def load_models(config, checkpoint, detector_config=None, detector_checkpoint=No
     if config.model.get("kind", "prtr") == "detr":
         raise ValueError(f"--config {name!r} is a DETR detector config; pass a keypoint "
                          "config (e.g. configs/coco_res50_384x288.py)")
-    model = _load_weights(build_model(config.model), checkpoint, "keypoint", name)
+    model = load_weights(build_model(config.model), checkpoint, "keypoint", name)
     detector = None
     if detector_config is not None:
         from prtr_tf.models.detr import build_detector
@@ -392,7 +400,7 @@ def load_models(config, checkpoint, detector_config=None, detector_checkpoint=No
         if detector_config.model.get("kind", "prtr") != "detr":
             raise ValueError(f"--detector_config {det_name!r} is not a DETR detector config "
                              "(model.kind != 'detr'); e.g. configs/detr_r50_person.py")
-        detector = _load_weights(build_detector(detector_config.model), detector_checkpoint,
+        detector = load_weights(build_detector(detector_config.model), detector_checkpoint,
                                  "detector", det_name)
     return model, config, detector, detector_config
 

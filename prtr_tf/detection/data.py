@@ -291,6 +291,16 @@ def resize(image, boxes, size, max_size=None):
     return resize_to(image, boxes, out_h, out_w)
 
 
+def resize_with_keypoints(image, boxes, keypoints, size, max_size=None):
+    """`resize` that also scales keypoints (n, J, 3) [x, y, v] (J may be 0)."""
+    shape = tf.shape(image)
+    out_h, out_w = resize_size(shape[0], shape[1], size, max_size)
+    image, boxes = resize_to(image, boxes, out_h, out_w)
+    ratio = tf.cast(tf.stack([out_w, out_h]), tf.float32) / tf.cast(
+        tf.stack([shape[1], shape[0]]), tf.float32)
+    return image, boxes, tf.concat([keypoints[..., :2] * ratio, keypoints[..., 2:]], axis=-1)
+
+
 def crop(image, boxes, region):
     """DETR ``crop``: region (top, left, height, width); boxes shifted, clipped to the
     crop, and those with zero width or height after clipping dropped.
@@ -355,15 +365,6 @@ class DetectionAugmenter:
         kpts = tf.concat([width - kpts[..., :1], kpts[..., 1:]], axis=-1)
         return image, boxes, kpts
 
-    @staticmethod
-    def _resize(image, boxes, kpts, size, max_size=None):
-        shape = tf.shape(image)
-        out_h, out_w = resize_size(shape[0], shape[1], size, max_size)
-        image, boxes = resize_to(image, boxes, out_h, out_w)
-        ratio = tf.cast(tf.stack([out_w, out_h]), tf.float32) / tf.cast(
-            tf.stack([shape[1], shape[0]]), tf.float32)
-        return image, boxes, tf.concat([kpts[..., :2] * ratio, kpts[..., 2:]], axis=-1)
-
     def random_size_crop(self, image, boxes, seed, kpts=None):
         """DETR ``RandomSizeCrop(crop_min, crop_max)`` (the minimum is lowered to the
         image side when the image is smaller, where DETR would fail)."""
@@ -397,13 +398,15 @@ class DetectionAugmenter:
                                          lambda: (image, boxes, kpts))
 
         def plain():
-            return self._resize(image, boxes, kpts, _choice(self.scales, s_scale),
-                                self.max_size)
+            return resize_with_keypoints(image, boxes, kpts, _choice(self.scales, s_scale),
+                                         self.max_size)
 
         def cropped():
-            im, bx, kp = self._resize(image, boxes, kpts, _choice(self.pre_crop_scales, s_pre))
+            im, bx, kp = resize_with_keypoints(image, boxes, kpts,
+                                               _choice(self.pre_crop_scales, s_pre))
             im, bx, kp = self.random_size_crop(im, bx, s_crop, kp)
-            return self._resize(im, bx, kp, _choice(self.scales, s_scale2), self.max_size)
+            return resize_with_keypoints(im, bx, kp, _choice(self.scales, s_scale2),
+                                         self.max_size)
 
         if self.crop:
             use_crop = tf.random.stateless_uniform([], s_branch) < self.crop_prob
@@ -454,7 +457,7 @@ class _DetectionLoader:
         if self.training:
             out = self.augment(image, boxes, tf.stack([rec["seed"], rec["index"]]), kpts)
         else:
-            out = DetectionAugmenter._resize(
+            out = resize_with_keypoints(
                 image, boxes, tf.zeros([rec["count"], 0, 3]) if kpts is None else kpts,
                 self.test_size, self.max_size)
         image, boxes = out[0], out[1]
