@@ -20,17 +20,27 @@ def flip_permutation(num_joints, flip_pairs):
 def predict_crops(model, images, flip_pairs=None, return_query=False):
     """Per-joint crop coordinates (B, J, 2), normalised to [0, 1], and scores (B, J).
 
-    With ``flip_pairs`` (spec §6): the mirrored crop is read out too, its x mapped
-    back with 1 - x (no -1 pixel term, as the official code), its left/right rows
-    swapped, and coordinates and scores averaged with the unflipped ones.
-    ``return_query`` adds the readout's query per joint (B, J) (of the unflipped crop).
+    With ``flip_pairs`` (spec §6) the mirrored crops go through the model too
+    (`read_crops`). ``return_query`` adds the readout's query per joint (B, J) (of the
+    unflipped crop).
     """
     out = model(images, training=False)
-    result = readout(out["pred_logits"], out["pred_coords"])
-    coords, scores = result["coords"], result["scores"]
+    flipped = None
     if flip_pairs is not None:
         flipped = model(tf.reverse(images, axis=[2]), training=False)
-        back = readout(flipped["pred_logits"], flipped["pred_coords"])
+    return read_crops(out, flipped, flip_pairs, return_query)
+
+
+def read_crops(outputs, flipped_outputs=None, flip_pairs=None, return_query=False):
+    """The readout of model outputs (pred_logits, pred_coords), with the flip test when
+    ``flipped_outputs`` (of the mirrored crops) and ``flip_pairs`` are given: their
+    readout's x mapped back with 1 - x (no -1 pixel term, as the official code), its
+    left/right rows swapped, and coordinates and scores averaged with the unflipped
+    ones. Returns (coords (B, J, 2), scores (B, J)) [+ query (B, J)]."""
+    result = readout(outputs["pred_logits"], outputs["pred_coords"])
+    coords, scores = result["coords"], result["scores"]
+    if flip_pairs is not None:
+        back = readout(flipped_outputs["pred_logits"], flipped_outputs["pred_coords"])
         perm = flip_permutation(coords.shape[1], flip_pairs)
         fc = tf.gather(back["coords"], perm, axis=1)
         fc = tf.stack([1.0 - fc[..., 0], fc[..., 1]], axis=-1)

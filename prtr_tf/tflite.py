@@ -17,7 +17,7 @@ graph)::
     query             int32   (B, J)     the query assigned to each joint (unflipped pass)
 
 With ``flip_test`` the mirrored crop runs too and coordinates/scores are averaged as
-in `prtr_tf.inference.predict_crops`.
+in `prtr_tf.inference.read_crops`.
 
 Detector (`convert_detector`): input ``images`` float32 (B, H, W, 3) at a fixed size,
 RGB normalised with the detector's mean/std, no padding. Outputs ``boxes`` (B, Q, 4)
@@ -58,7 +58,7 @@ from tensorflow.python.framework.convert_to_constants import (
     convert_variables_to_constants_v2)
 
 from prtr_tf.config import DATASETS
-from prtr_tf.inference import predict_crops
+from prtr_tf.inference import read_crops
 
 QUANTIZATIONS = ("fp32", "fp16", "int8", "int8_full")
 METADATA_NAME = "prtr_tf_metadata"
@@ -97,18 +97,6 @@ class _KeypointNetwork(tf.Module):
         return {k: tf.cast(v, tf.float32) for k, v in result.items()}
 
 
-class _Replay:
-    """Stands in for the model in `predict_crops`: returns the given outputs, the
-    unflipped ones on the first call and the flipped ones on the second, so that the
-    readout + flip averaging are `predict_crops`' own code."""
-
-    def __init__(self, *outputs):
-        self.outputs = list(outputs)
-
-    def __call__(self, images, training=False):
-        return self.outputs.pop(0)
-
-
 class _KeypointReadout(tf.Module):
     """The readout part: network outputs (as `_KeypointNetwork`'s) -> the exported
     outputs keypoints, keypoints_px, keypoint_scores, query (float32 / int32)."""
@@ -120,15 +108,12 @@ class _KeypointReadout(tf.Module):
 
     def __call__(self, net):
         h, w = self.image_size_hw
-        outputs = [{"pred_logits": net["pred_logits"], "pred_coords": net["pred_coords"]}]
+        flipped = None
         if self.flip_pairs is not None:
-            outputs.append({"pred_logits": net["flip_logits"],
-                            "pred_coords": net["flip_coords"]})
-        batch = tf.shape(net["pred_coords"])[0]
-        # predict_crops only reverses these (unused) images for its second model call.
-        dummy = tf.zeros([batch, 1, 1, 1], tf.float32)
-        coords, scores, query = predict_crops(_Replay(*outputs), dummy, self.flip_pairs,
-                                              return_query=True)
+            flipped = {"pred_logits": net["flip_logits"], "pred_coords": net["flip_coords"]}
+        coords, scores, query = read_crops(
+            {"pred_logits": net["pred_logits"], "pred_coords": net["pred_coords"]}, flipped,
+            self.flip_pairs, return_query=True)
         coords = tf.cast(coords, tf.float32)
         return {
             "keypoints": tf.identity(coords, name="keypoints"),

@@ -32,6 +32,7 @@ import tensorflow as tf
 from prtr_tf.config import DATASETS
 from prtr_tf.data.skips import SkipCounter, bad_sample
 from prtr_tf.data.transforms import affine_matrix_tf, transform_joints_tf, warp_affine_tf
+from prtr_tf.inference import flip_permutation
 
 AUTOTUNE = tf.data.AUTOTUNE
 
@@ -84,13 +85,6 @@ def decode_bytes(raw):
     return image
 
 
-def _flip_permutation(num_joints, flip_pairs):
-    perm = list(range(num_joints))
-    for a, b in flip_pairs:
-        perm[a], perm[b] = b, a
-    return tf.constant(perm, tf.int32)
-
-
 class _Augmenter:
     """Draws scale, rotation and flip for one sample from a stateless seed (spec §5.3)."""
 
@@ -99,7 +93,7 @@ class _Augmenter:
         self.rf = float(data_config.rotation_factor)
         self.rot_prob = float(data_config.rotation_prob)
         self.flip = bool(data_config.flip)
-        self.perm = _flip_permutation(num_joints, flip_pairs)
+        self.perm = tf.constant(flip_permutation(num_joints, flip_pairs), tf.int32)
 
     def __call__(self, seed, center, scale, joints, image_width):
         s0, s1, s2, s3 = tf.unstack(tf.random.experimental.stateless_split(seed, 4))

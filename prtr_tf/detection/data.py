@@ -69,10 +69,12 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from prtr_tf.config import DATASETS
 from prtr_tf.data.coco import PERSON_CATEGORY, _image_table, _load_json, _numbers
 from prtr_tf.data.pipeline import decode_image, finish, load_robustly, normalization
 from prtr_tf.data.skips import SkipCounter, bad_sample
 from prtr_tf.detection.boxes import box_xyxy_to_cxcywh
+from prtr_tf.inference import flip_permutation
 
 logger = logging.getLogger("prtr_tf.data")
 
@@ -434,8 +436,6 @@ class _DetectionLoader:
         self.num_joints = num_joints
         flip_index = None
         if num_joints is not None:
-            from prtr_tf.config import DATASETS
-            from prtr_tf.inference import flip_permutation
             dataset = config_field(data, "dataset", default="coco")
             flip_index = flip_permutation(num_joints, DATASETS[dataset]["flip_pairs"])
         self.max_boxes = int(config_field(data, "max_boxes", default=DEFAULT_MAX_BOXES))
