@@ -65,7 +65,7 @@ def parse_args(argv=None):
                    help="CPU threads for TF (intra-op), TFLite and ONNX Runtime")
     p.add_argument("--xnnpack", action="store_true",
                    help="TFLite with the XNNPACK delegate (default: builtin kernels, as "
-                        "prtr_tf.tflite.run_tflite)")
+                        "prtr_tf.export.tflite.run_tflite)")
     p.add_argument("--num_calibration", type=int, default=16,
                    help="tflite_int8_full: calibration crops (default: %(default)s; "
                         "export/tflite.py's default is 200)")
@@ -193,7 +193,7 @@ def pipeline_breakdown(bench, model, config, detector, image, boxes_in, extra):
     crops -> keypoints call (crops + keypoint model + readout + crop -> image), and the
     rest (box -> center/scale, rescoring, OKS-NMS, Python); one row per stage, the
     medians over the same --repeats calls."""
-    from prtr_tf.pipeline import PoseEstimator
+    from prtr_tf.serving.estimator import PoseEstimator
 
     estimator = PoseEstimator(model, config, detector=None, flip_test=False,
                               box_threshold=0.0)
@@ -243,8 +243,8 @@ def main(argv=None):
     tf.config.threading.set_inter_op_parallelism_threads(1)
 
     from prtr_tf.config import load_config
-    from prtr_tf.inference import predict_crops
-    from prtr_tf.models import build_model
+    from prtr_tf.keypoint.predict import predict_crops
+    from prtr_tf.keypoint.model import build_model
     from prtr_tf.tools.machine import machine_info
 
     info = machine_info()
@@ -286,7 +286,7 @@ def main(argv=None):
                                        "pipeline_saved_model", "pipeline_breakdown"))
     detector = det_config = None
     if need_det:
-        from prtr_tf.models.detr import build_detector
+        from prtr_tf.detector.model import build_detector
         det_config = load_config(args.detector_config)
         det_config.data.test_size = args.det_test_size
         det_config.data.max_size = args.det_max_size
@@ -296,7 +296,8 @@ def main(argv=None):
     need_sm = any(f in fmts for f in ("saved_model", "onnx", "pipeline_saved_model"))
     sm_dir = os.path.join(workdir, "saved_model")
     if need_sm:
-        from prtr_tf.serving import PoseServing, export_saved_model
+        from prtr_tf.serving.two_stage import PoseServing
+        from prtr_tf.serving.saved_model import export_saved_model
         t = time.perf_counter()
         serving = PoseServing(model, config, detector, det_config, score_threshold=0.0,
                               max_persons=args.persons, flip_test=False)
@@ -314,7 +315,7 @@ def main(argv=None):
     for q in TFLITE:
         if f"tflite_{q}" not in fmts:
             continue
-        from prtr_tf import tflite
+        from prtr_tf.export import tflite
         extra = {"xnnpack": bool(args.xnnpack)}
         rep = None
         if q == "int8_full":
@@ -374,8 +375,8 @@ def main(argv=None):
     pipe_extra = {"image_hw": list(args.image_size), "det_test_size": args.det_test_size,
                   "det_max_size": args.det_max_size}
     if any(f in fmts for f in ("detector", "pipeline_estimator", "pipeline_breakdown")):
-        from prtr_tf.detection.evaluate import DetrPersonDetector
-        from prtr_tf.pipeline import PoseEstimator
+        from prtr_tf.detector.predict import DetrPersonDetector
+        from prtr_tf.serving.estimator import PoseEstimator
         det = DetrPersonDetector(detector, det_config, score_threshold=0.0)
         k = args.persons
         boxes_in = []

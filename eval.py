@@ -6,7 +6,7 @@
     python eval.py --config=configs/e2e_r50_coco.py --checkpoint=runs/e2e_r50
 
 An end-to-end config (model.kind 'prtr_e2e') is evaluated with the persons the model
-itself detects (`prtr_tf.e2e_inference`); box flags and the flip test do not apply.
+itself detects (`prtr_tf.end_to_end.predict`); box flags and the flip test do not apply.
 
 --checkpoint is a Keras weights file (*.weights.h5, e.g. from prtr_tf.convert) or
 a training workdir (its best.weights.h5, else last.weights.h5). COCO results are
@@ -47,9 +47,9 @@ def evaluate_end_to_end(config):
         if flags.FLAGS[flag].value:
             raise app.UsageError(f"--{flag} does not apply to an end-to-end config (it "
                                  "detects the persons itself, without flip test)")
-    from prtr_tf.checkpoint import resolve_weights
-    from prtr_tf.e2e_inference import evaluate
-    from prtr_tf.e2e_serving import load_end_to_end
+    from prtr_tf.weights import resolve_weights
+    from prtr_tf.end_to_end.evaluate import evaluate
+    from prtr_tf.weights import load_end_to_end
     from prtr_tf.evaluation.coco import format_table
     try:
         weights = resolve_weights(_CHECKPOINT.value)
@@ -88,14 +88,14 @@ def main(argv):
                                    else config.data.det_json or None)
     if det_json and not os.path.exists(det_json):
         raise app.UsageError(f"--det_json {det_json!r} does not exist")
-    from prtr_tf.checkpoint import resolve_weights
+    from prtr_tf.weights import resolve_weights
     try:
         weights = resolve_weights(_CHECKPOINT.value)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    from prtr_tf.models import build_model
-    from prtr_tf.validate import validate
+    from prtr_tf.keypoint.model import build_model
+    from prtr_tf.keypoint.evaluate import validate
     model = build_model(config.model)
     try:
         model.load_weights(weights)

@@ -11,7 +11,7 @@ and a results JSON.
         --detector_tflite=detector_fp32.tflite      # or --boxes_json / --detector_config+checkpoint
 
 Three ways to run the keypoint model, one per run:
-  * --config + --checkpoint: the Keras model (`prtr_tf.pipeline.PoseEstimator`); an
+  * --config + --checkpoint: the Keras model (`prtr_tf.serving.estimator.PoseEstimator`); an
     end-to-end config (configs/e2e_*.py) finds the persons itself (no box source;
     --box_thr is its P(person) threshold, default 0.5);
   * --saved_model DIR: a SavedModel from export/saved_model.py, whose serving_default
@@ -21,7 +21,7 @@ Three ways to run the keypoint model, one per run:
     SavedModel exported before serving_default returned box_scores gives
     "box_score": null (with a warning);
   * --tflite FILE: a keypoint .tflite from export/tflite.py on the same crops as the
-    Keras path (`prtr_tf.predict_backends.TFLiteEstimator`); crop size, normalisation
+    Keras path (`prtr_tf.serving.backends.TFLiteEstimator`); crop size, normalisation
     and flip test are read from the file's metadata (--flip_test must agree with it),
     --config is optional (its test thresholds are then used, after checking it matches
     the file). Boxes from --boxes_json, --detector_config + --detector_checkpoint or a
@@ -439,9 +439,9 @@ def _check_flags(v):
 def _build(flags_, resolve_weights):
     """The estimator for the flags: image (+ boxes) -> person dicts; and the dataset name
     (joint names and skeleton for drawing)."""
-    from prtr_tf.detection.evaluate import DetrPersonDetector
-    from prtr_tf.models.detr import build_detector
-    from prtr_tf import predict_backends
+    from prtr_tf.detector.predict import DetrPersonDetector
+    from prtr_tf.detector.model import build_detector
+    from prtr_tf.serving import backends as predict_backends
 
     v = {k: h.value for k, h in flags_.items()}
     if v["saved_model"]:
@@ -450,14 +450,15 @@ def _build(flags_, resolve_weights):
         except (FileNotFoundError, ValueError) as e:
             raise _usage(str(e)) from e
         print(f"SavedModel: {v['saved_model']}")
-        from prtr_tf.config import DATASETS
+        from prtr_tf.datasets import DATASETS
         joints = estimator.fn.structured_outputs["keypoints"].shape[1]
         names = [k for k, d in DATASETS.items() if len(d["joints"]) == joints]
         return estimator, (names[0] if names else None)
     box_thr = v["box_thr"]
     if v["config"] is not None and v["config"].model.get("kind", "prtr") == "prtr_e2e":
-        from prtr_tf.e2e_serving import EndToEndServing, load_end_to_end
-        from prtr_tf.serving import DEFAULT_SCORE_THRESHOLD
+        from prtr_tf.serving.end_to_end import EndToEndServing
+        from prtr_tf.weights import load_end_to_end
+        from prtr_tf.serving.two_stage import DEFAULT_SCORE_THRESHOLD
         try:
             weights = resolve_weights(v["checkpoint"])
             model, config = load_end_to_end(v["config"], weights)
@@ -493,8 +494,8 @@ def _build(flags_, resolve_weights):
         weights = resolve_weights(v["checkpoint"])
     except (FileNotFoundError, ValueError) as e:
         raise _usage(str(e)) from e
-    from prtr_tf.models import build_model
-    from prtr_tf.pipeline import PoseEstimator
+    from prtr_tf.keypoint.model import build_model
+    from prtr_tf.serving.estimator import PoseEstimator
     config = v["config"]
     model = build_model(config.model)
     model.load_weights(weights)
@@ -505,7 +506,7 @@ def _build(flags_, resolve_weights):
 
 
 def main(argv, flags_):
-    from prtr_tf.config import DATASETS
+    from prtr_tf.datasets import DATASETS
     from prtr_tf.visualize import draw_poses
 
     if len(argv) > 1:
@@ -529,7 +530,7 @@ def main(argv, flags_):
     if not files:
         raise _usage(f"--source {v['source']!r} matches no files")
 
-    from prtr_tf.checkpoint import resolve_weights
+    from prtr_tf.weights import resolve_weights
     estimator, dataset_name = _build(flags_, resolve_weights)
     if dataset_name in DATASETS:
         skeleton = DATASETS[dataset_name]["skeleton"]

@@ -33,7 +33,7 @@ def main(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if _CONFIG.value is None or not _WORKDIR.value:
         raise app.UsageError("--config and --workdir are required")
-    from prtr_tf.checkpoint import CheckpointMismatchError
+    from prtr_tf.nn.torch_import import CheckpointMismatchError
     from prtr_tf.training.trainer import Trainer
     try:
         trainer = Trainer(_CONFIG.value, _WORKDIR.value, strategy=_STRATEGY.value,

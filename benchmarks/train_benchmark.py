@@ -12,7 +12,7 @@ Measures, on this machine:
    concurrently, as in training.
 2. Input-pipeline images/s alone: ``build_dataset(records, config, training=True,
    batch=...)`` iterated without the model, for the 128x96 and 384x288 crops.
-3. The share of the step in the matcher: ``prtr_tf.losses.match_outputs`` (matching cost
+3. The share of the step in the matcher: ``prtr_tf.keypoint.loss.match_outputs`` (matching cost
    in TF + one ``tf.numpy_function`` over all decoder layers) inside a ``tf.function``, on
    real model outputs of the benchmarked shapes (B, Q, J+1 per layer, L layers); the
    NumPy body alone (``linear_sum_assignment_batch``); and the bare scipy
@@ -284,8 +284,8 @@ def bench_matcher(train_row, sample, config, reps, retry, log):
     import numpy as np
     import tensorflow as tf
     from scipy.optimize import linear_sum_assignment
-    from prtr_tf.losses import match_outputs, stack_layers
-    from prtr_tf.matcher import linear_sum_assignment_batch, matching_cost
+    from prtr_tf.keypoint.loss import match_outputs, stack_layers
+    from prtr_tf.keypoint.matcher import linear_sum_assignment_batch, matching_cost
 
     outputs, target = sample
     loss_cfg = config.loss

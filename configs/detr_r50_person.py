@@ -6,7 +6,7 @@ no-object (``python -m prtr_tf.convert --config=configs/detr_r50_person.py
 10 epochs at LR 5e-6 (backbone 1e-7) on persons with visible keypoints.
 Published: person box AP 50.2 on COCO val2017 (the boxes of the two-stage README).
 """
-from prtr_tf.detection.config import detector
+from prtr_tf.detector.config import detector
 
 
 def get_config():

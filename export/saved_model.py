@@ -4,7 +4,7 @@ r"""Exports the two-stage (or end-to-end) PRTR pipeline as a TensorFlow SavedMod
         --checkpoint=res50_384x288.weights.h5 --detector_config=configs/detr_r50_person.py \
         --detector_checkpoint=detr_person.weights.h5 --output=exported/prtr_res50
 
-Signatures (see `prtr_tf.serving`):
+Signatures (see `prtr_tf.serving.two_stage`):
 
 * ``serving_default``: image uint8 (H, W, 3) -> boxes (N, 4) x1y1x2y2 pixels, scores (N,)
   (rescored), box_scores (N,) (P(person)), keypoints (N, J, 2) pixels, keypoint_scores
@@ -22,7 +22,7 @@ no detector flags (its detector is part of the model):
     python export/saved_model.py --config=configs/e2e_r50_coco.py \
         --checkpoint=runs/e2e_r50/best.weights.h5 --output=exported/prtr_e2e_r50
 
-writes ``serving_default`` and ``serve_encoded`` (`prtr_tf.e2e_serving`: the same
+writes ``serving_default`` and ``serve_encoded`` (`prtr_tf.serving.end_to_end`: the same
 outputs; ``--max_persons`` replaces the config's ``model.max_persons``;
 ``--onnx_compatible`` works the same way, and export/onnx.py converts its
 serving_default).
@@ -74,8 +74,9 @@ def export_end_to_end(output):
             raise app.UsageError(f"--{flag} does not apply to an end-to-end config (its "
                                  "detector is part of the model; no flip test)")
     try:
-        from prtr_tf.e2e_serving import EndToEndServing, load_end_to_end
-        from prtr_tf.serving import export_saved_model
+        from prtr_tf.serving.end_to_end import EndToEndServing
+        from prtr_tf.weights import load_end_to_end
+        from prtr_tf.serving.saved_model import export_saved_model
         from prtr_tf.config import load_config
         config = load_config(_CONFIG.value)
         if _MAX_PERSONS.value:
@@ -111,7 +112,9 @@ def main(argv):
         raise app.UsageError("a two-stage export needs --detector_config and "
                              "--detector_checkpoint (the person detector)")
     try:
-        from prtr_tf.serving import PoseServing, export_saved_model, load_models
+        from prtr_tf.serving.two_stage import PoseServing
+        from prtr_tf.serving.saved_model import export_saved_model
+        from prtr_tf.weights import load_models
         model, config, detector, det_config = load_models(
             _CONFIG.value, _CHECKPOINT.value, _DET_CONFIG.value, _DET_CHECKPOINT.value)
     except (FileNotFoundError, ValueError) as e:

@@ -50,9 +50,9 @@ flags.mark_flags_as_required(["config", "output"])
 
 def main(argv):
     del argv
-    from prtr_tf import tflite
-    from prtr_tf.models import build_model
-    from prtr_tf.models.detr import build_detector
+    from prtr_tf.export import tflite
+    from prtr_tf.keypoint.model import build_model
+    from prtr_tf.detector.model import build_detector
 
     quants = [q.strip() for q in _QUANT.value]
     bad = [q for q in quants if q not in tflite.QUANTIZATIONS]
@@ -65,7 +65,7 @@ def main(argv):
         raise app.UsageError("--detector_size must be H,W")
     os.makedirs(_OUTPUT.value, exist_ok=True)
 
-    from prtr_tf.checkpoint import resolve_weights
+    from prtr_tf.weights import resolve_weights
     config = _CONFIG.value
     model = build_model(config.model)
     if _CHECKPOINT.value:

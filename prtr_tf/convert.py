@@ -7,11 +7,11 @@ The checkpoint is a state_dict saved by the official code (``.pth``, read with
 torch: ``pip install 'prtr-tf[torch]'``) or an ``.npz`` holding the same names.
 Every tensor must match the configured model: unknown, missing or mis-shaped
 tensors stop the conversion with the list of names. The output is a Keras
-weights file (``.weights.h5``) for ``prtr_tf.models.build_model(config.model)``.
+weights file (``.weights.h5``) for ``prtr_tf.keypoint.model.build_model(config.model)``.
 
 Detector configs (``config.model.kind == "detr"``, e.g. configs/detr_r50_person.py)
 take official DETR checkpoints and give weights for
-``prtr_tf.models.detr.build_detector(config.model)``; a 91-class COCO head is reduced
+``prtr_tf.detector.model.build_detector(config.model)``; a 91-class COCO head is reduced
 to person + no-object when the config has ``num_classes=1``.
 """
 import os
@@ -25,8 +25,8 @@ def convert(config, checkpoint_path, output_path, overwrite=False):
 
     Returns the built Keras model (with the imported weights).
     """
-    from prtr_tf.checkpoint import load_state_dict, read_state_dict
-    from prtr_tf.models import build_model
+    from prtr_tf.nn.torch_import import load_state_dict, read_state_dict
+    from prtr_tf.keypoint.model import build_model
 
     if not output_path.endswith(".weights.h5"):
         raise ValueError(f"--output {output_path!r} must end with .weights.h5")
@@ -34,7 +34,7 @@ def convert(config, checkpoint_path, output_path, overwrite=False):
         raise FileExistsError(f"{output_path} exists; pass --overwrite to replace it")
     state_dict = read_state_dict(checkpoint_path)
     if config.model.get("kind", "prtr") == "detr":  # a DETR person detector (spec §8)
-        from prtr_tf.detection.convert import prepare_detector
+        from prtr_tf.detector.convert import prepare_detector
         model, state_dict = prepare_detector(config.model, state_dict)
     else:
         model = build_model(config.model)
@@ -67,7 +67,7 @@ def main(argv, f):
                               ("--output", output)) if not v]
     if missing:
         raise app.UsageError(f"missing {', '.join(missing)}")
-    from prtr_tf.checkpoint import CheckpointMismatchError
+    from prtr_tf.nn.torch_import import CheckpointMismatchError
     try:
         convert(config, checkpoint, output, f["overwrite"].value)
     except (CheckpointMismatchError, FileNotFoundError, FileExistsError, ImportError,

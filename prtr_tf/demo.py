@@ -26,10 +26,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     from prtr_tf.config import load_config
-    from prtr_tf.detection.evaluate import detection_results, evaluate_detector
+    from prtr_tf.detector.evaluate import detection_results, evaluate_detector
     from prtr_tf.evaluation.coco import format_table, write_results
     from prtr_tf.training.trainer import Trainer
-    from prtr_tf.validate import validate
+    from prtr_tf.keypoint.evaluate import validate
 
     t0 = time.time()
     print("== 1/3 keypoint Transformer (configs/synthetic_tiny.py) ==", flush=True)

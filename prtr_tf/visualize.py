@@ -15,7 +15,7 @@ as PNG files.
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from prtr_tf.config import DATASETS
+from prtr_tf.datasets import DATASETS
 
 LEFT_COLOR = (255, 140, 0)      # orange
 RIGHT_COLOR = (0, 160, 255)     # blue
@@ -62,7 +62,7 @@ def draw_poses(image, persons, skeleton, kpt_thr=0.3, box_thr=0.0, joint_names=N
         image: PIL image or uint8 array (H, W, 3) / (H, W); not modified.
         persons: dicts with ``box`` [x1, y1, x2, y2] (optional), ``score`` and
             ``keypoints`` (J, 3) [x, y, score] in the image's pixels (the output
-            of `prtr_tf.pipeline.PoseEstimator`).
+            of `prtr_tf.serving.estimator.PoseEstimator`).
         skeleton: pairs (a, b) of joint indices joined by a limb.
         kpt_thr: joints scoring below it are not drawn, nor limbs touching them.
         box_thr: persons whose ``score`` is below it are not drawn at all.
@@ -129,10 +129,10 @@ def decoder_trajectories(outputs, index=0):
         index: which crop of the batch.
 
     Returns a dict: ``query`` (J,) the matched query of each joint (readout of the
-    last layer, `prtr_tf.readout.readout`), ``scores`` (J,), and ``coords``
+    last layer, `prtr_tf.keypoint.readout.readout`), ``scores`` (J,), and ``coords``
     (J, L, 2) normalised (x, y) of that query after decoder layers 1..L.
     """
-    from prtr_tf.readout import readout
+    from prtr_tf.keypoint.readout import readout
 
     logits = np.asarray(outputs["pred_logits"])[index:index + 1]
     final = np.asarray(outputs["pred_coords"])

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from prtr_tf.checkpoint import CheckpointMismatchError, load_state_dict, read_state_dict
-from prtr_tf.checkpoint import official_shapes
+from prtr_tf.nn.torch_import import CheckpointMismatchError, load_state_dict, read_state_dict
+from prtr_tf.nn.torch_import import official_shapes
 from prtr_tf.config import load_config
 from prtr_tf.convert import convert
-from prtr_tf.models import build_model
+from prtr_tf.keypoint.model import build_model
 
 
 def _tiny():

@@ -4,8 +4,8 @@ import pathlib
 import pytest
 
 from prtr_tf.config import load_config
-from prtr_tf.models import PoseTransformer
-from prtr_tf.models.layers import count_parameters
+from prtr_tf.keypoint.model import PoseTransformer
+from prtr_tf.nn.layers import count_parameters
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"
 # sum(p.numel()) of the official models (frozen-BN buffers excluded), spec §9.

@@ -6,11 +6,11 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from prtr_tf.config import COCO_FLIP_PAIRS, load_config
+from prtr_tf.datasets import COCO_FLIP_PAIRS
+from prtr_tf.config import load_config
 from prtr_tf.data import SkipCounter, build_dataset, build_eval_dataset
 from prtr_tf.data.coco import load_coco_keypoints
-from prtr_tf.data.transforms import (affine_transform_points, get_affine_transform,
-                                     warp_affine_numpy)
+from prtr_tf.data.transforms import (affine_transform_points, get_affine_transform, warp_affine_numpy)
 
 ELEMENT_SPEC = {
     "image": ((384, 288, 3), tf.float32), "target": ((17, 2), tf.float32),

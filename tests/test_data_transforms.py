@@ -6,10 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from prtr_tf.data.transforms import (affine_matrix_tf, affine_transform_points,
-                                     box_to_center_scale, get_affine_transform, invert_affine,
-                                     sanitize_box, transform_joints_tf, warp_affine_numpy,
-                                     warp_affine_tf)
+from prtr_tf.data.transforms import (affine_matrix_tf, affine_transform_points, box_to_center_scale, get_affine_transform, invert_affine, sanitize_box, transform_joints_tf, warp_affine_numpy, warp_affine_tf)
 
 
 def test_box_to_center_scale_narrow_box_is_widened():

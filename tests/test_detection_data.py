@@ -9,8 +9,9 @@ import tensorflow as tf
 from PIL import Image
 
 from prtr_tf.data import SkipCounter
-from prtr_tf.detection.data import (DetectionAugmenter, build_detection_dataset, crop, hflip,
-                                    load_person_boxes, resize, resize_size, unnormalize_boxes)
+from prtr_tf.detector.augment import DetectionAugmenter, crop, hflip, resize, resize_size
+from prtr_tf.detector.data import build_detection_dataset, unnormalize_boxes
+from prtr_tf.detector.records import load_person_boxes
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
@@ -376,7 +377,7 @@ def test_too_many_boxes_are_truncated_with_a_warning(records, caplog):
 
 
 def test_config_field_aliases_of_the_detector_config(records):
-    """The names of prtr_tf.detection.config (crop_min_size, ...) work as well."""
+    """The names of prtr_tf.detector.config (crop_min_size, ...) work as well."""
     config = small_config()
     data = config.data
     renamed = ml_collections.ConfigDict(dict(

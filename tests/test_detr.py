@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from prtr_tf.checkpoint import load_state_dict
+from prtr_tf.nn.torch_import import load_state_dict
 from prtr_tf.config import load_config
-from prtr_tf.detection.config import detector_model_config
-from prtr_tf.detection.convert import reduce_to_person
-from prtr_tf.models.detr import build_detector, downsample_mask
-from prtr_tf.models.layers import count_parameters
+from prtr_tf.detector.config import detector_model_config
+from prtr_tf.detector.convert import reduce_to_person
+from prtr_tf.detector.model import build_detector, downsample_mask
+from prtr_tf.nn.layers import count_parameters
 from prtr_tf.tools import parity
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -5,12 +5,11 @@ import pytest
 import tensorflow as tf
 
 from prtr_tf.config import load_config
-from prtr_tf.e2e_config import e2e_model_config, end_to_end
-from prtr_tf.models import stn
-from prtr_tf.models.end_to_end import (EndToEndPRTR, crop_to_image_coords, keypoint_outputs,
-                                       loss, sample_matched_queries, select_persons,
-                                       valid_fraction)
-from prtr_tf.readout import readout
+from prtr_tf.end_to_end.config import e2e_model_config, end_to_end
+from prtr_tf.end_to_end import stn
+from prtr_tf.end_to_end.model import (EndToEndPRTR, crop_to_image_coords, keypoint_outputs, select_persons, valid_fraction)
+from prtr_tf.end_to_end.loss import loss, sample_matched_queries
+from prtr_tf.keypoint.readout import readout
 
 
 # ---------------------------------------------------------------- sampling grid / sampler
@@ -346,7 +345,7 @@ def test_crop_uses_padded_box_coordinates(tiny):
 
 
 def test_keypoint_position_encoding(tiny):
-    from prtr_tf.models.position_encoding import sine_position_encoding
+    from prtr_tf.nn.position_encoding import sine_position_encoding
     config, model = tiny
     d, (y_res, x_res) = config.model.kpt_hidden_dim, model.crop_size
     pos = model.position_encoding().numpy()
@@ -390,7 +389,7 @@ def test_end_to_end_configs_build(name, backbone, channels):
 
 
 def test_hrnet_levels_are_its_last_stage_branches():
-    from prtr_tf.models.hrnet import HRNet
+    from prtr_tf.nn.hrnet import HRNet
     net = HRNet(width=32)
     x = tf.random.normal((1, 64, 96, 3), seed=5)
     levels = net(x, return_levels=True)
@@ -403,8 +402,8 @@ def test_hrnet_levels_are_its_last_stage_branches():
 def test_init_detector_weights_load_into_the_detector(tmp_path):
     """A standalone DETR's weights (same detector config) initialise the end-to-end
     model's backbone and detector; a wrong file is a clear error."""
-    from prtr_tf.models.detr import build_detector
-    from prtr_tf.training.tasks import make_task
+    from prtr_tf.detector.model import build_detector
+    from prtr_tf.registry import make_task
 
     config = load_config("e2e_tiny")
     tf.keras.utils.set_random_seed(7)

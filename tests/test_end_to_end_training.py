@@ -104,7 +104,8 @@ def test_exported_saved_model_equals_the_keras_model(trained):
     persons of the Keras evaluation path (poses, rescoring, OKS-NMS in NumPy)."""
     import tensorflow as tf
 
-    from prtr_tf.e2e_inference import predict_split, results
+    from prtr_tf.end_to_end.predict import predict_split
+    from prtr_tf.end_to_end.evaluate import results
 
     config = trained["config"]
     output = trained["tmp"] / "saved_model"
@@ -149,7 +150,8 @@ def test_exported_saved_model_equals_the_keras_model(trained):
 def test_predict_py_runs_the_end_to_end_model(trained):
     """predict.py --config=<end-to-end> --checkpoint finds and draws the persons: the
     same poses as the Keras evaluation path (results.json rounds to 0.01 px)."""
-    from prtr_tf.e2e_inference import predict_split, results
+    from prtr_tf.end_to_end.predict import predict_split
+    from prtr_tf.end_to_end.evaluate import results
 
     config = trained["config"]
     out = trained["tmp"] / "predicted"

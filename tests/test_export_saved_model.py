@@ -1,4 +1,4 @@
-"""SavedModel / ONNX export of the two-stage pipeline (`prtr_tf.serving`, `export/`).
+"""SavedModel / ONNX export of the two-stage pipeline (`prtr_tf.serving.two_stage`, `export/`).
 
 Tiny random-weight models are exported once through `export/saved_model.py`; the
 signatures are checked against the Keras models (`predict_crops`, `PoseEstimator` +
@@ -13,18 +13,23 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from prtr_tf.config import DATASETS, load_config
-from prtr_tf.detection.evaluate import DetrPersonDetector
+from prtr_tf.datasets import DATASETS
+from prtr_tf.config import load_config
+from prtr_tf.detector.predict import DetrPersonDetector
 from prtr_tf.evaluation.nms import oks_nms
-from prtr_tf.inference import predict_crops
-from prtr_tf.models import build_model
-from prtr_tf.models.detr import build_detector
-from prtr_tf.pipeline import PoseEstimator
-from prtr_tf.readout import readout
+from prtr_tf.keypoint.predict import predict_crops
+from prtr_tf.keypoint.model import build_model
+from prtr_tf.detector.model import build_detector
+from prtr_tf.serving.estimator import PoseEstimator
+from prtr_tf.keypoint.readout import readout
 from prtr_tf.data.pipeline import Cropper
-from prtr_tf.detection.data import resize
-from prtr_tf.serving import (PoseServing, box_to_center_scale_tf, crops_matmul,
-                             export_saved_model, load_models, oks_nms_tf, resize_matmul)
+from prtr_tf.detector.augment import resize
+from prtr_tf.serving.two_stage import PoseServing
+from prtr_tf.data.transforms import box_to_center_scale_tf
+from prtr_tf.serving.ops import crops_matmul, resize_matmul
+from prtr_tf.serving.saved_model import export_saved_model
+from prtr_tf.weights import load_models
+from prtr_tf.evaluation.nms import oks_nms_tf
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)

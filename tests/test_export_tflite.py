@@ -7,14 +7,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from prtr_tf import tflite
-from prtr_tf.config import DATASETS, load_config
+from prtr_tf.export import tflite
+from prtr_tf.datasets import DATASETS
+from prtr_tf.config import load_config
 from prtr_tf.data.coco import load_coco_keypoints
 from prtr_tf.data.pipeline import build_eval_dataset
-from prtr_tf.inference import predict_crops
-from prtr_tf.models import build_model
-from prtr_tf.models.detr import build_detector
-from prtr_tf.readout import readout
+from prtr_tf.keypoint.predict import predict_crops
+from prtr_tf.keypoint.model import build_model
+from prtr_tf.detector.model import build_detector
+from prtr_tf.keypoint.readout import readout
 from tests.conftest import require_shared
 
 NUM_CROPS = 8

@@ -4,9 +4,9 @@ import pathlib
 import keras
 import pytest
 
-from prtr_tf.config import model_config
-from prtr_tf.models.layers import FrozenBatchNorm, conv
-from prtr_tf.models.pose_transformer import PoseTransformer
+from prtr_tf.keypoint.config import model_config
+from prtr_tf.nn.layers import FrozenBatchNorm, conv
+from prtr_tf.keypoint.model import PoseTransformer
 from prtr_tf.tools.flops import count_macs, main
 
 HRNET = pathlib.Path(__file__).resolve().parents[1] / "prtr_tf" / "models" / "hrnet.py"
@@ -68,8 +68,8 @@ def test_official_gmacs(backbone, dataset, size, reference):
 
 def test_cli_prints_a_table_row(capsys):
     from prtr_tf.config import load_config
-    from prtr_tf.models import build_model
-    from prtr_tf.models.layers import count_parameters
+    from prtr_tf.keypoint.model import build_model
+    from prtr_tf.nn.layers import count_parameters
 
     main(["--config", "tiny"])
     lines = capsys.readouterr().out.strip().splitlines()

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from prtr_tf.models.hrnet import HRNet, HighResolutionModule, upsample_nearest
-from prtr_tf.models.layers import BN_EPS, TorchConv2D, count_parameters
+from prtr_tf.nn.hrnet import HRNet, HighResolutionModule, upsample_nearest
+from prtr_tf.nn.layers import BN_EPS, TorchConv2D, count_parameters
 
 PREFIX = "backbone.0.body."
 

@@ -23,8 +23,8 @@ import predict  # noqa: E402  (flags are defined only when run as a script)
 def weights(tmp_path_factory):
     """Random weights of the tiny keypoint model and the tiny DETR, saved to tmp."""
     from prtr_tf.config import load_config
-    from prtr_tf.models import build_model
-    from prtr_tf.models.detr import build_detector
+    from prtr_tf.keypoint.model import build_model
+    from prtr_tf.detector.model import build_detector
 
     root = tmp_path_factory.mktemp("weights")
     model = build_model(load_config(str(REPO / "configs/synthetic_tiny.py")).model)
@@ -217,12 +217,13 @@ def exported(tmp_path_factory):
     the DETR input size of the first test image, plus two coco_mini images with boxes."""
     import keras
 
-    from prtr_tf import tflite
+    from prtr_tf.export import tflite
     from prtr_tf.config import load_config
-    from prtr_tf.detection.data import resize_size
-    from prtr_tf.models import build_model
-    from prtr_tf.models.detr import build_detector
-    from prtr_tf.serving import PoseServing, export_saved_model
+    from prtr_tf.detector.augment import resize_size
+    from prtr_tf.keypoint.model import build_model
+    from prtr_tf.detector.model import build_detector
+    from prtr_tf.serving.two_stage import PoseServing
+    from prtr_tf.serving.saved_model import export_saved_model
 
     from tests.conftest import require_shared
 
@@ -312,8 +313,9 @@ def test_saved_model_equals_checkpoint(exported, tmp_path):
 def test_old_saved_model_without_box_scores(exported, tmp_path):
     """A SavedModel whose serving_default lacks box_scores (exported before it existed):
     box_score null, one warning naming the folder; everything else as before."""
-    from prtr_tf.predict_backends import SavedModelEstimator
-    from prtr_tf.serving import PoseServing, export_saved_model
+    from prtr_tf.serving.backends import SavedModelEstimator
+    from prtr_tf.serving.two_stage import PoseServing
+    from prtr_tf.serving.saved_model import export_saved_model
 
     class OldServing(PoseServing):
         def serve_image(self, image):
@@ -341,9 +343,9 @@ def test_old_saved_model_without_box_scores(exported, tmp_path):
 def test_exported_backends_before_rounding(exported):
     """The estimators themselves (no JSON rounding): SavedModel and TFLite fp32 vs
     the Keras PoseEstimator, keypoints within 1e-3 image pixels."""
-    from prtr_tf.detection.evaluate import DetrPersonDetector
-    from prtr_tf.pipeline import PoseEstimator
-    from prtr_tf.predict_backends import SavedModelEstimator, TFLiteEstimator
+    from prtr_tf.detector.predict import DetrPersonDetector
+    from prtr_tf.serving.estimator import PoseEstimator
+    from prtr_tf.serving.backends import SavedModelEstimator, TFLiteEstimator
 
     e = exported
     image = np.asarray(Image.open(e["images"][0]).convert("RGB"))
@@ -531,9 +533,8 @@ def test_figures(tmp_path, weights):
     import tensorflow as tf
 
     from prtr_tf.config import load_config
-    from prtr_tf.readout import readout
-    from prtr_tf.visualize import (denormalize_crop, plot_decoder_refinement,
-                                   plot_query_class_distribution)
+    from prtr_tf.keypoint.readout import readout
+    from prtr_tf.visualize import (denormalize_crop, plot_decoder_refinement, plot_query_class_distribution)
 
     config = load_config(str(REPO / "configs/synthetic_tiny.py"))
     model = weights["model"]

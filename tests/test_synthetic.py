@@ -7,7 +7,7 @@ import sys
 import numpy as np
 from PIL import Image
 
-from prtr_tf.config import COCO_JOINTS
+from prtr_tf.datasets import COCO_JOINTS
 from prtr_tf.data.synthetic import ANN_FILE, IMAGE_DIR, ensure_synthetic, generate
 
 

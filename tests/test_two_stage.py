@@ -12,8 +12,8 @@ from prtr_tf.config import load_config
 from prtr_tf.data.pipeline import build_eval_dataset
 from prtr_tf.data.splits import load_records
 from prtr_tf.evaluation import coco, mpii
-from prtr_tf.inference import crop_to_image, predict_crops
-from prtr_tf.models import build_model
+from prtr_tf.keypoint.predict import crop_to_image, predict_crops
+from prtr_tf.keypoint.model import build_model
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -122,7 +122,7 @@ def test_eval_py_rejects_a_missing_checkpoint(tmp_path):
 
 def test_pose_estimator_api_on_a_real_image(coco_mini):
     from PIL import Image
-    from prtr_tf.pipeline import PoseEstimator
+    from prtr_tf.serving.estimator import PoseEstimator
     config = load_config("tiny")
     estimator = PoseEstimator(build_model(config.model), config)
     image = np.asarray(Image.open(coco_mini / "images" / "000000000785.jpg").convert("RGB"))
@@ -140,7 +140,7 @@ def test_pose_estimator_api_on_a_real_image(coco_mini):
 
 def test_mpii_with_official_style_gt_mat_through_eval_path(mpii_mini, tmp_path):
     """validate's gt_valid.mat route: rows re-ordered by annotation index, true head boxes."""
-    from prtr_tf.validate import mpii_metrics
+    from prtr_tf.keypoint.evaluate import mpii_metrics
     from tests.test_evaluation import _write_gt_mat
 
     config = load_config("mpii_res50_256x256")

@@ -230,3 +230,23 @@ def warp_affine_tf(image, matrix, output_size_hw, flip=False):
         interpolation="BILINEAR",
         fill_mode="CONSTANT")
     return out[0]
+
+
+def box_to_center_scale_tf(boxes, aspect_ratio, pixel_std=200.0, padding=1.25):
+    """Vectorised `prtr_tf.data.transforms.box_to_center_scale`: [x, y, w, h] boxes (N, 4)
+    -> (center (N, 2), scale (N, 2)), float32; computed in the boxes' dtype (use float64
+    to match the NumPy function to the last bit)."""
+    boxes = tf.convert_to_tensor(boxes)
+    x, y, w, h = tf.unstack(boxes, 4, axis=-1)
+    center = tf.stack([x + w * 0.5, y + h * 0.5], axis=-1)
+    wider = w > aspect_ratio * h
+    taller = w < aspect_ratio * h
+    h2 = tf.where(wider, w * 1.0 / aspect_ratio, h)
+    w2 = tf.where(taller, h * aspect_ratio, w)
+    scale = tf.stack([w2 / pixel_std, h2 / pixel_std], axis=-1)
+    # NumPy: the center is rounded to float32 before the (never true) -1 test.
+    center32 = tf.cast(center, tf.float32)
+    pad = tf.where(center32[:, :1] != -1.0, tf.cast(padding, boxes.dtype),
+                   tf.ones_like(scale[:, :1]))
+    scale = tf.cast(tf.cast(scale, tf.float32), boxes.dtype) * pad  # float32 scale, as NumPy
+    return center32, tf.cast(scale, tf.float32)

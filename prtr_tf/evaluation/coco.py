@@ -13,6 +13,7 @@ import os
 import warnings
 
 import numpy as np
+import tensorflow as tf
 
 from prtr_tf.evaluation.nms import oks_nms
 
@@ -190,3 +191,12 @@ def format_table(stats, name="PRTR", percent=True):
         "|---" * (len(keys) + 1) + "|",
         f"| {name} | " + " | ".join(cells) + " |",
     ])
+
+
+def rescore_tf(keypoint_scores, box_scores, in_vis_thre=0.2):
+    """`prtr_tf.evaluation.coco.rescore` in-graph: (N, J), (N,) -> (N,)."""
+    valid = keypoint_scores > in_vis_thre
+    count = tf.reduce_sum(tf.cast(valid, keypoint_scores.dtype), axis=1)
+    total = tf.reduce_sum(tf.where(valid, keypoint_scores, tf.zeros_like(keypoint_scores)), 1)
+    mean = tf.where(count > 0, total / tf.maximum(count, 1.0), tf.zeros_like(total))
+    return mean * tf.cast(box_scores, keypoint_scores.dtype)

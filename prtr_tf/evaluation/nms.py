@@ -4,11 +4,9 @@ A pose is a (J, 3) array of [x, y, joint score]; its area is the padded box area
 (200 s_x)(200 s_y). OKS between two poses uses the COCO per-joint sigmas.
 """
 import numpy as np
+import tensorflow as tf
 
-# Standard COCO keypoint sigmas (pycocotools ``COCOeval.Params.kpt_oks_sigmas``).
-COCO_SIGMAS = np.array([.26, .25, .25, .35, .35, .79, .79, .72, .72, .62, .62, 1.07, 1.07,
-                        .87, .87, .89, .89]) / 10.0
-
+from prtr_tf.datasets import COCO_SIGMAS
 
 def _sigmas(sigmas, num_joints):
     sigmas = COCO_SIGMAS if sigmas is None else np.asarray(sigmas, np.float64)
@@ -70,3 +68,54 @@ def oks_nms(kpts_db, thresh=0.9, sigmas=None, in_vis_thre=None):
         ovr = oks_iou(kpts[i], kpts[order[1:]], areas[i], areas[order[1:]], sigmas, in_vis_thre)
         order = order[np.where(ovr <= thresh)[0] + 1]
     return keep
+
+
+def oks_iou_matrix_tf(keypoints, areas, sigmas):
+    """OKS between all pairs: keypoints (N, J, 2), areas (N,) -> (N, N), as
+    `prtr_tf.evaluation.nms.oks_iou` with ``in_vis_thre=None``."""
+    dtype = keypoints.dtype
+    variances = tf.constant((np.asarray(sigmas, np.float64) * 2) ** 2, dtype)
+    sq = tf.reduce_sum(tf.square(keypoints[None, :, :, :2] - keypoints[:, None, :, :2]),
+                       axis=-1)                                              # (g, d, J)
+    denom = (areas[:, None] + areas[None, :]) / 2.0 + tf.constant(np.spacing(1), dtype)
+    e = sq / variances / denom[..., None] / 2.0
+    return tf.reduce_mean(tf.exp(-e), axis=-1)
+
+
+def oks_nms_tf(keypoints, scores, areas, thresh=0.9, sigmas=None):
+    """Greedy OKS-NMS in-graph (`prtr_tf.evaluation.nms.oks_nms` with in_vis_thre None).
+
+    Args:
+      keypoints: (N, J, 2) or (N, J, 3) poses (only x, y are used); N may be 0.
+      scores: (N,) person scores; areas: (N,) the poses' areas.
+      thresh: OKS above which a lower-scored pose is suppressed.
+      sigmas: (J,) per-joint sigmas; None = COCO's (J must then be 17).
+
+    Returns:
+      int32 (K,) indices of the kept poses, best score first.
+    """
+    keypoints = tf.convert_to_tensor(keypoints)
+    num_joints = keypoints.shape[1]
+    sigmas = COCO_SIGMAS if sigmas is None else np.asarray(sigmas, np.float64)
+    if sigmas.shape != (num_joints,):
+        raise ValueError(f"OKS sigmas have shape {sigmas.shape}, but poses have {num_joints} "
+                         "joints; pass sigmas= for non-COCO joint sets")
+    scores = tf.convert_to_tensor(scores)
+    areas = tf.cast(areas, keypoints.dtype)
+    n = tf.shape(scores)[0]
+    # HRNet's order is scores.argsort()[::-1]: a stable ascending sort, reversed.
+    order = tf.reverse(tf.argsort(scores, stable=True), axis=[0])
+    kpts = tf.gather(keypoints[..., :2], order)
+    oks = oks_iou_matrix_tf(kpts, tf.gather(areas, order), sigmas)      # sorted (N, N)
+    positions = tf.range(n)
+
+    def body(i, alive):
+        # Pose i (in score order) survives if nothing before it suppressed it; then it
+        # removes every later pose whose OKS with it is not <= thresh (NaN included).
+        is_alive = tf.gather(alive, i)
+        drop = tf.logical_not(tf.gather(oks, i) <= thresh) & (positions > i) & is_alive
+        return i + 1, alive & tf.logical_not(drop)
+
+    _, alive = tf.while_loop(lambda i, alive: i < n, body,
+                             (tf.constant(0), tf.ones_like(positions, tf.bool)))
+    return tf.boolean_mask(order, alive)

@@ -22,7 +22,7 @@ HRNet nearest upsample 1 x output element                          upsample_near
 
 Biases, activations, residual adds, pooling, softmax and the positional encoding
 are not counted, as in fvcore. The official parameter count comes from
-`prtr_tf.models.layers.count_parameters`.
+`prtr_tf.nn.layers.count_parameters`.
 
 Every fvcore figure of spec §9 comes out the same to its two printed decimals. BN
 counts only in HRNet: 0.10 G of W32's 21.80 at 384x288, with the upsampling
@@ -39,7 +39,7 @@ import sys
 import keras
 import tensorflow as tf
 
-from prtr_tf.models.layers import FrozenBatchNorm
+from prtr_tf.nn.layers import FrozenBatchNorm
 
 CATEGORIES = ("conv", "linear", "attention", "norm", "upsample")
 
@@ -140,7 +140,7 @@ def _recording(model, record):
                 patched.append((layer, attribute))
                 break
     # HRNet upsamples with a module-level function (tf.repeat), not a layer.
-    hrnet = sys.modules.get("prtr_tf.models.hrnet")
+    hrnet = sys.modules.get("prtr_tf.nn.hrnet")
     upsample = getattr(hrnet, "upsample_nearest", None)
     if upsample is not None:
         hrnet.upsample_nearest = _counting(upsample, _upsample_macs, upsample, record)
@@ -196,8 +196,8 @@ def table_row(name, params, counts, reference=None):
 
 def main(argv=None):
     from prtr_tf.config import load_config
-    from prtr_tf.models.layers import count_parameters
-    from prtr_tf.models.pose_transformer import PoseTransformer
+    from prtr_tf.nn.layers import count_parameters
+    from prtr_tf.keypoint.model import PoseTransformer
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", nargs="+", action="extend", default=[],

@@ -59,10 +59,10 @@ def model_config_from_manifest(model):
     kw = {k: model[k] for k in ("hidden_dim", "nheads", "enc_layers", "dec_layers",
                                 "dim_feedforward", "num_queries") if k in model}
     if "num_classes" in model:  # a DETR detector
-        from prtr_tf.detection.config import detector_model_config
+        from prtr_tf.detector.config import detector_model_config
         return detector_model_config(backbone=model["backbone"],
                                      num_classes=model["num_classes"], **kw)
-    from prtr_tf.config import model_config
+    from prtr_tf.keypoint.config import model_config
     dataset = model.get("dataset", "coco")
     config = model_config(backbone=model["backbone"], dataset=dataset,
                           image_size=tuple(model["image_size_hw"]), **kw)
@@ -75,10 +75,10 @@ def run_two_stage(manifest, state_dict, inputs):
     """Official PoseTransformer outputs, in the fixture's layout (NCHW features)."""
     import tensorflow as tf
 
-    from prtr_tf.checkpoint import load_state_dict
-    from prtr_tf.models import build_model
-    from prtr_tf.models.position_encoding import sine_position_encoding
-    from prtr_tf.readout import readout
+    from prtr_tf.nn.torch_import import load_state_dict
+    from prtr_tf.keypoint.model import build_model
+    from prtr_tf.nn.position_encoding import sine_position_encoding
+    from prtr_tf.keypoint.readout import readout
 
     config = model_config_from_manifest(manifest["model"])
     model = build_model(config)
@@ -123,9 +123,9 @@ def run_detr(manifest, state_dict, inputs):
     """Official DETR outputs for a zero-padded batch, in the fixture's layout."""
     import tensorflow as tf
 
-    from prtr_tf.checkpoint import load_state_dict
-    from prtr_tf.models.detr import build_detector
-    from prtr_tf.models.position_encoding import sine_position_encoding
+    from prtr_tf.nn.torch_import import load_state_dict
+    from prtr_tf.detector.model import build_detector
+    from prtr_tf.nn.position_encoding import sine_position_encoding
 
     config = model_config_from_manifest(manifest["model"])
     model = build_detector(config)

@@ -21,41 +21,8 @@ import tensorflow as tf
 from prtr_tf.data.skips import SkipCounter
 from prtr_tf.training.optim import TwoGroupAdamW
 from prtr_tf.training.strategy import make_strategy
-from prtr_tf.training.tasks import make_task
-
-
-class Progress:
-    """A one-line progress bar with ETA; plain lines every ``every`` steps off a tty."""
-
-    def __init__(self, total, prefix, every=50, stream=sys.stdout):
-        self.total, self.prefix, self.every, self.stream = total, prefix, every, stream
-        self.tty = stream.isatty()
-        self.start = time.time()
-        self.last_print = 0.0
-
-    def update(self, done, info=""):
-        now = time.time()
-        rate = (done / (now - self.start)) if now > self.start else 0.0
-        eta = (self.total - done) / rate if rate > 0 else float("nan")
-        width = 24
-        filled = int(width * done / max(self.total, 1))
-        line = (f"{self.prefix} [{'=' * filled}{'.' * (width - filled)}] {done}/{self.total} "
-                f"{info} {rate:.2f} it/s ETA {_duration(eta)}")
-        final = done >= self.total
-        if self.tty:
-            self.stream.write("\r" + line + ("\n" if final else ""))
-        elif final or done % self.every == 0 or now - self.last_print > 60:
-            self.stream.write(line + "\n")
-            self.last_print = now
-        self.stream.flush()
-
-
-def _duration(seconds):
-    if not math.isfinite(seconds):
-        return "--:--"
-    seconds = int(seconds)
-    h, m, s = seconds // 3600, seconds // 60 % 60, seconds % 60
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+from prtr_tf import registry, weights
+from prtr_tf.training.progress import Progress
 
 
 def is_chief(strategy):
@@ -82,13 +49,14 @@ def set_mixed_precision(name):
 class Trainer:
     """Owns the model, optimisers, data and checkpoints of one training run.
 
-    The config's ``model.kind`` chooses the task (`prtr_tf.training.tasks`): the
-    keypoint Transformer ('prtr', the default) or the DETR person detector ('detr').
+    The config's kind (`prtr_tf.registry`) gives the task: the model, its data,
+    loss and validation metric.
     """
 
     def __init__(self, config, workdir, strategy="auto", mixed_precision=None, stream=None):
         self.config = config
-        self.task = make_task(config)
+        self.kind = registry.get(config)
+        self.task = self.kind.task(config)
         self.workdir = workdir
         self.stream = stream or sys.stdout
         set_mixed_precision(mixed_precision)
@@ -110,7 +78,8 @@ class Trainer:
         with self.strategy.scope():
             self.model = self.task.build_model()
             if t.get("init_weights"):
-                self.model.load_weights(t.init_weights)
+                weights.load_into(self.model, t.init_weights, "config.train.init_weights",
+                                  description=self.kind.describe(config))
             self.optimizer = TwoGroupAdamW(self.model, t, self.steps_per_epoch)
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
             self.step_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False,
@@ -197,11 +166,7 @@ class Trainer:
             if self.chief else tf.summary.create_noop_writer()
         csv_path = os.path.join(self.workdir, "metrics.csv")
         history, steps_run = [], 0
-        kind = self.config.model.get("kind", "prtr")
-        what = {"detr": "DETR person detector", "prtr_e2e": "end-to-end PRTR"}.get(kind, "PRTR")
-        backbone = (self.config.model.detector.backbone if kind == "prtr_e2e"
-                    else self.config.model.backbone)
-        self.log(f"training {what} ({backbone}) on "
+        self.log(f"training {self.kind.describe(self.config)} on "
                  f"{len(self.train_records)} samples: "
                  f"{self.steps_per_epoch} steps/epoch x {t.epochs} epochs, global batch "
                  f"{t.batch_size} over {self.num_replicas} replica(s); workdir {self.workdir}")

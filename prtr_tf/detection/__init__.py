@@ -1,1 +1,0 @@
-"""The DETR person detector of two-stage PRTR: configuration and checkpoint import."""

@@ -1,0 +1,46 @@
+"""The two-stage keypoint Transformer as a model kind (``model.kind = "prtr"``)."""
+from prtr_tf.registry import Kind
+
+
+class KeypointKind(Kind):
+    name = "prtr"
+    title = "PRTR keypoint Transformer"
+    eval_options = ("use_gt_bbox", "det_json", "flip_test", "gt_mat")
+    needs_detector = True  # on whole images; crops need none
+
+    def build(self, model_config):
+        from prtr_tf.keypoint.model import build_model
+        return build_model(model_config)
+
+    def task(self, config):
+        from prtr_tf.keypoint.task import KeypointTask
+        return KeypointTask(config)
+
+    def evaluate(self, model, config, split="val", results_path=None, stream=None,
+                 use_gt_bbox=None, det_json=None, flip_test=None, gt_mat=None):
+        """COCO OKS AP (MPII: PCKh) with ground-truth boxes or a detections JSON."""
+        from prtr_tf.keypoint.evaluate import validate
+        if use_gt_bbox and det_json:
+            raise ValueError("use_gt_bbox and det_json exclude each other")
+        if det_json is None and not (use_gt_bbox or config.test.use_gt_bbox):
+            det_json = config.data.det_json or None
+        return validate(model, config, split, flip_test=flip_test, det_json=det_json,
+                        results_path=None if config.data.dataset == "mpii" else results_path,
+                        stream=stream, gt_mat=gt_mat)
+
+    def format_scores(self, scores, name):
+        if "Mean" in scores:  # MPII PCKh
+            from prtr_tf.evaluation.mpii import format_table
+            return format_table({k: v for k, v in scores.items() if k != "PCKh"}, name=name)
+        return super().format_scores(scores, name)
+
+    def serving(self, model, config, detector=None, detector_config=None, **options):
+        from prtr_tf.serving.two_stage import PoseServing
+        return PoseServing(model, config, detector, detector_config, **options)
+
+    def estimator(self, model, config, detector=None, **options):
+        from prtr_tf.serving.estimator import PoseEstimator
+        return PoseEstimator(model, config, detector=detector, **options)
+
+
+KIND = KeypointKind()

@@ -1,0 +1,256 @@
+"""Exported-model backends for `predict.py`: the same person dicts as `PoseEstimator`.
+
+* `SavedModelEstimator`: a SavedModel written by ``export/saved_model.py`` (detector and
+  the whole two-stage pipeline in the graph; its ``serving_default`` signature).
+* `TFLiteEstimator`: `PoseEstimator` with the keypoint model + readout running from a
+  ``.tflite`` file (`prtr_tf.export.tflite.export`): boxes, crops (`Cropper`), crop -> image
+  mapping, rescoring and OKS-NMS are `PoseEstimator`'s own; only the crops -> keypoints
+  step is the interpreter's. Crop size, normalisation, colour order and flip test come
+  from the metadata embedded in the file (`prtr_tf.export.tflite.read_metadata`).
+* `TFLiteDetector`: a DETR person detector ``.tflite`` (`prtr_tf.export.tflite.convert_detector`),
+  interchangeable with `prtr_tf.detector.predict.DetrPersonDetector`.
+
+Each estimator is called as ``estimator(image)`` or ``estimator(image, boxes=...,
+box_scores=...)`` (RGB uint8 (H, W, 3)) and returns dicts with ``box`` [x1, y1, x2, y2],
+``score``, ``box_score`` and ``keypoints`` (J, 3) [x, y, score] in pixels.
+"""
+import os
+import warnings
+
+import ml_collections
+import numpy as np
+import tensorflow as tf
+
+from prtr_tf.export import tflite
+from prtr_tf.data.pipeline import normalization
+from prtr_tf.keypoint.predict import crop_to_image
+from prtr_tf.serving.estimator import PoseEstimator
+
+# Post-processing defaults of every shipped keypoint config (`prtr_tf.keypoint.config.two_stage`),
+# used for .tflite files whose metadata predates the "postprocess" entry.
+_DEFAULT_POSTPROCESS = {"image_thre": 0.0, "in_vis_thre": 0.2, "oks_thre": 0.9,
+                        "box_padding": 1.25}
+# `prtr_tf.serving.two_stage.DEFAULT_SCORE_THRESHOLD`: the detector .tflite carries no threshold.
+_DEFAULT_DETECTOR_THRESHOLD = 0.5
+
+
+def _read_tflite_metadata(path, expected_format, what):
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{what} {path!r}: no such file")
+    try:
+        meta = tflite.read_metadata(path)
+    except Exception as e:  # not a flatbuffer at all
+        raise ValueError(f"{what} {path!r} is not a TFLite model ({type(e).__name__}: {e})") \
+            from e
+    if meta is None or not str(meta.get("format", "")).startswith(expected_format):
+        found = None if meta is None else meta.get("format")
+        raise ValueError(f"{what} {path!r} has no {expected_format} metadata (found format "
+                         f"{found!r}); export it with export/tflite.py")
+    return meta
+
+
+def config_from_metadata(meta, config=None):
+    """A keypoint config for `PoseEstimator` from the .tflite metadata.
+
+    Crop size, dataset, colour order, mean/std, pixel_std and flip test always come from
+    the metadata. With ``config`` (e.g. --config) its ``test`` settings and
+    ``data.box_padding`` are used, after checking that its crop size and normalisation
+    agree with the file (ValueError naming the field otherwise); without it the
+    metadata's ``postprocess`` values (or the shipped configs' defaults).
+    """
+    inp = meta["input"]
+    h, w = (int(v) for v in inp["crop_size_hw"])
+    color_rgb = inp["color_order"] == "RGB"
+    if config is not None:
+        ours = {"model.image_size": [int(v) for v in config.model.image_size],
+                "data.color_rgb": bool(config.data.color_rgb),
+                "data.mean": [float(v) for v in config.data.mean],
+                "data.std": [float(v) for v in config.data.std],
+                "data.dataset": str(config.data.dataset)}
+        theirs = {"model.image_size": [h, w], "data.color_rgb": color_rgb,
+                  "data.mean": [float(v) for v in inp["mean"]],
+                  "data.std": [float(v) for v in inp["std"]],
+                  "data.dataset": str(meta["dataset"])}
+        for key, value in ours.items():
+            other = theirs[key]
+            same = (np.allclose(value, other, rtol=1e-6) if isinstance(value, list)
+                    else value == other)
+            if not same:
+                raise ValueError(f"--config {key} = {value} but the .tflite was exported with "
+                                 f"{other}; pass the config the model was exported from, or "
+                                 "leave --config out (the file's metadata is then used)")
+        post = {"image_thre": float(config.test.image_thre),
+                "in_vis_thre": float(config.test.in_vis_thre),
+                "oks_thre": float(config.test.oks_thre),
+                "box_padding": float(config.data.box_padding)}
+        batch = int(config.test.batch_size)
+    else:
+        post = {**_DEFAULT_POSTPROCESS, **meta.get("postprocess", {})}
+        batch = 32
+    c = ml_collections.ConfigDict()
+    c.model = ml_collections.ConfigDict({"image_size": (h, w),
+                                         "num_joints": len(meta["keypoint_names"])})
+    c.data = ml_collections.ConfigDict({
+        "dataset": str(meta["dataset"]), "color_rgb": color_rgb,
+        "mean": tuple(float(v) for v in inp["mean"]),
+        "std": tuple(float(v) for v in inp["std"]),
+        "pixel_std": float(inp["pixel_std"]), "box_padding": float(post["box_padding"])})
+    c.test = ml_collections.ConfigDict({
+        "flip_test": bool(meta["flip_test"]), "image_thre": float(post["image_thre"]),
+        "in_vis_thre": float(post["in_vis_thre"]), "oks_thre": float(post["oks_thre"]),
+        "batch_size": batch})
+    return c
+
+
+class TFLiteEstimator(PoseEstimator):
+    """`PoseEstimator` whose crops -> keypoints step is a keypoint .tflite file.
+
+    Args:
+      path: the .tflite file (with prtr_tf metadata).
+      config: optional keypoint config (post-processing settings; checked against the
+        file, see `config_from_metadata`).
+      detector: person detector (`DetrPersonDetector` or `TFLiteDetector`) or None.
+      box_threshold: as `PoseEstimator`.
+      use_xnnpack, num_threads: passed to `prtr_tf.export.tflite.make_interpreter`.
+    """
+
+    def __init__(self, path, config=None, detector=None, box_threshold=None,
+                 use_xnnpack=False, num_threads=None):
+        self.path = path
+        self.metadata = _read_tflite_metadata(path, "prtr_tf.keypoints", "--tflite")
+        config = config_from_metadata(self.metadata, config)
+        # The flip test is in the .tflite graph (metadata "flip_test"), never added here.
+        super().__init__(None, config, detector=detector, flip_test=False,
+                         box_threshold=box_threshold)
+        self.flip_test = bool(self.metadata["flip_test"])
+        self.batch = int(self.metadata["input"]["shape"][0])
+        self.runner = tflite.make_interpreter(path, use_xnnpack=use_xnnpack,
+                                              num_threads=num_threads).get_signature_runner()
+        cropper = self.cropper
+
+        @tf.function(reduce_retracing=True)
+        def crop(image, centers, scales):
+            return tf.map_fn(lambda cs: cropper(image, cs[0], cs[1])[0], (centers, scales),
+                             fn_output_signature=tf.float32)
+
+        self._crop = crop
+        self._crops_to_keypoints = self._tflite_crops_to_keypoints
+
+    def run_crops(self, crops):
+        """Normalised crops (N, H, W, 3) -> (keypoints (N, J, 2) normalised, scores (N, J))
+        through the interpreter, in batches of the file's fixed batch size."""
+        crops = np.asarray(crops, np.float32)
+        coords, scores = [], []
+        for i in range(0, len(crops), self.batch):
+            chunk = crops[i:i + self.batch]
+            n = len(chunk)
+            if n < self.batch:  # the last batch, padded with copies of its first crop
+                chunk = np.concatenate([chunk, np.repeat(chunk[:1], self.batch - n, 0)])
+            out = self.runner(images=chunk)
+            coords.append(out["keypoints"][:n])
+            scores.append(out["keypoint_scores"][:n])
+        return np.concatenate(coords), np.concatenate(scores)
+
+    def _tflite_crops_to_keypoints(self, image, centers, scales):
+        crops = self._crop(image, tf.constant(centers), tf.constant(scales)).numpy()
+        coords, scores = self.run_crops(crops)
+        xy = crop_to_image(tf.constant(coords), tf.constant(centers), tf.constant(scales),
+                           self.size_hw, float(self.config.data.pixel_std))
+        return tf.concat([xy, tf.constant(scores)[..., None]], axis=-1)
+
+
+class TFLiteDetector:
+    """A detector .tflite (`prtr_tf.export.tflite.convert_detector`): RGB uint8 image ->
+    (person boxes [x, y, w, h] pixels (N, 4), scores (N,)) with score >= threshold
+    (default 0.5, as the SavedModel export's), like `DetrPersonDetector`. The image is
+    resized (no padding) to the file's fixed input size and normalised per its metadata.
+    """
+
+    def __init__(self, path, score_threshold=None, use_xnnpack=False, num_threads=None):
+        from prtr_tf.detector.augment import resize_to
+        self.metadata = _read_tflite_metadata(path, "prtr_tf.detector", "--detector_tflite")
+        inp = self.metadata["input"]
+        self.threshold = (_DEFAULT_DETECTOR_THRESHOLD if score_threshold is None
+                          else float(score_threshold))
+        self.runner = tflite.make_interpreter(path, use_xnnpack=use_xnnpack,
+                                              num_threads=num_threads).get_signature_runner()
+        self.batch = int(inp["shape"][0])
+        h, w = (int(v) for v in inp["size_hw"])
+        gain, offset = normalization(inp["mean"], inp["std"])
+        bgr = inp["color_order"] == "BGR"
+
+        @tf.function(reduce_retracing=True)
+        def prepare(image):
+            x, _ = resize_to(tf.cast(image, tf.float32), tf.zeros((0, 4)), h, w)
+            if bgr:
+                x = tf.reverse(x, axis=[-1])
+            return x * gain - offset
+
+        self._prepare = prepare
+
+    def __call__(self, image):
+        from prtr_tf.detector.data import unnormalize_boxes
+        x = self._prepare(tf.constant(image)).numpy()[None]
+        x = np.repeat(x, self.batch, axis=0)
+        out = self.runner(images=x)
+        boxes = unnormalize_boxes(out["boxes"][0], image.shape[:2])
+        scores = np.asarray(out["scores"][0])
+        keep = (scores >= self.threshold) & (boxes[:, 2] > 0) & (boxes[:, 3] > 0)
+        return boxes[keep], scores[keep]
+
+
+class SavedModelEstimator:
+    """The ``serving_default`` signature of a SavedModel from ``export/saved_model.py``
+    (detector, crops, keypoint model, rescoring and OKS-NMS all in the graph; box
+    threshold, person cap and flip test fixed at export).
+
+    ``box_score`` is the signature's ``box_scores`` output (the detector's P(person) of
+    each kept box). SavedModels exported before that output existed lack it: their
+    ``box_score`` is None, with one warning at load naming the folder (re-export with
+    export/saved_model.py to get the scores).
+    """
+
+    def __init__(self, path):
+        if not os.path.isdir(path):
+            raise FileNotFoundError(f"--saved_model {path!r}: no such folder")
+        if not os.path.isfile(os.path.join(path, "saved_model.pb")):
+            raise FileNotFoundError(f"--saved_model {path!r} has no saved_model.pb (not a "
+                                    "SavedModel; write one with export/saved_model.py)")
+        loaded = tf.saved_model.load(path)
+        if "serving_default" not in loaded.signatures:
+            raise ValueError(f"--saved_model {path!r} has no serving_default signature (only "
+                             f"{sorted(loaded.signatures)}); export it with a detector "
+                             "(export/saved_model.py --detector_config ...)")
+        self._loaded = loaded  # keeps the variables alive
+        self.fn = loaded.signatures["serving_default"]
+        self.has_box_scores = "box_scores" in self.fn.structured_outputs
+        if not self.has_box_scores:
+            warnings.warn(f"--saved_model {path!r}: serving_default has no 'box_scores' "
+                          "output (exported by an older version); \"box_score\" will be "
+                          "null. Re-export it with export/saved_model.py to get the "
+                          "detector's box scores.", stacklevel=2)
+
+    @classmethod
+    def from_function(cls, fn):
+        """The same over a concrete function with serving_default's signature and
+        outputs (e.g. `prtr_tf.serving.end_to_end.EndToEndServing`'s, not exported)."""
+        self = cls.__new__(cls)
+        self._loaded, self.fn = None, fn
+        self.has_box_scores = "box_scores" in fn.structured_outputs
+        return self
+
+    def __call__(self, image, boxes=None, box_scores=None):
+        if boxes is not None:
+            raise ValueError("this model finds the persons itself; boxes cannot be given")
+        image = np.asarray(image)
+        if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"expected an RGB uint8 image (H, W, 3), got {image.dtype} "
+                             f"{image.shape}")
+        out = {k: v.numpy() for k, v in self.fn(image=tf.constant(image)).items()}
+        n = int(out["num_persons"])
+        return [{"box": out["boxes"][i].astype(np.float64), "score": float(out["scores"][i]),
+                 "box_score": (float(out["box_scores"][i]) if self.has_box_scores
+                               else None),
+                 "keypoints": np.concatenate([out["keypoints"][i],
+                                              out["keypoint_scores"][i][:, None]], axis=-1)}
+                for i in range(n)]

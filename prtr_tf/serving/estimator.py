@@ -1,0 +1,90 @@
+"""The two-stage pipeline as a Python API: image -> person boxes -> crops -> poses.
+
+    estimator = PoseEstimator(keypoint_model, config, detector=detector)
+    persons = estimator(image)            # RGB uint8 (H, W, 3)
+    persons = estimator(image, boxes=[[x, y, w, h], ...])   # boxes from elsewhere
+
+Each person is a dict: ``box`` [x1, y1, x2, y2] pixels, ``score`` (keypoint score x
+box score, spec §5.7), ``box_score``, ``keypoints`` (J, 3) [x, y, score] in pixels.
+Boxes come from a person detector (`DetrPersonDetector`), from the caller, or from a
+COCO detections JSON / ground truth through ``eval.py``; every box becomes a crop
+(box -> center/scale with 1.25 padding), crops run in batches through the keypoint
+Transformer with the readout and optional flip test, and the poses are rescored and
+filtered by OKS-NMS.
+"""
+import numpy as np
+import tensorflow as tf
+
+from prtr_tf.datasets import DATASETS
+from prtr_tf.data.pipeline import Cropper
+from prtr_tf.data.transforms import box_to_center_scale
+from prtr_tf.evaluation.coco import select_poses
+from prtr_tf.keypoint.predict import crop_to_image, predict_crops
+
+
+class PoseEstimator:
+    """Top-down PRTR on whole images (see the module docstring)."""
+
+    def __init__(self, keypoint_model, config, detector=None, flip_test=None,
+                 box_threshold=None):
+        self.model = keypoint_model
+        self.config = config
+        self.detector = detector
+        self.flip_test = config.test.flip_test if flip_test is None else flip_test
+        self.box_threshold = config.test.image_thre if box_threshold is None else box_threshold
+        self.size_hw = tuple(config.model.image_size)
+        self.cropper = Cropper(config)
+        flip_pairs = DATASETS[config.data.dataset]["flip_pairs"] if self.flip_test else None
+        pixel_std = float(config.data.pixel_std)
+
+        @tf.function(reduce_retracing=True)
+        def crops_to_keypoints(image, centers, scales):
+            crops = tf.map_fn(lambda cs: self.cropper(image, cs[0], cs[1])[0],
+                              (centers, scales), fn_output_signature=tf.float32)
+            coords, scores = predict_crops(self.model, crops, flip_pairs)
+            xy = crop_to_image(coords, centers, scales, self.size_hw, pixel_std)
+            return tf.concat([xy, scores[..., None]], axis=-1)
+
+        self._crops_to_keypoints = crops_to_keypoints
+
+    def __call__(self, image, boxes=None, box_scores=None):
+        image = np.asarray(image)
+        if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"expected an RGB uint8 image (H, W, 3), got {image.dtype} "
+                             f"{image.shape}")
+        if boxes is None:
+            if self.detector is None:
+                raise ValueError("no person boxes given and no detector configured")
+            boxes, box_scores = self.detector(image)
+        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        box_scores = (np.ones(len(boxes)) if box_scores is None
+                      else np.asarray(box_scores, np.float64).reshape(-1))
+        if len(box_scores) != len(boxes):
+            raise ValueError(f"{len(boxes)} boxes but {len(box_scores)} box scores")
+        bad = np.where(~np.all(np.isfinite(boxes), axis=1) | (boxes[:, 2] <= 0)
+                       | (boxes[:, 3] <= 0))[0]
+        if len(bad):
+            raise ValueError(f"box #{bad[0]} = {boxes[bad[0]].tolist()} is not [x, y, w, h] "
+                             "with finite w > 0 and h > 0")
+        keep = box_scores >= self.box_threshold
+        boxes, box_scores = boxes[keep], box_scores[keep]
+        if not len(boxes):
+            return []
+        aspect = self.size_hw[1] / self.size_hw[0]
+        cs = [box_to_center_scale(b, aspect, self.config.data.pixel_std,
+                                  self.config.data.box_padding) for b in boxes]
+        centers = np.array([c for c, _ in cs], np.float32)
+        scales = np.array([s for _, s in cs], np.float32).reshape(-1, 2)
+        batch = int(self.config.test.batch_size)
+        keypoints = np.concatenate([
+            self._crops_to_keypoints(tf.constant(image), centers[i:i + batch],
+                                     scales[i:i + batch]).numpy()
+            for i in range(0, len(boxes), batch)])
+        kept, scores = select_poses(keypoints, centers, scales, box_scores,
+                                    np.zeros(len(boxes), np.int64),
+                                    self.config.test.in_vis_thre, self.config.test.oks_thre,
+                                    self.config.data.pixel_std)
+        return [{"box": [boxes[i, 0], boxes[i, 1], boxes[i, 0] + boxes[i, 2],
+                         boxes[i, 1] + boxes[i, 3]],
+                 "score": float(scores[i]), "box_score": float(box_scores[i]),
+                 "keypoints": keypoints[i]} for i in kept]

@@ -1,0 +1,18 @@
+"""SavedModel export of a serving module (`prtr_tf.serving.two_stage.PoseServing`,
+`prtr_tf.serving.end_to_end.EndToEndServing`) with `keras.export.ExportArchive`,
+which `saved_model_cli run` and TF Serving need."""
+
+
+def export_saved_model(serving, output, verbose=False):
+    """Writes ``serving``'s functions as a SavedModel (`keras.export.ExportArchive`):
+    signatures serving_default (= serve_image), serve_crops, serve_encoded."""
+    import keras
+
+    archive = keras.export.ExportArchive()
+    archive.track(serving.model)
+    if serving.detector is not None:
+        archive.track(serving.detector)
+    for name, (fn, signature) in serving.functions().items():
+        archive.add_endpoint(name, fn, input_signature=signature)
+    archive.write_out(output, verbose=verbose)
+    return output

@@ -1,0 +1,76 @@
+"""The one weights loader: a ``*.weights.h5`` file or a training workdir, one error
+policy for every CLI and task.
+
+* `resolve`: a file, or a workdir's ``best.weights.h5`` (else ``last.weights.h5``);
+* `load_into`: loads it into a built model; a file that does not fit names the file,
+  the config and what it describes;
+* `load_model`: config (name, path or ConfigDict) + checkpoint -> (model, config),
+  optionally checking the config's kind.
+
+Errors: FileNotFoundError for what does not exist, ValueError for what does not fit.
+"""
+import os
+
+SUFFIX = ".weights.h5"
+WORKDIR_FILES = ("best.weights.h5", "last.weights.h5")
+
+
+def resolve(path, what="checkpoint"):
+    """The weights file that ``path`` (a *.weights.h5 file or a workdir) names."""
+    if not path:
+        raise FileNotFoundError(f"no {what} given (a *.weights.h5 file or a training "
+                                "workdir)")
+    path = str(path)
+    if os.path.isdir(path):
+        for name in WORKDIR_FILES:
+            if os.path.isfile(os.path.join(path, name)):
+                return os.path.join(path, name)
+        raise FileNotFoundError(f"{what} {path!r} is a folder without {WORKDIR_FILES[0]} or "
+                                f"{WORKDIR_FILES[1]} (not a training workdir, or its first "
+                                "epoch has not finished)")
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{what} {path!r} does not exist")
+    if not path.endswith(SUFFIX):
+        raise ValueError(f"{what} {path!r} is not a Keras weights file (*{SUFFIX}) or a "
+                         "training workdir; convert official .pth files with python -m "
+                         "prtr_tf.convert")
+    return path
+
+
+def load_into(model, path, what="checkpoint", config_name=None, description=None):
+    """Loads the weights ``path`` names (`resolve`) into the built ``model``; returns
+    the file. ``config_name`` and ``description`` go into the error of a misfit."""
+    file = resolve(path, what)
+    try:
+        model.load_weights(file)
+    except Exception as e:  # noqa: BLE001 - re-raised with the file and the config
+        of = f" of config {config_name!r}" if config_name else ""
+        desc = f" ({description})" if description else ""
+        raise ValueError(f"{what} {file!r} does not fit the model{of}{desc}; check that "
+                         f"the config is the one it was trained with: {e}") from e
+    return file
+
+
+def config_and_name(config, what="config"):
+    """(ConfigDict, name for messages) of a config name, path or ConfigDict."""
+    if isinstance(config, str):
+        from prtr_tf.config import load_config
+        return load_config(config), config
+    return config, what
+
+
+def load_model(config, checkpoint, what="checkpoint", kinds=None):
+    """Builds the model of ``config`` (name, path or ConfigDict) and loads
+    ``checkpoint`` into it; ``kinds``: the kinds accepted (None: any). Returns (model,
+    config, weights file)."""
+    from prtr_tf import registry
+
+    config, name = config_and_name(config)
+    kind = registry.get(config)
+    if kinds is not None and kind.name not in kinds:
+        expected = " or ".join(registry.get(k).title for k in kinds)
+        raise ValueError(f"config {name!r} is a {kind.title} config (model.kind "
+                         f"{kind.name!r}); {what} needs a {expected} config")
+    model = kind.build(config.model)
+    file = load_into(model, checkpoint, what, name, kind.describe(config))
+    return model, config, file
