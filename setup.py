@@ -8,7 +8,13 @@ setup(
     "in TensorFlow/Keras",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
-    packages=find_packages(include=["prtr_tf", "prtr_tf.*"]),
+    # configs/ stays at the top of the checkout (where users read and copy the files)
+    # and is also the package prtr_tf.configs, so that `load_config("synthetic_tiny")`
+    # works after a plain `pip install`: one copy of the files, mapped by package_dir
+    # (a wheel copies them into prtr_tf/configs/; an editable install maps the
+    # package to this folder).
+    packages=find_packages(include=["prtr_tf", "prtr_tf.*"]) + ["prtr_tf.configs"],
+    package_dir={"prtr_tf.configs": "configs"},
     python_requires=">=3.11",
     install_requires=[
         "tensorflow-cpu==2.21.*; platform_machine!='aarch64' and sys_platform=='linux'",
@@ -31,5 +37,11 @@ setup(
         "test": ["pytest", "pytest-xdist", "tf2onnx", "onnx", "onnxruntime", "ai-edge-litert"],
         "gpu": ["tensorflow[and-cuda]==2.21.*"],
     },
-    entry_points={"console_scripts": ["prtr-convert=prtr_tf.convert:run"]},
+    entry_points={"console_scripts": [
+        "prtr-train=prtr_tf.cli.train:run",
+        "prtr-eval=prtr_tf.cli.eval:run",
+        "prtr-predict=prtr_tf.cli.predict:run",
+        "prtr-export=prtr_tf.cli.export:run",
+        "prtr-convert=prtr_tf.cli.convert:run",
+    ]},
 )

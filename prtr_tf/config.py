@@ -46,26 +46,43 @@ def train_config(batch_size, epochs, lr, lr_backbone, lr_steps, lr_factor, seed=
     ))
 
 
-def load_config(path_or_name):
-    """Loads ``get_config()`` from a config file path or a name in ``configs/``.
+def config_names():
+    """The names of the shipped configs (``configs/``, the package ``prtr_tf.configs``)."""
+    import importlib.resources
+    shipped = importlib.resources.files("prtr_tf.configs")
+    return sorted(r.name[:-3] for r in shipped.iterdir()
+                  if r.name.endswith(".py") and not r.name.startswith("_"))
 
-    ``coco_res50_384x288`` and ``configs/coco_res50_384x288.py`` both work.
-    """
-    import importlib.util
+
+def find_config(name_or_path):
+    """The file of a config: an existing path as it is; anything else is the name of a
+    shipped config (``coco_res50_384x288``, ``coco_res50_384x288.py`` and
+    ``configs/coco_res50_384x288.py`` all work from any folder). FileNotFoundError
+    listing the known names otherwise."""
+    import importlib.resources
     import os
 
-    path = path_or_name
-    if not os.path.exists(path):
-        repo_configs = os.path.join(os.path.dirname(os.path.dirname(__file__)), "configs")
-        candidate = os.path.join(repo_configs, os.path.basename(path))
-        if not candidate.endswith(".py"):
-            candidate += ".py"
-        if not os.path.exists(candidate):
-            names = sorted(f[:-3] for f in os.listdir(repo_configs) if f.endswith(".py")) \
-                if os.path.isdir(repo_configs) else []
-            raise FileNotFoundError(f"config {path_or_name!r} not found; known configs: "
-                                    + ", ".join(names))
-        path = candidate
+    path = os.fspath(name_or_path)
+    if os.path.exists(path):
+        return path
+    folder, name = os.path.split(path)
+    if name.endswith(".py"):
+        name = name[:-3]
+    resource = importlib.resources.files("prtr_tf.configs") / f"{name}.py"
+    # A bare name, or one in a configs/ folder (configs/tiny.py, ../configs/tiny.py)
+    if (folder and os.path.basename(os.path.normpath(folder)) != "configs") \
+            or not name or name.startswith(("_", ".")) or not resource.is_file():
+        raise FileNotFoundError(f"config {name_or_path!r} not found (no such file, nor a "
+                                f"config name); known configs: {', '.join(config_names())}")
+    return os.fspath(resource)  # the package is a folder (wheel or editable install)
+
+
+def load_config(name_or_path):
+    """Loads ``get_config()`` from a config file path or the name of a shipped config
+    (`find_config`)."""
+    import importlib.util
+
+    path = find_config(name_or_path)
     spec = importlib.util.spec_from_file_location("_prtr_config", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -39,3 +39,11 @@ def coco_mini():
 @pytest.fixture
 def mpii_mini():
     return require_shared("data", "mpii_mini")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests of the command-line tools (they run a tool in a subprocess, as users do)
+    carry the marker ``cli``: ``-m cli`` runs them, ``-m "not cli"`` the rest."""
+    for item in items:
+        if item.get_closest_marker("cli") is None and "cli" in item.nodeid.split("/")[:2]:
+            item.add_marker(pytest.mark.cli)

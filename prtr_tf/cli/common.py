@@ -20,20 +20,81 @@ def usage_error(message, exitcode=2):
     return app.UsageError(message, exitcode=exitcode)
 
 
-def run(define_flags, main, argv=None):
+def _config_flag_names(holders):
+    """The names of the ml_collections config-file flags among ``holders``."""
+    from absl import flags
+    return [h.name for h in holders.values()
+            if type(flags.FLAGS[h.name].parser).__name__ == "ConfigFileFlagParser"]
+
+
+def resolve_config_args(argv, names):
+    """``argv`` with the value of every config-file flag in ``names`` given as a config
+    name (``--config=synthetic_tiny``) replaced by its file (`prtr_tf.config.find_config`),
+    so that the config flags take a file or a name. FileNotFoundError for neither."""
+    from prtr_tf.config import find_config
+    out, i = list(argv), 1
+    while i < len(out):
+        arg = out[i]
+        for name in names:
+            if arg.startswith(f"--{name}="):
+                out[i] = f"--{name}={find_config(arg.split('=', 1)[1])}"
+            elif arg == f"--{name}" and i + 1 < len(out):
+                out[i + 1] = find_config(out[i + 1])
+                i += 1
+        i += 1
+    return out
+
+
+def _short(error):
+    """One line of an exception from flag parsing (ml_collections' messages are quoted
+    reprs with embedded newlines)."""
+    text = str(error).strip()
+    if len(text) > 1 and text[0] == text[-1] and text[0] in "'\"":
+        text = text[1:-1]
+    return " ".join(text.replace("\\n", " ").replace("\\'", "'").split())
+
+
+def _parse_flags(argv):
+    """absl's flag parsing, with every mistake (unknown flag, bad value, a typo in a
+    ``--config.FIELD`` override, a config file that does not load) in one line."""
+    from absl import flags
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as e:
+        message = _short(e)
+    except (AttributeError, KeyError) as e:  # a --config.FIELD override names no field
+        message = f"a --config override names an unknown field: {_short(e)}"
+    except (TypeError, ValueError, OSError, SyntaxError) as e:
+        message = f"{type(e).__name__}: {_short(e)}"
+    print(f"error: {message}\n(run with --help for the flags)", file=sys.stderr)
+    sys.exit(2)
+
+
+def run(define_flags, main, argv=None, doc=None):
     """Defines the flags (``define_flags()`` -> {name: FlagHolder}), parses them and
     calls ``main(argv, flags)``; returns its exit status through ``sys.exit``.
 
-    FileNotFoundError, FileExistsError, ValueError and `UserError` raised by
-    ``main`` are user mistakes: ``error: ...`` on stderr and exit status 1; a
-    usage error is ``error: ...`` plus a pointer to ``--help`` (status 2 unless it
-    says otherwise).
+    ``--help`` prints ``doc`` (default: the docstring of ``main``'s module) and the
+    flags. Config-file flags take a file or the name of a shipped config. FileNotFoundError,
+    FileExistsError, ValueError and `UserError` raised by ``main`` are user mistakes:
+    ``error: ...`` on stderr and exit status 1; a usage error (and any mistake in the
+    flags) is ``error: ...`` plus a pointer to ``--help``, status 2 unless it says
+    otherwise.
     """
     from absl import app, flags
 
+    doc = doc or sys.modules[main.__module__].__doc__
+    if doc and "__main__" in sys.modules:  # absl's --help prints the __main__ docstring
+        sys.modules["__main__"].__doc__ = doc
     holders = define_flags()
     for holder in holders.values():  # key flags of the running program: --help lists them
         flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[holder.name])
+    argv = list(sys.argv if argv is None else argv)
+    try:
+        argv = resolve_config_args(argv, _config_flag_names(holders))
+    except FileNotFoundError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
 
     def wrapped(args):
         try:
@@ -45,7 +106,7 @@ def run(define_flags, main, argv=None):
             print(f"error: {e}", file=sys.stderr)
             return 1
 
-    app.run(wrapped, argv=argv)
+    app.run(wrapped, argv=argv, flags_parser=_parse_flags)
 
 
 def values(holders):

@@ -14,12 +14,12 @@ Readers parse the JSON themselves (same order as pycocotools: images in file ord
 each image's annotations in file order). A malformed entry is a counted skip with a
 warning naming the file, the entry and the field, or a ValueError with ``skip_bad=False``.
 """
-import json
 import math
 import os
 
 import numpy as np
 
+from prtr_tf.data.jsonfile import read_json
 from prtr_tf.data.skips import bad_sample
 from prtr_tf.data.transforms import BOX_PADDING, PIXEL_STD, box_to_center_scale, sanitize_box
 
@@ -29,8 +29,7 @@ PERSON_CATEGORY = 1
 def _load_json(path_or_data):
     if isinstance(path_or_data, (dict, list)):
         return path_or_data, "<in-memory JSON>"
-    with open(path_or_data, encoding="utf-8") as f:
-        return json.load(f), os.fspath(path_or_data)
+    return read_json(path_or_data, "annotation file"), os.fspath(path_or_data)
 
 
 def _numbers(value, length):
@@ -67,6 +66,9 @@ def _check_annotation(ann, index, images, num_joints, name):
         return f"{where}: field 'image_id' = {ann['image_id']!r} is not in the images list"
     if _numbers(ann["bbox"], 4) is None:
         return f"{where}: field 'bbox' = {ann['bbox']!r} is not 4 finite numbers"
+    if ann["bbox"][2] < 0 or ann["bbox"][3] < 0:
+        return (f"{where}: field 'bbox' = {ann['bbox']!r} has a negative width or height "
+                "(COCO boxes are [x, y, width, height])")
     if _numbers(ann["keypoints"], 3 * num_joints) is None:
         got = len(ann["keypoints"]) if isinstance(ann["keypoints"], (list, tuple)) else "?"
         return (f"{where}: field 'keypoints' has {got} values, expected {3 * num_joints} "

@@ -6,11 +6,11 @@ in 1-based MATLAB coordinates. As in HRNet ``dataset/mpii.py``: c_y += 15 s, s *
 `prtr_tf.data.coco` with ``box_score`` 1, ``ann_id`` the index in the list, and
 ``image_id`` the digits of the image name (MPII names are numbers) or the index.
 """
-import json
 import os
 
 import numpy as np
 
+from prtr_tf.data.jsonfile import read_json
 from prtr_tf.data.skips import bad_sample
 
 NUM_JOINTS = 16
@@ -36,8 +36,7 @@ def load_mpii(ann_file, image_dir, num_joints=NUM_JOINTS, skip_bad=True, skip_co
     if isinstance(ann_file, list):
         annotations, name = ann_file, "<in-memory JSON>"
     else:
-        with open(ann_file, encoding="utf-8") as f:
-            annotations, name = json.load(f), os.fspath(ann_file)
+        annotations, name = read_json(ann_file, "annotation file"), os.fspath(ann_file)
     records = []
     for index, a in enumerate(annotations):
         where = f"{name}: annotation #{index}"

@@ -29,10 +29,9 @@ import re
 import numpy as np
 import tensorflow as tf
 
-from prtr_tf.datasets import DATASETS
+from prtr_tf.datasets import DATASETS, flip_permutation
 from prtr_tf.data.skips import SkipCounter, bad_sample
 from prtr_tf.data.transforms import affine_matrix_tf, transform_joints_tf, warp_affine_tf
-from prtr_tf.datasets import flip_permutation
 
 AUTOTUNE = tf.data.AUTOTUNE
 

@@ -37,6 +37,8 @@ from prtr_tf.datasets import COCO_JOINTS, COCO_SKELETON
 VERSION = 1
 ANN_FILE = "person_keypoints.json"
 IMAGE_DIR = "images"
+DESCRIPTION = "prtr-tf synthetic stick figures"
+MARKER = ".prtr-synthetic"  # in every folder the generator created (and may rewrite)
 
 # Joint indices (COCO order).
 (NOSE, L_EYE, R_EYE, L_EAR, R_EAR, L_SHO, R_SHO, L_ELB, R_ELB, L_WRI, R_WRI,
@@ -198,14 +200,46 @@ def render_image(rng, height=256, width=320, max_people=4):
     return np.asarray(image), people
 
 
+def _generated_here(out_dir):
+    """True when ``out_dir`` holds a synthetic set of this project's: the marker file,
+    or (sets written before the marker existed) only our annotation file, with our
+    description, and our image folder."""
+    if os.path.exists(os.path.join(out_dir, MARKER)):
+        return True
+    if set(os.listdir(out_dir)) - {ANN_FILE, ANN_FILE + ".tmp", IMAGE_DIR}:
+        return False
+    try:
+        with open(os.path.join(out_dir, ANN_FILE), encoding="utf-8") as f:
+            return json.load(f).get("info", {}).get("description") == DESCRIPTION
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def claim_folder(out_dir):
+    """Makes ``out_dir`` the synthetic set's own folder: created (with the marker file
+    `MARKER`) when absent or empty; a folder with other files is left untouched and
+    is a FileExistsError naming it (the generator never writes into a user's data)."""
+    if os.path.isdir(out_dir) and os.listdir(out_dir) and not _generated_here(out_dir):
+        raise FileExistsError(
+            f"{out_dir} holds files that prtr-tf did not generate (no {MARKER} marker): "
+            "the synthetic set is written only into a folder it creates. Point "
+            "config.data.root (or --out) at a new or empty folder, or set "
+            "config.data.synthetic=None to use the data that is there")
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, MARKER), "w", encoding="utf-8") as f:
+        f.write("written by prtr_tf.data.synthetic; the folder may be regenerated\n")
+
+
 def generate(out_dir, num_images, seed, image_size_hw=(256, 320), max_people=4,
              progress=True):
-    """Writes ``num_images`` images and ``person_keypoints.json`` under ``out_dir``.
+    """Writes ``num_images`` images and ``person_keypoints.json`` under ``out_dir``
+    (only into a folder of its own: `claim_folder`).
 
     Returns the annotation file path. The JSON is written last, so a partial run is
     detected (and redone) by `ensure_synthetic`.
     """
     height, width = image_size_hw
+    claim_folder(out_dir)
     image_dir = os.path.join(out_dir, IMAGE_DIR)
     os.makedirs(image_dir, exist_ok=True)
     images, annotations = [], []
@@ -229,7 +263,7 @@ def generate(out_dir, num_images, seed, image_size_hw=(256, 320), max_people=4,
             print(f"synthetic: {i + 1}/{num_images} images -> {image_dir}", file=sys.stderr,
                   flush=True)
     data = dict(
-        info=dict(description="prtr-tf synthetic stick figures", version=VERSION, seed=seed,
+        info=dict(description=DESCRIPTION, version=VERSION, seed=seed,
                   num_images=num_images, image_size_hw=[height, width],
                   max_people=max_people),
         licenses=[],
@@ -248,9 +282,10 @@ def generate(out_dir, num_images, seed, image_size_hw=(256, 320), max_people=4,
 
 def ensure_synthetic(out_dir, num_images, seed, **kwargs):
     """Generates the dataset unless ``out_dir`` already holds it (same seed, size,
-    settings and all images present). Returns the annotation file path."""
+    settings and all images present). Returns the annotation file path. A folder that
+    the generator did not create is never written into (`claim_folder`)."""
     ann_file = os.path.join(out_dir, ANN_FILE)
-    if os.path.exists(ann_file):
+    if os.path.exists(ann_file) and _generated_here(out_dir):
         try:
             with open(ann_file, encoding="utf-8") as f:
                 data = json.load(f)
@@ -283,8 +318,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.num_images < 1:
         parser.error(f"--num_images must be >= 1, got {args.num_images}")
-    ann_file = generate(args.out, args.num_images, args.seed, (args.height, args.width),
-                        args.max_people, progress=not args.quiet)
+    try:
+        ann_file = generate(args.out, args.num_images, args.seed, (args.height, args.width),
+                            args.max_people, progress=not args.quiet)
+    except FileExistsError as e:
+        parser.exit(1, f"error: {e}\n")
     print(f"wrote {ann_file}")
 
 

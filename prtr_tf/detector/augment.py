@@ -1,14 +1,19 @@
-"""DETR's augmentation and resizing in-graph (DETR ``datasets/transforms.py``).
+"""DETR's augmentation and resizing, in-graph (DETR ``datasets/transforms.py``).
 
 image: float32 (h, w, 3) in [0, 255]; boxes: float32 (n, 4) xyxy pixels; keypoints
 (n, J, 3) [x, y, v] in continuous pixel coordinates follow every geometric step.
 
-* training (`DetectionAugmenter`): horizontal flip (p = 0.5), then with p = 0.5 a
-  random resize of the shortest side to one of ``data.scales`` (longest side <=
-  ``data.max_size``), else a random resize to one of ``data.crop_resize_scales`` (no
-  max size), a random crop of width and height in [crop_min_size, min(side,
-  crop_max_size)] at a random position (boxes clipped to the crop, boxes of zero
-  width or height dropped) and a random resize as in the first branch;
+* the geometric steps, each a function of image and boxes: `hflip`, `resize` (with
+  its output size `resize_size`, and `resize_to` a given size),
+  `resize_with_keypoints`, `crop`;
+* training (`DetectionAugmenter`, from a stateless seed, DETR's
+  ``make_coco_transforms``): a horizontal flip with probability ``data.flip_prob``,
+  then with probability ``data.crop_prob`` the crop branch: a random resize of the
+  shortest side to one of ``data.crop_resize_scales`` (no max size), a random crop
+  of width and height in [crop_min_size, min(side, crop_max_size)] at a random
+  position (boxes clipped to the crop, boxes of zero width or height dropped) and a
+  random resize as in the other branch; otherwise a random resize of the shortest
+  side to one of ``data.scales`` (longest side <= ``data.max_size``);
 * evaluation (`resize`): the shortest side to ``data.test_size`` (longest side <=
   ``data.max_size``).
 
@@ -17,7 +22,6 @@ DETR's ``get_size_with_aspect_ratio`` (int truncation and round-half-even includ
 """
 import tensorflow as tf
 
-from prtr_tf.detector.records import config_field
 
 def hflip(image, boxes):
     """Mirrors image and boxes: x0' = w - x1, x1' = w - x0."""
@@ -102,25 +106,22 @@ class DetectionAugmenter:
     (n, J, 3) [x, y, v] (continuous pixel coordinates) -> (image, boxes, keypoints):
     the keypoints follow every geometric step (mirrored with their left/right joints
     swapped by ``flip_index``, scaled, shifted by the crop), those that leave the crop
-    get v = 0, and the rows of dropped boxes are dropped. Fields of ``data_config``
-    (aliases after "|"): scales, max_size, crop_min|crop_min_size,
-    crop_max|crop_max_size, random_resize_before_crop|crop_resize_scales, and
-    optionally flip (True), flip_prob (0.5), crop (True), crop_prob (0.5: probability
-    of the crop branch).
+    get v = 0, and the rows of dropped boxes are dropped. Reads the fields scales,
+    max_size, flip_prob, crop_prob, crop_resize_scales, crop_min_size and
+    crop_max_size of ``data_config`` (`prtr_tf.detector.config.detector`); a
+    probability of 0 leaves its step out of the graph.
     """
 
     def __init__(self, data_config, flip_index=None):
-        self.scales = [int(s) for s in config_field(data_config, "scales")]
-        self.max_size = int(config_field(data_config, "max_size"))
-        self.flip = bool(config_field(data_config, "flip", default=True))
-        self.flip_prob = float(config_field(data_config, "flip_prob", default=0.5))
-        self.crop = bool(config_field(data_config, "crop", default=True))
-        self.crop_prob = (float(config_field(data_config, "crop_prob", default=0.5))
-                          if self.crop else 0.0)
-        self.crop_min = int(config_field(data_config, "crop_min", "crop_min_size"))
-        self.crop_max = int(config_field(data_config, "crop_max", "crop_max_size"))
-        self.pre_crop_scales = [int(s) for s in config_field(
-            data_config, "random_resize_before_crop", "crop_resize_scales")]
+        self.scales = [int(s) for s in data_config.scales]
+        self.max_size = int(data_config.max_size)
+        self.flip_prob = float(data_config.flip_prob)
+        self.crop_prob = float(data_config.crop_prob)
+        self.flip = self.flip_prob > 0.0
+        self.crop = self.crop_prob > 0.0
+        self.crop_min = int(data_config.crop_min_size)
+        self.crop_max = int(data_config.crop_max_size)
+        self.pre_crop_scales = [int(s) for s in data_config.crop_resize_scales]
         self.flip_index = None if flip_index is None else [int(i) for i in flip_index]
 
     # Each step maps (image, boxes, keypoints) -> the same; keypoints (n, J, 3), J may be 0.

@@ -2,8 +2,7 @@
 
 `detector` gives the full config (``model``, ``data``, ``loss``, ``train``, ``test``)
 with DETR's defaults; the files ``configs/detr_*.py`` call it. ``config.model.kind``
-is ``"detr"`` (keypoint-model configs have no ``kind``: read a missing one as
-``"prtr"``), which is how `prtr_tf.convert` tells the two apart.
+is ``"detr"`` (`prtr_tf.registry`).
 """
 import ml_collections
 
@@ -73,6 +72,12 @@ def detector(backbone="resnet50", num_classes=1, *, lr=1e-4, lr_backbone=1e-5, e
         crop_min_size=384,  # height and width are each in [crop_min_size,
         crop_max_size=600,  # crop_max_size], then resize to `scales` as above
         test_size=800,  # evaluation: shortest side 800, longest <= max_size
+        # Targets and batches (prtr_tf.detector.data):
+        max_boxes=100,  # GT boxes kept per image (= DETR's queries; more: a warning)
+        # class index of "person" in the head: 0 for a person-only head, COCO's id 1
+        # for a 91-class one (DETR's class index is the COCO category id)
+        person_label=0 if num_classes == 1 else COCO_PERSON,
+        pad_size=None,  # (H, W): pad every batch to this fixed shape (e.g. for XLA)
         pad_multiple=None,  # pad batches to a multiple of this (HRNet, end-to-end: 32)
     )
     c.data = data_config(data, data_overrides)

@@ -1,35 +1,11 @@
-"""Person-detection data for the DETR detector (spec §8): COCO records and a tf.data pipeline.
+"""The tf.data pipeline of person-detection samples for the DETR detector and the
+end-to-end PRTR (spec §8): elements from records, and their padded batches.
 
-Records (`load_person_boxes`), one per image, in the JSON's image order::
-
-    image_path  str
-    image_id    int
-    boxes       float32 (N, 4)  person boxes [x, y, w, h] in pixels, clipped to the image
-    ann_ids     int64 (N,)      their COCO annotation ids
-    width       float           from the JSON
-    height      float
-
-Kept: non-crowd category-1 annotations with at least ``min_keypoints`` labelled
-keypoints (v > 0; spec §8: "persons without visible keypoints are dropped") whose box
-has a positive width and height after clipping to the image (DETR's
-``ConvertCocoPolysToMask``). Every image is kept, also with zero persons (DETR trains
-on those: all queries are no-object).
-
-The pipeline (`build_detection_dataset`) does everything after the record list
-in-graph with stateless random ops, following DETR's ``make_coco_transforms``:
-
-* training: horizontal flip (p = 0.5), then with p = 0.5 a random resize of the
-  shortest side to one of ``data.scales`` (longest side <= ``data.max_size``), else
-  (only when ``data.crop``) a random resize to one of ``data.random_resize_before_crop``
-  (no max size), a random crop of width and height in [crop_min, min(side, crop_max)]
-  at a random position (boxes clipped to the crop, boxes of zero width or height
-  dropped) and a random resize as in the first branch;
-* evaluation: resize of the shortest side to ``data.test_size`` (longest side <=
-  ``data.max_size``).
-
-Resizing is bilinear with antialiasing, rounded to uint8 values as PIL does; sizes are
-DETR's ``get_size_with_aspect_ratio`` (int truncation and round-half-even included).
-Images are RGB, normalised as (x / 255 - mean) / std.
+`build_detection_dataset` does everything after the record list
+(`prtr_tf.detector.records`) in-graph with stateless random ops: decode, DETR's
+augmentation when training (`prtr_tf.detector.augment.DetectionAugmenter`) or the
+evaluation resize (shortest side ``data.test_size``, longest <= ``data.max_size``),
+normalisation of the RGB image as (x / 255 - mean) / std, and the targets.
 
 Elements (unbatched)::
 
@@ -70,7 +46,7 @@ from prtr_tf.datasets import DATASETS, flip_permutation
 from prtr_tf.data.pipeline import decode_image, finish, load_robustly, normalization
 from prtr_tf.data.skips import SkipCounter
 from prtr_tf.detector.augment import DetectionAugmenter, resize_with_keypoints
-from prtr_tf.detector.records import (DEFAULT_MAX_BOXES, config_field, person_label, records_to_columns)
+from prtr_tf.detector.records import person_label, records_to_columns
 from prtr_tf.nn.boxes import box_xyxy_to_cxcywh
 
 
@@ -83,11 +59,10 @@ class _DetectionLoader:
         self.num_joints = num_joints
         flip_index = None
         if num_joints is not None:
-            dataset = config_field(data, "dataset", default="coco")
-            flip_index = flip_permutation(num_joints, DATASETS[dataset]["flip_pairs"])
-        self.max_boxes = int(config_field(data, "max_boxes", default=DEFAULT_MAX_BOXES))
-        self.test_size = int(config_field(data, "test_size"))
-        self.max_size = int(config_field(data, "max_size"))
+            flip_index = flip_permutation(num_joints, DATASETS[data.dataset]["flip_pairs"])
+        self.max_boxes = int(data.max_boxes)
+        self.test_size = int(data.test_size)
+        self.max_size = int(data.max_size)
         self.label = person_label(config)
         self.gain, self.offset = normalization(data.mean, data.std)
         self.augment = DetectionAugmenter(data, flip_index) if training else None
@@ -199,12 +174,11 @@ def build_detection_dataset(records, config, training, deterministic=False, seed
 
     Args:
       records: list of records from `load_person_boxes`.
-      config: a config whose ``config.data`` has scales, max_size, test_size, mean,
-        std, num_parallel_calls (-1 = AUTOTUNE), crop_min|crop_min_size,
-        crop_max|crop_max_size, random_resize_before_crop|crop_resize_scales (aliases
-        after "|") and optionally max_boxes (100), flip (True), flip_prob (0.5), crop
-        (True), crop_prob (0.5), skip_bad_samples (True), pad_size (None) and
-        person_label (default: `person_label`, from ``config.model.num_classes``).
+      config: a detector or end-to-end config (`prtr_tf.detector.config.detector`
+        declares every ``config.data`` field read here: dataset, max_boxes, test_size,
+        max_size, mean, std, num_parallel_calls, skip_bad_samples, pad_size,
+        pad_multiple, person_label, and the augmentation's fields); ``config.model``
+        gives the person label (`person_label`).
       training: shuffle every epoch and augment; otherwise records in order, resized to
         ``data.test_size``.
       deterministic: same elements in the same order on every run for a given ``seed``.
@@ -214,19 +188,14 @@ def build_detection_dataset(records, config, training, deterministic=False, seed
         available as ``dataset.skip_counter``.
     """
     data = config.data
-    columns = records_to_columns(
-        records, int(config_field(data, "max_boxes", default=DEFAULT_MAX_BOXES)))
+    columns = records_to_columns(records, int(data.max_boxes))
     counter = skip_counter if skip_counter is not None else SkipCounter()
     num_joints = columns["keypoints"].shape[2] if "keypoints" in columns else None
     ds = load_robustly(columns, _DetectionLoader(config, training, num_joints), training,
-                       deterministic,
-                       seed, data.num_parallel_calls,
-                       bool(config_field(data, "skip_bad_samples", default=True)), counter,
-                       "image_id", "image id")
+                       deterministic, seed, data.num_parallel_calls,
+                       bool(data.skip_bad_samples), counter, "image_id", "image id")
     if batch:
-        ds = batch_detection(ds, batch, drop_remainder,
-                             config_field(data, "pad_size", default=None),
-                             config_field(data, "pad_multiple", default=None))
+        ds = batch_detection(ds, batch, drop_remainder, data.pad_size, data.pad_multiple)
     return finish(ds, deterministic or not training, counter)
 
 

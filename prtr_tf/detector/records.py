@@ -1,20 +1,26 @@
-"""COCO person-box records for the DETR detector and the end-to-end PRTR (spec §8).
+"""COCO person-box records for the DETR detector and the end-to-end PRTR (spec §8):
+reading them from a keypoints JSON, their padded columns, and the person class label.
 
 Records (`load_person_boxes`), one per image, in the JSON's image order::
 
     image_path  str
     image_id    int
-    boxes       float32 (N, 4)  person boxes [x, y, w, h] in pixels, clipped to the image
-    ann_ids     int64 (N,)      their COCO annotation ids
-    width       float           from the JSON
+    boxes       float32 (N, 4)     person boxes [x, y, w, h] in pixels, clipped to the image
+    ann_ids     int64 (N,)         their COCO annotation ids
+    width       float              from the JSON
     height      float
+    keypoints   float32 (N, J, 3)  only with ``num_joints=J``: [x, y, v], COCO pixel
+                                   index + 0.5 (continuous coordinates, like the boxes)
 
 Kept: non-crowd category-1 annotations with at least ``min_keypoints`` labelled
 keypoints (v > 0; spec §8: "persons without visible keypoints are dropped") whose box
 has a positive width and height after clipping to the image (DETR's
 ``ConvertCocoPolysToMask``). Every image is kept, also with zero persons (DETR trains
-on those: all queries are no-object). With ``num_joints`` each person's keypoints
-too (COCO pixel index + 0.5: continuous coordinates, like the boxes).
+on those: all queries are no-object).
+
+`records_to_columns` turns the records into the NumPy columns the tf.data pipeline
+(`prtr_tf.detector.data`) slices, boxes padded or truncated to ``data.max_boxes``;
+`person_label` is the head's class index of "person", the label of every target box.
 """
 import logging
 import os
@@ -26,31 +32,11 @@ from prtr_tf.data.skips import bad_sample
 
 logger = logging.getLogger("prtr_tf.data")
 
-DEFAULT_MAX_BOXES = 100  # = DETR's number of queries
-_REQUIRED = object()
-
-
-def config_field(section, *names, default=_REQUIRED):
-    """The first of ``names`` present in the ConfigDict ``section`` (aliases), else
-    ``default``; a KeyError naming them when required and missing."""
-    for name in names:
-        if name in section:
-            return section[name]
-    if default is _REQUIRED:
-        raise KeyError(f"config field {' or '.join(map(repr, names))} is missing")
-    return default
-
 
 def person_label(config):
-    """The class index of "person" in the detector head: ``data.person_label`` when set,
-    else 0 for a person-only head (``model.num_classes`` 1 or unset) and COCO's id 1 for
-    a full COCO head (num_classes 91)."""
-    label = config_field(config.data, "person_label", default=None)
-    if label is not None:
-        return int(label)
-    model = config_field(config, "model", default=None)
-    num_classes = 1 if model is None else int(config_field(model, "num_classes", default=1))
-    return 0 if num_classes == 1 else 1
+    """The class index of "person" in the detector head (``data.person_label``, set by
+    `prtr_tf.detector.config.detector` from the head's number of classes)."""
+    return int(config.data.person_label)
 
 
 def load_person_boxes(ann_file, image_dir, min_keypoints=1, skip_bad=True, skip_counter=None,

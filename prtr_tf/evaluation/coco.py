@@ -15,6 +15,7 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
+from prtr_tf.data.jsonfile import read_json
 from prtr_tf.evaluation.nms import oks_nms
 
 STATS_NAMES = ("AP", "AP .5", "AP .75", "AP (M)", "AP (L)",
@@ -116,14 +117,17 @@ def load_coco(gt, verbose=False):
         return gt
     if not os.path.exists(gt):
         raise FileNotFoundError(f"COCO annotation file {os.fspath(gt)!r} does not exist")
+    data = read_json(gt, "COCO annotation file")
     with _quiet(verbose):
-        return COCO(os.fspath(gt))
+        coco = COCO()
+        coco.dataset = data
+        coco.createIndex()
+    return coco
 
 
 def _load_results(results):
     if isinstance(results, (str, os.PathLike)):
-        with open(results, encoding="utf-8") as f:
-            loaded = json.load(f)
+        loaded = read_json(results, "COCO results file")
         if not isinstance(loaded, list):
             raise ValueError(f"{os.fspath(results)}: a COCO results file holds a JSON list, "
                              f"got {type(loaded).__name__}")

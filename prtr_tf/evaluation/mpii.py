@@ -11,12 +11,12 @@ Head boxes are not in the HRNet JSON layout: they come from the official
 **approximation** (see there); numbers computed with it are not the official PCKh.
 """
 import collections
-import json
 import os
 import warnings
 
 import numpy as np
 
+from prtr_tf.data.jsonfile import read_json
 from prtr_tf.datasets import MPII_JOINTS
 
 SC_BIAS = 0.6  # head size = SC_BIAS x head-box diagonal (official MPII / HRNet)
@@ -84,8 +84,7 @@ def load_annotations(path_or_list):
     """HRNet-layout MPII JSON -> dict(gt_joints (N,16,2) 1-based, joints_vis (N,16), images)."""
     if isinstance(path_or_list, (str, os.PathLike)):
         name = os.fspath(path_or_list)
-        with open(path_or_list, encoding="utf-8") as f:
-            annotations = json.load(f)
+        annotations = read_json(path_or_list, "MPII annotation file")
     else:
         name, annotations = "<annotations>", path_or_list
     joints, vis, images = [], [], []

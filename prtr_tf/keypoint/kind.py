@@ -36,6 +36,8 @@ class KeypointKind(Kind):
 
     def serving(self, model, config, detector=None, detector_config=None, **options):
         from prtr_tf.serving.two_stage import PoseServing
+        # None: PoseServing's default (score threshold, max persons, the config's flip test).
+        options = {k: v for k, v in options.items() if v is not None}
         return PoseServing(model, config, detector, detector_config, **options)
 
     def estimator(self, model, config, detector=None, **options):

@@ -9,6 +9,8 @@
   from the metadata embedded in the file (`prtr_tf.export.tflite.read_metadata`).
 * `TFLiteDetector`: a DETR person detector ``.tflite`` (`prtr_tf.export.tflite.convert_detector`),
   interchangeable with `prtr_tf.detector.predict.DetrPersonDetector`.
+* `build_estimator`: the estimator of a SavedModel, a .tflite or a Keras checkpoint
+  (with its person detector), as ``predict.py`` asks for it.
 
 Each estimator is called as ``estimator(image)`` or ``estimator(image, boxes=...,
 box_scores=...)`` (RGB uint8 (H, W, 3)) and returns dicts with ``box`` [x1, y1, x2, y2],
@@ -23,6 +25,7 @@ import tensorflow as tf
 
 from prtr_tf.export import tflite
 from prtr_tf.data.pipeline import normalization
+from prtr_tf.datasets import DATASETS
 from prtr_tf.keypoint.predict import crop_to_image
 from prtr_tf.serving.estimator import PoseEstimator
 
@@ -254,3 +257,74 @@ class SavedModelEstimator:
                  "keypoints": np.concatenate([out["keypoints"][i],
                                               out["keypoint_scores"][i][:, None]], axis=-1)}
                 for i in range(n)]
+
+
+# The kinds a keypoint --config may be (`prtr_tf.registry`): the two-stage keypoint
+# Transformer (with a person detector or given boxes) and the end-to-end model.
+POSE_KINDS = ("prtr", "prtr_e2e")
+
+
+def build_estimator(saved_model=None, tflite=None, config=None, checkpoint=None,
+                    detector_config=None, detector_checkpoint=None, detector_tflite=None,
+                    box_thr=None, flip_test=None, log=None):
+    """The estimator of one of three backends (what ``predict.py`` runs), and the
+    keypoint set (`prtr_tf.datasets.DATASETS` entry, None when unknown) for drawing.
+
+    * ``saved_model``: a SavedModel folder (`SavedModelEstimator`; everything else None);
+    * ``tflite``: a keypoint .tflite (`TFLiteEstimator`; ``config`` optional), boxes
+      from a Keras detector (``detector_config`` + ``detector_checkpoint``), a
+      ``detector_tflite`` or none (boxes given per call);
+    * ``config`` + ``checkpoint``: the Keras model of a kind in `POSE_KINDS`
+      (`prtr_tf.weights.load_model`); its kind's ``estimator`` (`prtr_tf.registry`):
+      `PoseEstimator` with the detector, or the end-to-end model (no detector).
+
+    ``box_thr``: minimum box score (default: the detector's, or the configs'); ``flip_test``:
+    None for the config's (a .tflite must agree with its metadata). ``log``: called
+    with one line per loaded model (e.g. ``print``). FileNotFoundError for missing
+    files, ValueError for models or configs that do not fit.
+    """
+    from prtr_tf import registry, weights
+
+    log = log or (lambda line: None)
+    if saved_model:
+        estimator = SavedModelEstimator(saved_model)
+        log(f"SavedModel: {saved_model}")
+        joints = estimator.fn.structured_outputs["keypoints"].shape[1]
+        found = [d for d in DATASETS.values() if len(d["joints"]) == joints]
+        return estimator, (found[0] if found else None)
+    if detector_checkpoint and detector_config is None:
+        raise ValueError("--detector_checkpoint needs --detector_config (the detector's "
+                         "config)")
+    if not tflite and (config is None or not checkpoint):
+        raise ValueError("the keypoint model is needed: --config and --checkpoint, or "
+                         "--tflite, or --saved_model")
+    # Missing weights files fail before any model is built.
+    for path, what in ((detector_checkpoint, "--detector_checkpoint"),
+                       (None if tflite else checkpoint, "--checkpoint")):
+        if path:
+            weights.resolve(path, what)
+    detector = None
+    if detector_checkpoint:
+        from prtr_tf.detector.predict import DetrPersonDetector
+        det_model, detector_config, det_file = weights.load_model(
+            detector_config, detector_checkpoint, "--detector_checkpoint", kinds=("detr",))
+        detector = DetrPersonDetector(det_model, detector_config, score_threshold=box_thr)
+        log(f"person detector: {det_file}")
+    elif detector_tflite:
+        detector = TFLiteDetector(detector_tflite, box_thr)
+        log(f"person detector: {detector_tflite}")
+    if tflite:
+        estimator = TFLiteEstimator(tflite, config, detector, box_threshold=box_thr)
+        if flip_test is not None and flip_test != estimator.flip_test:
+            raise ValueError(f"--flip_test={flip_test} but {tflite!r} was exported with "
+                             f"flip_test={estimator.flip_test} (in the graph); re-export "
+                             "(export/tflite.py --flip_test) or drop --flip_test")
+        log(f"keypoint model: {tflite}")
+        return estimator, DATASETS.get(estimator.config.data.dataset)
+    model, config, file = weights.load_model(config, checkpoint, "--checkpoint",
+                                             kinds=POSE_KINDS)
+    kind = registry.get(config)
+    log(f"{'keypoint' if kind.needs_detector else 'end-to-end'} model: {file}")
+    estimator = kind.estimator(model, config, detector=detector, box_threshold=box_thr,
+                               flip_test=flip_test)
+    return estimator, DATASETS.get(config.data.dataset)

@@ -197,6 +197,7 @@ def table_row(name, params, counts, reference=None):
 def main(argv=None):
     from prtr_tf.config import load_config
     from prtr_tf.nn.layers import count_parameters
+    from prtr_tf import registry
     from prtr_tf.keypoint.model import PoseTransformer
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -215,12 +216,14 @@ def main(argv=None):
         parser.error("give --config or --all")
     print(TABLE_HEADER)
     for path in configs:
-        model_config = load_config(path).model
-        if model_config.get("kind", "prtr") != "prtr":
+        config = load_config(path)
+        kind = registry.get(config)
+        if kind.name != "prtr":
             if not args.all:
-                parser.error(f"{path}: counts two-stage keypoint models only (kind "
-                             f"{model_config.kind!r})")
+                parser.error(f"{path}: counts two-stage keypoint models only (a "
+                             f"{kind.title} config)")
             continue
+        model_config = config.model
         model = PoseTransformer(model_config)  # count_macs builds it with its first call
         counts = count_macs(model, model_config.image_size, batch=args.batch)
         name = os.path.splitext(os.path.basename(path))[0]

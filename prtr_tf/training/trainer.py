@@ -10,7 +10,6 @@ continues at the next unseen batch of the interrupted epoch: each epoch's sample
 order is fixed by ``(config.train.seed, epoch)``, so the remaining batches are the
 ones the interrupted run had not seen (their random augmentation is drawn anew).
 """
-import csv
 import math
 import os
 import sys
@@ -18,11 +17,12 @@ import time
 
 import tensorflow as tf
 
+from prtr_tf import atomic, registry, weights
 from prtr_tf.data.skips import SkipCounter
 from prtr_tf.training.optim import TwoGroupAdamW
 from prtr_tf.training.strategy import make_strategy
-from prtr_tf import registry, weights
 from prtr_tf.training.progress import Progress
+from prtr_tf.training.workdir import WorkdirLock, upsert_csv_row
 
 
 def is_chief(strategy):
@@ -86,13 +86,24 @@ class Trainer:
                                              name="step_in_epoch")
             self.best_metric = tf.Variable(-1.0, dtype=tf.float64, trainable=False,
                                            name="best_metric")
+            # The running sums of this epoch's metrics, so that a resumed epoch's row in
+            # metrics.csv covers all of its steps.
+            self.metric_keys = tuple(self.task.loss_keys) + ("grad_norm",)
+            self.epoch_sums = tf.Variable(tf.zeros(len(self.metric_keys), tf.float64),
+                                          trainable=False, name="epoch_sums")
+            self.epoch_seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False,
+                                             name="epoch_seconds")
         self.checkpoint = tf.train.Checkpoint(
             model=self.model, optimizer_backbone=self.optimizer.backbone,
             optimizer_rest=self.optimizer.rest, epoch=self.epoch,
-            step_in_epoch=self.step_in_epoch, best_metric=self.best_metric)
+            step_in_epoch=self.step_in_epoch, best_metric=self.best_metric,
+            epoch_sums=self.epoch_sums, epoch_seconds=self.epoch_seconds)
         ckpt_dir = os.path.join(workdir, "checkpoints")
+        self.lock = WorkdirLock(workdir)
         if not self.chief:  # other workers write to a private folder (MultiWorker pattern)
-            ckpt_dir = os.path.join(workdir, f".worker_{self.strategy.cluster_resolver.task_id}")
+            task_id = self.strategy.cluster_resolver.task_id
+            ckpt_dir = os.path.join(workdir, f".worker_{task_id}")
+            self.lock = WorkdirLock(workdir, name=f".lock.worker_{task_id}")
         self.manager = tf.train.CheckpointManager(self.checkpoint, ckpt_dir, max_to_keep=2)
         self._train_step = None
 
@@ -153,14 +164,22 @@ class Trainer:
         if self.chief:
             print(message, file=self.stream, flush=True)
 
-    def save(self):
-        path = self.manager.save(checkpoint_number=int(self.optimizer.iterations.numpy()))
-        return path
+    def save(self, elapsed=0.0):
+        """A checkpoint (``elapsed``: seconds of the current epoch since the last one)."""
+        self.epoch_seconds.assign_add(elapsed)
+        return self.manager.save(checkpoint_number=int(self.optimizer.iterations.numpy()))
 
     def fit(self, max_steps=None):
-        """Trains until ``config.train.epochs`` (or ``max_steps`` more steps); returns metrics."""
+        """Trains until ``config.train.epochs`` (or ``max_steps`` more steps); returns the
+        metrics rows of the epochs finished by this call. Holds the workdir's lock
+        (`prtr_tf.training.workdir.WorkdirLock`) while it runs."""
+        with self.lock:
+            if self.lock.note:
+                self.log(self.lock.note)
+            return self._fit(max_steps)
+
+    def _fit(self, max_steps):
         t = self.config.train
-        os.makedirs(self.workdir, exist_ok=True)
         self.restore()
         writer = tf.summary.create_file_writer(os.path.join(self.workdir, "tensorboard")) \
             if self.chief else tf.summary.create_noop_writer()
@@ -176,37 +195,36 @@ class Trainer:
             iterator = iter(self.epoch_dataset(epoch, start))
             progress = Progress(self.steps_per_epoch, f"epoch {epoch + 1}/{t.epochs}",
                                 every=t.log_every_steps, stream=self.stream)
-            sums, count, t0 = {}, 0, time.time()
+            t0 = time.time()
             for step in range(start, self.steps_per_epoch):
                 metrics = {k: float(v) for k, v in self.train_step(iterator).items()}
                 if not math.isfinite(metrics["loss"]):
                     raise FloatingPointError(
                         f"loss is {metrics['loss']} at epoch {epoch + 1} step {step + 1}; "
                         f"the last good checkpoint is {self.manager.latest_checkpoint}")
-                for k, v in metrics.items():
-                    sums[k] = sums.get(k, 0.0) + v
-                count += 1
+                self.epoch_sums.assign_add([metrics[k] for k in self.metric_keys])
                 steps_run += 1
                 self.step_in_epoch.assign(step + 1)
                 global_step = int(self.optimizer.iterations.numpy())
-                lr_backbone, lr = self.optimizer.learning_rates()
                 with writer.as_default(step=global_step):
                     for k, v in metrics.items():
                         tf.summary.scalar(f"train/{k}", v)
-                    tf.summary.scalar("train/lr", lr)
+                    tf.summary.scalar("train/lr", self.optimizer.learning_rates()[1])
                 if self.chief:
                     progress.update(step + 1, f"loss {metrics['loss']:.4f}")
-                if t.checkpoint_every_steps and global_step % t.checkpoint_every_steps == 0:
-                    self.save()
-                if max_steps is not None and steps_run >= max_steps:
-                    self.save()
+                checkpoint_now = (t.checkpoint_every_steps
+                                  and global_step % t.checkpoint_every_steps == 0)
+                stop = max_steps is not None and steps_run >= max_steps
+                if checkpoint_now or stop:
+                    self.save(elapsed=time.time() - t0)
+                    t0 = time.time()
+                if stop:
                     return history
+            row = self._epoch_row(epoch, time.time() - t0)
             self.epoch.assign(epoch + 1)
             self.step_in_epoch.assign(0)
-            row = {"epoch": epoch + 1, "step": int(self.optimizer.iterations.numpy()),
-                   **{k: v / max(count, 1) for k, v in sums.items()},
-                   "lr": lr, "lr_backbone": lr_backbone, "epoch_time_s": time.time() - t0,
-                   "skipped_samples": self.skips.reset()}
+            self.epoch_sums.assign(tf.zeros_like(self.epoch_sums))
+            self.epoch_seconds.assign(0.0)
             if t.eval_every_epochs and (epoch + 1) % t.eval_every_epochs == 0:
                 scores = self.evaluate()
                 row.update(scores)
@@ -214,26 +232,30 @@ class Trainer:
                 if metric > float(self.best_metric.numpy()):
                     self.best_metric.assign(metric)
                     if self.chief:
-                        self.model.save_weights(os.path.join(self.workdir, "best.weights.h5"))
+                        atomic.save_weights(self.model,
+                                            os.path.join(self.workdir, "best.weights.h5"))
                 with writer.as_default(step=row["step"]):
                     for k, v in scores.items():
                         tf.summary.scalar(f"val/{k}", v)
             self.save()
             if self.chief:
-                self.model.save_weights(os.path.join(self.workdir, "last.weights.h5"))
-                _append_csv(csv_path, row)
+                atomic.save_weights(self.model, os.path.join(self.workdir, "last.weights.h5"))
+                upsert_csv_row(csv_path, row)
             self.log(_summary(row))
             history.append(row)
         return history
 
-
-def _append_csv(path, row):
-    exists = os.path.exists(path)
-    with open(path, "a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(row))
-        if not exists:
-            writer.writeheader()
-        writer.writerow(row)
+    def _epoch_row(self, epoch, seconds):
+        """The metrics.csv row of a finished epoch: the means of its steps' metrics
+        (over every step, also across a resume), the learning rates, its time."""
+        lr_backbone, lr = self.optimizer.learning_rates()
+        sums = self.epoch_sums.numpy()
+        steps = max(self.steps_per_epoch, 1)
+        return {"epoch": epoch + 1, "step": int(self.optimizer.iterations.numpy()),
+                **{k: float(v) / steps for k, v in zip(self.metric_keys, sums)},
+                "lr": lr, "lr_backbone": lr_backbone,
+                "epoch_time_s": float(self.epoch_seconds.numpy()) + seconds,
+                "skipped_samples": self.skips.reset()}
 
 
 def _summary(row):
@@ -244,3 +266,13 @@ def _summary(row):
         if key in row:
             parts.append(f"{key} {row[key]:.4f}")
     return "  ".join(parts)
+
+
+def train(config, workdir, strategy="auto", mixed_precision=None, max_steps=None,
+          stream=None):
+    """Trains ``config`` into ``workdir`` (resuming from its last checkpoint); returns the
+    `Trainer` (its ``model`` holds the trained weights)."""
+    trainer = Trainer(config, workdir, strategy=strategy, mixed_precision=mixed_precision,
+                      stream=stream)
+    trainer.fit(max_steps=max_steps)
+    return trainer

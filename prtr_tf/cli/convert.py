@@ -1,0 +1,48 @@
+"""Converts an official PyTorch checkpoint into Keras weights (`prtr_tf.convert`).
+
+    prtr-convert --config=coco_res50_384x288 \\
+        --checkpoint=pose_transformer_res50_384x288.pth --output=res50_384x288.weights.h5
+    python -m prtr_tf.convert --config=configs/detr_r50_person.py \\
+        --checkpoint=detr-r50-e632da11.pth --output=detr_person.weights.h5
+"""
+from prtr_tf.cli import common
+
+
+def define_flags():
+    from absl import flags
+    from ml_collections import config_flags
+    return dict(
+        config=config_flags.DEFINE_config_file(
+            "config", None, "Config of the checkpoint's configuration (file or name in "
+            "configs/), e.g. configs/coco_res50_384x288.py (overrides: "
+            "--config.model.num_queries=...).", lock_config=False),
+        checkpoint=flags.DEFINE_string("checkpoint", None, "Official state_dict: .pth or "
+                                       ".npz."),
+        output=flags.DEFINE_string("output", None, "Output Keras weights file "
+                                   "(*.weights.h5)."),
+        overwrite=flags.DEFINE_bool("overwrite", False, "Replace --output if it exists."),
+    )
+
+
+def main(argv, f):
+    from prtr_tf.convert import convert
+    if len(argv) > 1:
+        raise common.usage_error(f"unexpected arguments: {argv[1:]}")
+    v = common.values(f)
+    missing = [f"--{n}" for n in ("config", "checkpoint", "output") if not v[n]]
+    if missing:
+        raise common.usage_error(f"missing {', '.join(missing)}")
+    try:
+        convert(v["config"], v["checkpoint"], v["output"], v["overwrite"])
+    except ImportError as e:  # torch missing for a .pth
+        raise common.UserError(str(e)) from e
+    print(f"wrote {v['output']}")
+    return 0
+
+
+def run():
+    common.run(define_flags, main)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,79 @@
+"""Evaluates a trained PRTR model: COCO OKS AP/AR or MPII PCKh@0.5 for keypoint models,
+COCO person box AP for a DETR person detector.
+
+    prtr-eval --config=coco_res50_384x288 --checkpoint=res50_384x288.weights.h5 \\
+        --det_json=COCO_val2017_detr_detections.json
+    python eval.py --config=configs/synthetic_tiny.py --checkpoint=runs/demo --use_gt_bbox
+    python eval.py --config=configs/e2e_r50_coco.py --checkpoint=runs/e2e_r50
+    python eval.py --config=configs/synthetic_detector_tiny.py --checkpoint=runs/det
+
+--checkpoint is a Keras weights file (*.weights.h5, e.g. from prtr_tf.convert) or a
+training workdir (its best.weights.h5, else last.weights.h5). An end-to-end config
+is evaluated with the persons the model itself detects: the box flags, the flip test
+and --gt_mat do not apply (nor to a detector). COCO results (keypoints, or the
+detector's boxes in the format of --det_json) are written as a COCO results JSON
+(--output) and scored with pycocotools.
+"""
+from prtr_tf.cli import common
+
+
+def define_flags():
+    from absl import flags
+    from ml_collections import config_flags
+    return dict(
+        config=config_flags.DEFINE_config_file(
+            "config", None, "Config file or name in configs/.", lock_config=False),
+        checkpoint=flags.DEFINE_string("checkpoint", None,
+                                       "*.weights.h5 file, or a training workdir."),
+        use_gt_bbox=flags.DEFINE_bool(
+            "use_gt_bbox", None, "Keypoint model: crop ground-truth person boxes (default: "
+            "config.test.use_gt_bbox unless --det_json is given)."),
+        det_json=flags.DEFINE_string("det_json", None, "Keypoint model: COCO results JSON "
+                                     "of person detections."),
+        flip_test=flags.DEFINE_bool("flip_test", None, "Keypoint model: average with the "
+                                    "mirrored crop (default: config.test.flip_test)."),
+        split=flags.DEFINE_enum("split", "val", ["val", "train"], "Which configured split."),
+        gt_mat=flags.DEFINE_string("gt_mat", None, "MPII: the official gt_valid.mat (true "
+                                   "head boxes); without it PCKh uses an approximate head "
+                                   "size."),
+        output=flags.DEFINE_string("output", None, "Where to write the COCO results JSON "
+                                   "(default: next to the checkpoint)."),
+    )
+
+
+def main(argv, f):
+    import os
+
+    from prtr_tf import registry
+    from prtr_tf.evaluation.checkpoint import evaluate_checkpoint
+    if len(argv) > 1:
+        raise common.usage_error(f"unexpected arguments: {argv[1:]}")
+    v = common.values(f)
+    if v["config"] is None or not v["checkpoint"]:
+        raise common.usage_error("--config and --checkpoint are required")
+    if v["use_gt_bbox"] and v["det_json"]:
+        raise common.usage_error("--use_gt_bbox and --det_json exclude each other")
+    for name in ("det_json", "gt_mat"):
+        if v[name] and not os.path.exists(v[name]):
+            raise common.usage_error(f"--{name} {v[name]!r} does not exist")
+    options = {k: v[k] for k in ("use_gt_bbox", "det_json", "flip_test", "gt_mat")}
+    kind = registry.get(v["config"])
+    given = [f"--{k}" for k, value in options.items()
+             if value is not None and k not in kind.eval_options]
+    if given:
+        raise common.usage_error(f"{', '.join(given)} does not apply to a {kind.title} "
+                                 "config")
+    scores, table, weights_file, results = evaluate_checkpoint(
+        v["config"], v["checkpoint"], v["split"], v["output"], **options)
+    print(table)
+    if os.path.exists(results):
+        print(f"results: {results}")
+    return 0
+
+
+def run():
+    common.run(define_flags, main)
+
+
+if __name__ == "__main__":
+    run()

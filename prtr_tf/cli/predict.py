@@ -1,0 +1,241 @@
+"""``predict.py``: PRTR pose estimation on images (and videos): writes annotated
+images and a results JSON.
+
+    python predict.py --source=photos/ --output=out/ \\
+        --config=configs/coco_res50_384x288.py --checkpoint=res50_384x288.weights.h5 \\
+        --detector_config=configs/detr_r50_person.py --detector_checkpoint=detr.weights.h5
+    python predict.py --source='photos/*.jpg' --output=out/ --config=configs/synthetic_tiny.py \\
+        --checkpoint=runs/tiny --boxes_json=detections.json
+    python predict.py --source=photos/ --output=out/ --saved_model=exported/prtr_res50
+    python predict.py --source=photos/ --output=out/ --tflite=keypoints_fp32.tflite \\
+        --detector_tflite=detector_fp32.tflite      # or --boxes_json / --detector_config+checkpoint
+
+Three ways to run the keypoint model, one per run:
+  * --config + --checkpoint: the Keras model (`prtr_tf.serving.estimator.PoseEstimator`); an
+    end-to-end config (configs/e2e_*.py) finds the persons itself (no box source;
+    --box_thr is its P(person) threshold, default 0.5);
+  * --saved_model DIR: a SavedModel from export/saved_model.py, whose serving_default
+    holds the detector and the whole pipeline (box threshold, person cap and flip test
+    fixed at export; no --config, --boxes_json, detector flags, --box_thr or
+    --flip_test). An end-to-end export (configs/e2e_*.py) works the same way. A
+    SavedModel exported before serving_default returned box_scores gives
+    "box_score": null (with a warning);
+  * --tflite FILE: a keypoint .tflite from export/tflite.py on the same crops as the
+    Keras path (`prtr_tf.serving.backends.TFLiteEstimator`); crop size, normalisation
+    and flip test are read from the file's metadata (--flip_test must agree with it),
+    --config is optional (its test thresholds are then used, after checking it matches
+    the file). Boxes from --boxes_json, --detector_config + --detector_checkpoint or a
+    detector .tflite (--detector_tflite; box threshold default 0.5).
+
+--source: an image file, a folder (its files, not recursive; hidden files
+skipped), a glob pattern (quote it), or a video file (.mp4, .avi, .mov, .mkv,
+.webm, ...; read with imageio, which needs a video backend such as
+imageio[ffmpeg] or imageio[pyav]; without one the video is reported as failed).
+
+Person boxes come from a DETR person detector (--detector_config +
+--detector_checkpoint) or from --boxes_json, one of two layouts (told apart by
+the top-level JSON type):
+  * a dict {file name: [[x, y, w, h, score], ...]} (score optional, default 1),
+    keyed by the file's base name ("img.jpg") or by the path as listed;
+  * a COCO detections results list [{"image_id", "bbox": [x, y, w, h], "score",
+    "category_id"}], entries with a category_id other than 1 ignored; an image_id
+    matches the file whose name stem is that number (000000000785.jpg <-> 785)
+    or equals it as a string.
+Boxes are in the original image's pixels (after EXIF rotation). A file without
+boxes gets no persons. --checkpoint / --detector_checkpoint: a *.weights.h5 file
+or a training workdir (its best.weights.h5, else last.weights.h5).
+
+Output (--output DIR): one annotated image per input (<stem>_pose.jpg; video
+frames in <stem>_frames/), and results.json: a list of {"file", "frame" (videos
+only), "width", "height", "annotated", "persons": [{"box" [x1, y1, x2, y2],
+"score", "box_score", "keypoints" [[x, y, score] x J]}]} in original-image
+pixels. Failures are also written to failures.json.
+
+Inputs: grayscale, palette, RGBA (composited on white), CMYK and 16-bit images are
+converted to RGB uint8 (16-bit values scaled by 255/65535); EXIF orientation is
+applied; images with a side above --max_side are downscaled for the model (a note
+says so; results are mapped back to original coordinates, the annotated image is
+saved at the reduced size); images beyond Pillow's decompression-bomb limit
+(--max_pixels) and unreadable, empty or non-image files are reported with their
+name and reason and the remaining files are processed.
+
+Exit status: 0 when at least one input was processed, 1 when every input failed,
+2 (usage error, one ``error: ...`` line) for bad flags, a --source matching nothing,
+or models, configs and files given that are missing or do not fit.
+
+Code: flags and their checks here; `prtr_tf.serving.backends.build_estimator` (the
+models), `prtr_tf.media` (inputs), `prtr_tf.data.boxes_json` (--boxes_json) and
+`prtr_tf.predict.predict_files` (the run and its outputs).
+"""
+
+import os
+
+from prtr_tf.cli import common
+from prtr_tf.cli.common import usage_error
+
+
+def define_flags():
+    """Defines the command-line flags ({name: FlagHolder}); called by `run` only, so
+    that importing this module defines none."""
+    from absl import flags
+    from ml_collections import config_flags
+
+    f = {}
+    f["source"] = flags.DEFINE_string(
+        "source", None, "An image file, a folder of images, a glob pattern (quoted) or a "
+        "video file.")
+    f["output"] = flags.DEFINE_string(
+        "output", None, "Output folder: annotated images, results.json, failures.json.")
+    f["config"] = config_flags.DEFINE_config_file(
+        "config", None, "Keypoint model config file (configs/*.py).", lock_config=False)
+    f["checkpoint"] = flags.DEFINE_string(
+        "checkpoint", None, "Keypoint model weights: *.weights.h5 or a training workdir.")
+    f["detector_config"] = config_flags.DEFINE_config_file(
+        "detector_config", None, "DETR person detector config file (e.g. "
+        "configs/detr_r50_person.py); with --detector_checkpoint.", lock_config=False)
+    f["detector_checkpoint"] = flags.DEFINE_string(
+        "detector_checkpoint", None, "Detector weights: *.weights.h5 or a training workdir.")
+    f["boxes_json"] = flags.DEFINE_string(
+        "boxes_json", None, "Person boxes instead of a detector: {file name: [[x, y, w, h, "
+        "score], ...]} or a COCO detections results list (image_id = numeric file stem).")
+    f["kpt_thr"] = flags.DEFINE_float(
+        "kpt_thr", 0.3, "Joints scoring below this are not drawn (all are in results.json).")
+    f["box_thr"] = flags.DEFINE_float(
+        "box_thr", None, "Minimum person box score (detector or --boxes_json) for a box to "
+        "be used; default: the detector config's test.score_thre for detections and the "
+        "keypoint config's test.image_thre for boxes.")
+    f["flip_test"] = flags.DEFINE_bool(
+        "flip_test", None, "Average with the mirrored crop (default: config.test.flip_test).")
+    f["max_side"] = flags.DEFINE_integer(
+        "max_side", 4096, "Images with a longer side are downscaled to it before inference "
+        "(results are mapped back to original pixels); 0: never.")
+    f["max_pixels"] = flags.DEFINE_integer(
+        "max_pixels", None, "Pillow's decompression-bomb limit (Image.MAX_IMAGE_PIXELS; "
+        "files above twice it are refused). Default: Pillow's; 0: no limit.")
+    f["max_frames"] = flags.DEFINE_integer(
+        "max_frames", 0, "Videos: process at most this many frames (0: all).")
+    f["saved_model"] = flags.DEFINE_string(
+        "saved_model", None, "A SavedModel folder from export/saved_model.py (detector + "
+        "pipeline inside), instead of --config/--checkpoint and the box flags.")
+    f["tflite"] = flags.DEFINE_string(
+        "tflite", None, "A keypoint .tflite from export/tflite.py, instead of --checkpoint "
+        "(--config optional); boxes from --boxes_json or a detector.")
+    f["detector_tflite"] = flags.DEFINE_string(
+        "detector_tflite", None, "A detector .tflite from export/tflite.py (instead of "
+        "--detector_config + --detector_checkpoint).")
+    return f
+
+
+def _kind(config):
+    """The `prtr_tf.registry` kind of --config; usage errors for a config without one
+    or of a kind that is no keypoint model."""
+    from prtr_tf import registry
+    from prtr_tf.serving.backends import POSE_KINDS
+
+    try:
+        kind = registry.get(config)
+    except ValueError as e:
+        raise usage_error(f"--config: {e}") from e
+    if kind.name not in POSE_KINDS:
+        expected = " or ".join(registry.get(k).title for k in POSE_KINDS)
+        raise usage_error(f"--config is a {kind.title} config (model.kind {kind.name!r}); "
+                               f"--config needs a {expected} config (a person detector goes "
+                               "in --detector_config)")
+    return kind
+
+
+def _check_flags(v):
+    """Usage errors for contradictory or missing flags (see the module docstring)."""
+    if not v["source"] or not v["output"]:
+        raise usage_error("--source and --output are required")
+    if os.path.exists(v["output"]) and not os.path.isdir(v["output"]):
+        raise usage_error(f"--output {v['output']!r} is a file: --output is the folder "
+                          "for the annotated images and results.json")
+    has_det_keras = v["detector_config"] is not None or bool(v["detector_checkpoint"])
+    if v["saved_model"]:
+        given = [f"--{k}" for k in ("checkpoint", "tflite", "boxes_json", "detector_checkpoint",
+                                    "detector_tflite", "box_thr", "flip_test")
+                 if v[k] not in (None, "")]
+        given += [f"--{k}" for k in ("config", "detector_config") if v[k] is not None]
+        if given:
+            raise usage_error(f"--saved_model runs the exported pipeline (its detector, box "
+                              f"threshold and flip test fixed at export): drop {', '.join(given)}")
+        return
+    if v["config"] is not None and not _kind(v["config"]).needs_detector:
+        given = [f"--{k}" for k in ("tflite", "boxes_json", "detector_checkpoint",
+                                    "detector_tflite", "flip_test") if v[k] not in (None, "")]
+        given += ["--detector_config"] if v["detector_config"] is not None else []
+        if given:
+            raise usage_error(f"--config is an end-to-end model (it detects the persons itself, "
+                              f"without flip test): drop {', '.join(given)}")
+        if not v["checkpoint"]:
+            raise usage_error("--checkpoint is needed with --config")
+        return
+    if v["tflite"] and v["checkpoint"]:
+        raise usage_error("give either --tflite (a keypoint .tflite) or --checkpoint (Keras "
+                          "weights), not both")
+    if not v["tflite"] and (v["config"] is None or not v["checkpoint"]):
+        raise usage_error("the keypoint model is needed: --config and --checkpoint, or --tflite, "
+                          "or --saved_model")
+    if v["detector_tflite"] and not v["tflite"]:
+        raise usage_error("--detector_tflite goes with --tflite; with --checkpoint use "
+                          "--detector_config + --detector_checkpoint")
+    sources = [name for name, given in (
+        ("--boxes_json", bool(v["boxes_json"])),
+        ("--detector_config/--detector_checkpoint", has_det_keras),
+        ("--detector_tflite", bool(v["detector_tflite"]))) if given]
+    if len(sources) > 1:
+        raise usage_error(f"give one source of person boxes, not {' and '.join(sources)}")
+    if not sources:
+        raise usage_error("person boxes are needed: --detector_config and --detector_checkpoint, "
+                          + ("--detector_tflite, " if v["tflite"] else "") + "or --boxes_json")
+    if has_det_keras and not (v["detector_config"] is not None and v["detector_checkpoint"]):
+        raise usage_error("--detector_config and --detector_checkpoint go together")
+
+
+def main(argv, flags):
+    from PIL import Image
+
+    from prtr_tf.data.boxes_json import load_boxes_json
+    from prtr_tf.media import collect_sources
+
+    if len(argv) > 1:
+        raise usage_error(f"unexpected arguments: {argv[1:]}")
+    v = common.values(flags)
+    _check_flags(v)
+    if v["max_side"] < 0 or v["max_frames"] < 0:
+        raise usage_error("--max_side and --max_frames must be >= 0")
+    if v["max_pixels"] is not None:
+        Image.MAX_IMAGE_PIXELS = v["max_pixels"] or None
+    boxes_for = None
+    if v["boxes_json"]:
+        try:
+            boxes_for = load_boxes_json(v["boxes_json"])
+        except (OSError, ValueError) as e:
+            raise usage_error(f"--boxes_json: {e}") from e
+    try:
+        files = collect_sources(v["source"], exclude_dir=v["output"])
+    except FileNotFoundError as e:
+        raise usage_error(str(e)) from e
+    if not files:
+        raise usage_error(f"--source {v['source']!r} matches no files")
+
+    from prtr_tf.predict import predict_files
+    from prtr_tf.serving.backends import build_estimator
+    try:
+        estimator, keypoint_set = build_estimator(
+            saved_model=v["saved_model"], tflite=v["tflite"], config=v["config"],
+            checkpoint=v["checkpoint"], detector_config=v["detector_config"],
+            detector_checkpoint=v["detector_checkpoint"],
+            detector_tflite=v["detector_tflite"], box_thr=v["box_thr"],
+            flip_test=v["flip_test"], log=print)
+    except (FileNotFoundError, ValueError) as e:
+        raise usage_error(str(e)) from e
+    counts = predict_files(estimator, files, v["output"], keypoint_set, boxes_for=boxes_for,
+                           kpt_thr=v["kpt_thr"], max_side=v["max_side"],
+                           max_frames=v["max_frames"])
+    return 1 if counts["processed"] == 0 else 0
+
+
+def run():
+    common.run(define_flags, main)

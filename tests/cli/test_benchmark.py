@@ -1,0 +1,74 @@
+"""Smoke tests of the benchmark shells (``benchmark.py``, ``benchmarks/train_benchmark.py``
+over `prtr_tf.cli.benchmark`): the tiniest run each one's flags allow, and --help."""
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+INFERENCE = REPO / "benchmark.py"
+TRAINING = REPO / "benchmarks" / "train_benchmark.py"
+
+
+def run(script, *args, cwd):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    return subprocess.run([sys.executable, str(script), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("script,own_flags", [
+    (INFERENCE, ("--formats", "--batches", "--slow_repeats", "--[no]xnnpack", "--det_test_size",
+                 "--calibration_data", "--workdir")),
+    (TRAINING, ("--tiny_steps", "--r50_steps", "--r50_batches", "--matcher_reps", "--skip",
+                "--busy_threshold", "--data_root")),
+], ids=["inference", "training"])
+def test_help_lists_the_tools_flags(script, own_flags, tmp_path):
+    proc = run(script, "--help", cwd=tmp_path)
+    assert proc.returncode in (0, 1), proc.stderr  # absl's --help exits 1
+    for flag in own_flags:
+        assert flag in proc.stdout, (flag, proc.stdout)
+
+
+@pytest.mark.parametrize("script,flag,message", [
+    (INFERENCE, "--formats=function,bogus", "--formats: unknown ['bogus']"),
+    (INFERENCE, "--batches=1,x", "--batches: expected comma-separated integers"),
+    (TRAINING, "--skip=train,bogus", "--skip: unknown part(s) ['bogus']"),
+], ids=["formats", "batches", "skip"])
+def test_bad_flag_values_are_one_line_usage_errors(script, flag, message, tmp_path):
+    proc = run(script, flag, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith(f"error: {message}"), proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_inference_benchmark_of_the_tiny_model(tmp_path):
+    out = tmp_path / "results.jsonl"
+    proc = run(INFERENCE, "--config=tiny", "--formats=function", "--batches=1", "--repeats=1",
+               "--warmup=0", f"--workdir={tmp_path / 'work'}", f"--output={out}",
+               cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("function ")]
+    assert len(rows) == 1 and "b=1 " in rows[0] and "ms/crop" in rows[0], proc.stdout
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert "machine" in lines[0] and lines[0]["machine"]["threads"] == 2
+    assert [(r["format"], r["batch"], r["repeats"], r["per"]) for r in lines[1:]] == [
+        ("function", 1, 1, "crop")]
+    assert lines[1]["median_ms"] > 0 and "own_cpu_per_wall" in lines[1]
+
+
+@pytest.mark.slow  # ~33 s on 2 CPU cores
+def test_training_benchmark_of_the_tiny_config(tmp_path):
+    report = tmp_path / "report.md"
+    proc = run(TRAINING, "--tiny_steps=1", "--warmup=0", "--r50_steps=0", "--tiny_batch=2",
+               "--skip=pipeline", "--matcher_reps=1", "--retries=0",
+               f"--data_root={tmp_path / 'synthetic'}", f"--output={report}", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    table = proc.stdout
+    assert "### Training steps" in table and "### Input pipeline" not in table
+    assert "| synthetic_tiny | 128x96 | 2 |" in table, table
+    assert "| synthetic_tiny | L=2, B=2, Q=20, J+1=18 | 4 |" in table, table
+    assert "coco_res50_384x288" not in table
+    assert report.read_text() == table

@@ -1,0 +1,500 @@
+"""Detector data (spec §8): COCO person-box records, DETR transforms, the tf.data pipeline."""
+import json
+import logging
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from prtr_tf.data import SkipCounter
+from prtr_tf.detector.augment import DetectionAugmenter, crop, hflip, resize, resize_size
+from prtr_tf.detector.config import detector
+from prtr_tf.detector.data import build_detection_dataset, unnormalize_boxes
+from prtr_tf.detector.records import load_person_boxes, person_label
+from prtr_tf.end_to_end.config import end_to_end
+
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+
+ELEMENT_SPEC = {
+    "image": ((None, None, 3), tf.float32), "mask": ((None, None), tf.float32),
+    "boxes": ((8, 4), tf.float32), "labels": ((8,), tf.int32), "valid": ((8,), tf.float32),
+    "image_id": ((), tf.int64), "orig_size": ((2,), tf.int32), "size": ((2,), tf.int32),
+    "index": ((), tf.int64),
+}
+
+
+def small_config(**data):
+    """DETR's augmentation at CPU-test scale (the real config: scales 480..800, 1333...)."""
+    fields = dict(scales=(96, 112, 128), max_size=200, crop_min_size=64, crop_max_size=100,
+                  crop_resize_scales=(100, 125, 150), max_boxes=8, test_size=128,
+                  num_parallel_calls=2)
+    return detector("resnet_tiny", **{**fields, **data})
+
+
+@pytest.fixture
+def records(coco_mini):
+    return load_person_boxes(coco_mini / "person_keypoints.json", coco_mini / "images")
+
+
+# ---------------------------------------------------------------------------------------
+# Records
+# ---------------------------------------------------------------------------------------
+
+def test_person_records_of_coco_mini(coco_mini, caplog):
+    with caplog.at_level(logging.INFO, logger="prtr_tf.data"):
+        records, summary = load_person_boxes(coco_mini / "person_keypoints.json",
+                                             coco_mini / "images", return_summary=True)
+    # By hand from the JSON: 14 person annotations, none crowd; 1202706 (image 40083) and
+    # 508900 (image 196141) have num_keypoints 0 and all v = 0.
+    assert [r["image_id"] for r in records] == [785, 40083, 196141, 197388]
+    assert [r["ann_ids"].tolist() for r in records] == [
+        [442619], [198196, 230195], [460541, 488308, 1717641, 1724673],
+        [437295, 467657, 531914, 533949, 543117]]
+    assert summary == dict(images=4, images_without_persons=0, persons=12,
+                           dropped_no_keypoints=2, dropped_crowd=0, dropped_empty_box=0,
+                           other_categories=0, bad_annotations=0)
+    assert "12 persons kept" in caplog.text and "dropped: 2 with fewer than 1" in caplog.text
+    r = records[1]
+    assert r["image_path"] == str(coco_mini / "images" / "000000040083.jpg")
+    assert (r["width"], r["height"]) == (500, 333)
+    np.testing.assert_allclose(r["boxes"], [[38.08, 110.95, 174.71, 174.71],
+                                            [257.76, 139.06, 140.05, 154.21]], rtol=1e-6)
+    assert r["boxes"].dtype == np.float32 and r["ann_ids"].dtype == np.int64
+    # min_keypoints=0 keeps the two unlabelled persons (DETR's own filter).
+    all_persons = load_person_boxes(coco_mini / "person_keypoints.json", coco_mini / "images",
+                                    min_keypoints=0)
+    assert sum(len(r["boxes"]) for r in all_persons) == 14
+
+
+def _kps(num_visible):
+    kp = [0.0] * 51
+    for j in range(num_visible):
+        kp[3 * j: 3 * j + 3] = [10.0 + j, 10.0, 2.0]
+    return kp
+
+
+def test_person_records_filters_and_edge_cases(tmp_path):
+    images = [dict(id=1, file_name="a.jpg", width=100, height=50),
+              dict(id=2, file_name="b.jpg", width=80, height=60)]
+    anns = [
+        dict(id=10, image_id=1, category_id=1, iscrowd=0, bbox=[90, -5, 20, 30],
+             keypoints=_kps(1)),                                       # clipped to image
+        dict(id=11, image_id=1, category_id=1, iscrowd=1, bbox=[0, 0, 5, 5],
+             keypoints=_kps(3)),                                       # crowd
+        dict(id=12, image_id=1, category_id=1, iscrowd=0, bbox=[1, 1, 5, 5],
+             keypoints=_kps(0)),                                       # no keypoints
+        dict(id=13, image_id=1, category_id=3, iscrowd=0, bbox=[1, 1, 5, 5]),  # a car
+        dict(id=14, image_id=1, category_id=1, iscrowd=0, bbox=[120, 1, 5, 5],
+             keypoints=_kps(2)),                                       # outside: empty
+        dict(id=15, image_id=1, category_id=1, iscrowd=0, bbox=[1, 2, float("nan"), 5],
+             keypoints=_kps(2)),                                       # malformed
+        dict(id=16, image_id=1, category_id=1, iscrowd=0, bbox=[4, 5, 6, 7],
+             keypoints=_kps(2)),
+    ]  # image 2: no persons at all, still a record
+    path = tmp_path / "ann.json"
+    path.write_text(json.dumps(dict(images=images, annotations=anns, categories=[])))
+    counter = SkipCounter()
+    records, summary = load_person_boxes(path, "imgs", skip_counter=counter,
+                                         return_summary=True)
+    assert [r["image_id"] for r in records] == [1, 2]
+    assert records[0]["ann_ids"].tolist() == [10, 16]
+    np.testing.assert_allclose(records[0]["boxes"], [[90, 0, 10, 25], [4, 5, 6, 7]])
+    assert records[1]["boxes"].shape == (0, 4) and records[1]["ann_ids"].shape == (0,)
+    assert summary == dict(images=2, images_without_persons=1, persons=2,
+                           dropped_no_keypoints=1, dropped_crowd=1, dropped_empty_box=1,
+                           other_categories=1, bad_annotations=1)
+    assert counter.count == 1 and "annotation id 15" in counter.messages[0]
+    assert "'bbox'" in counter.messages[0]
+    assert load_person_boxes(path, "imgs", min_keypoints=2)[0]["ann_ids"].tolist() == [16]
+    with pytest.raises(ValueError, match="annotation id 15"):
+        load_person_boxes(path, "imgs", skip_bad=False)
+
+
+# ---------------------------------------------------------------------------------------
+# Transforms, by hand
+# ---------------------------------------------------------------------------------------
+
+def test_hflip_by_hand():
+    image = tf.reshape(tf.range(2 * 10 * 3, dtype=tf.float32), (2, 10, 3))
+    flipped, boxes = hflip(image, tf.constant([[1.0, 2.0, 4.0, 6.0], [0.0, 0.0, 10.0, 1.0]]))
+    np.testing.assert_allclose(boxes, [[6, 2, 9, 6], [0, 0, 10, 1]])
+    np.testing.assert_array_equal(flipped[:, 0], image[:, 9])
+
+
+@pytest.mark.parametrize("hw,size,max_size,expected", [
+    ((425, 640), 800, 1333, (800, 1204)),   # int(800 * 640 / 425) = int(1204.7)
+    ((480, 640), 800, 1333, (800, 1066)),
+    ((640, 480), 800, 1333, (1066, 800)),   # portrait
+    ((200, 800), 800, 1333, (333, 1332)),   # max binds: round(333.25) = 333, int(1332.0)
+    ((392, 640), 128, 200, (122, 199)),     # round(122.5) = 122 (half to even, as Python)
+    ((100, 50), 20, None, (40, 20)),
+    ((600, 800), 600, None, (600, 800)),    # already the size
+])
+def test_resize_size_is_detr_get_size_with_aspect_ratio(hw, size, max_size, expected):
+    out = resize_size(hw[0], hw[1], size, max_size)
+    assert (int(out[0]), int(out[1])) == expected == detr_size(hw, size, max_size)
+
+
+def detr_size(hw, size, max_size=None):
+    """DETR datasets/transforms.py get_size_with_aspect_ratio, verbatim but for (h, w) in."""
+    h, w = hw
+    if max_size is not None:
+        min_original_size = float(min((w, h)))
+        max_original_size = float(max((w, h)))
+        if max_original_size / min_original_size * size > max_size:
+            size = int(round(max_size * min_original_size / max_original_size))
+    if (w <= h and w == size) or (h <= w and h == size):
+        return (h, w)
+    if w < h:
+        ow = size
+        oh = int(size * h / w)
+    else:
+        oh = size
+        ow = int(size * w / h)
+    return (oh, ow)
+
+
+def test_resize_size_matches_detr_on_random_sizes():
+    rng = np.random.default_rng(0)
+    hw = rng.integers(50, 2000, (500, 2))
+    sizes = rng.choice([480, 512, 544, 576, 608, 640, 672, 704, 736, 768, 800], 500)
+    for max_size in (1333, None):
+        out_h, out_w = resize_size(hw[:, 0], hw[:, 1], sizes, max_size)
+        ref = np.array([detr_size(tuple(int(v) for v in x), int(s), max_size)
+                        for x, s in zip(hw, sizes)])
+        np.testing.assert_array_equal(np.stack([out_h, out_w], -1), ref)
+
+
+def test_resize_boxes_by_hand():
+    image = tf.zeros((425, 640, 3))
+    boxes = tf.constant([[280.79, 44.73, 499.49, 391.41]])
+    out, resized = resize(image, boxes, 200, 1333)
+    assert out.shape == (200, 301, 3)  # int(200 * 640 / 425) = 301
+    rw, rh = 301 / 640, 200 / 425
+    np.testing.assert_allclose(resized, [[280.79 * rw, 44.73 * rh, 499.49 * rw, 391.41 * rh]],
+                               rtol=1e-6)
+
+
+def test_crop_by_hand():
+    image = tf.reshape(tf.range(10 * 12 * 3, dtype=tf.float32), (10, 12, 3))
+    boxes = tf.constant([[0.0, 0.0, 4.0, 4.0],     # -> [-3, -2, 1, 2] -> [0, 0, 1, 2]
+                         [5.0, 3.0, 20.0, 20.0],   # -> [2, 1, 17, 18] -> [2, 1, 6, 5]
+                         [0.0, 0.0, 2.0, 9.0],     # -> x1 = -1 -> zero width: dropped
+                         [10.0, 8.0, 11.0, 9.0]])  # below/right of the crop: dropped
+    out, kept, keep = crop(image, boxes, (2, 3, 5, 6))  # top, left, height, width
+    np.testing.assert_array_equal(out, image[2:7, 3:9])
+    np.testing.assert_allclose(kept, [[0, 0, 1, 2], [2, 1, 6, 5]])
+    assert keep.numpy().tolist() == [True, True, False, False]
+
+
+def _rect_image(height, width, box):
+    x0, y0, x1, y1 = box
+    image = np.zeros((height, width, 3), np.float32)
+    image[y0:y1, x0:x1] = 255.0
+    return image
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_augmentation_keeps_boxes_on_the_image_content(seed):
+    """A white rectangle through flip/resize/crop/resize: its box stays on it."""
+    box = (60, 40, 180, 120)  # x0, y0, x1, y1 (pixel edges)
+    image = tf.constant(_rect_image(200, 300, box))
+    config = small_config()
+    aug = DetectionAugmenter(config.data)
+    out, boxes = aug(image, tf.constant([box], tf.float32), tf.constant([seed, 7], tf.int64))
+    out, boxes = out.numpy(), boxes.numpy()
+    h, w = out.shape[:2]
+    assert max(h, w) <= config.data.max_size and 0 < min(h, w)
+    white = out[..., 0] > 127.5
+    if len(boxes) == 0:  # cropped away: (almost) nothing of the rectangle left
+        assert white.sum() <= max(h, w)
+        return
+    ys, xs = np.nonzero(white)
+    found = [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+    np.testing.assert_allclose(boxes[0], found, atol=1.5)
+    assert boxes.min() >= 0 and boxes[0, 2] <= w and boxes[0, 3] <= h
+
+
+def test_augmentation_draws_every_branch():
+    """Over seeds: flipped and not, plain resize (aspect kept) and crop (aspect changed)."""
+    image = tf.constant(_rect_image(200, 300, (60, 40, 180, 120)))
+    aug = DetectionAugmenter(small_config().data)
+    centres, aspects = set(), set()
+    for seed in range(40):
+        out, boxes = aug(image, tf.constant([[60.0, 40.0, 180.0, 120.0]]),
+                         tf.constant([seed, 0], tf.int64))
+        h, w = out.shape[:2]
+        if abs(w / h - 1.5) < 0.02:  # plain branch: centre x at 0.4, or 0.6 when flipped
+            centres.add(round(float(boxes[0, 0] + boxes[0, 2]) / 2 / w, 1))
+        else:
+            aspects.add(round(w / h, 2))
+    assert centres == {0.4, 0.6}
+    assert len(aspects) > 3
+    no_flip = DetectionAugmenter(small_config(flip_prob=0.0, crop_prob=0.0).data)
+    for seed in range(5):
+        out, boxes = no_flip(image, tf.constant([[60.0, 40.0, 180.0, 120.0]]),
+                             tf.constant([seed, 0], tf.int64))
+        assert out.shape[0] in (96, 112, 128)
+        np.testing.assert_allclose(boxes[0, 0] / out.shape[1], 0.2, atol=1e-6)
+
+
+# ---------------------------------------------------------------------------------------
+# Pipeline
+# ---------------------------------------------------------------------------------------
+
+def test_element_spec_and_eval_sizes(records):
+    ds = build_detection_dataset(records, small_config(), training=False)
+    assert {k: (tuple(s.shape), s.dtype) for k, s in ds.element_spec.items()} == ELEMENT_SPEC
+    elements = list(ds)
+    assert [int(e["index"]) for e in elements] == [0, 1, 2, 3]
+    # Shortest side 128, longest <= 200 (image 197388: 392x640 -> 122x199).
+    assert [e["size"].numpy().tolist() for e in elements] == [
+        [128, 192], [128, 192], [128, 190], [122, 199]]
+    assert [e["orig_size"].numpy().tolist() for e in elements] == [
+        [425, 640], [333, 500], [429, 640], [392, 640]]
+    for e, r in zip(elements, records):
+        n = len(r["boxes"])
+        assert e["valid"].numpy().tolist() == [1.0] * n + [0.0] * (8 - n)
+        assert e["labels"].numpy().tolist() == [0] * 8
+        assert e["image"].shape[:2] == tuple(e["size"].numpy()) == e["mask"].shape
+        assert not np.any(e["mask"])
+
+
+def test_eval_targets_map_back_to_original_pixel_boxes(records):
+    for e, r in zip(build_detection_dataset(records, small_config(), training=False), records):
+        n = len(r["boxes"])
+        back = unnormalize_boxes(e["boxes"].numpy()[:n], e["orig_size"].numpy())
+        np.testing.assert_allclose(back, r["boxes"], atol=1e-3)
+        assert np.all(e["boxes"].numpy()[n:] == 0)
+
+
+def test_eval_image_is_resized_normalised_rgb(records):
+    e = next(iter(build_detection_dataset(records[:1], small_config(), training=False)))
+    rgb = np.asarray(Image.open(records[0]["image_path"]).convert("RGB").resize(
+        (192, 128), Image.BILINEAR), np.float64)
+    ref = (rgb / 255.0 - MEAN) / STD
+    # PIL's and TF's antialiased bilinear filters differ slightly; channel order and
+    # normalisation must match.
+    assert np.abs(e["image"].numpy() - ref).mean() < 0.05
+    np.testing.assert_allclose(e["image"].numpy().mean((0, 1)), ref.mean((0, 1)), atol=0.02)
+
+
+def test_padded_batch_mask(records):
+    ds = build_detection_dataset([records[0], records[3]], small_config(), training=False,
+                                 batch=2)
+    batch = next(iter(ds))
+    # 785: 425x640 -> 128x192; 197388: 392x640 -> 122x199; padded to 128x199.
+    assert batch["image"].shape == (2, 128, 199, 3) and batch["mask"].shape == (2, 128, 199)
+    assert batch["size"].numpy().tolist() == [[128, 192], [122, 199]]
+    expected = np.ones((2, 128, 199), np.float32)
+    expected[0, :128, :192] = 0
+    expected[1, :122, :199] = 0
+    np.testing.assert_array_equal(batch["mask"], expected)
+    image = batch["image"].numpy()
+    assert np.all(image[expected > 0] == 0)
+    assert np.all(np.abs(image[expected == 0]).sum(-1) > 0)  # no exact-zero pixel inside
+    np.testing.assert_array_equal(batch["image_id"], [785, 197388])
+    assert batch["boxes"].shape == (2, 8, 4)
+    fixed = build_detection_dataset(records, small_config(pad_size=(200, 200)), training=True,
+                                    batch=2)
+    assert fixed.element_spec["image"].shape.as_list() == [None, 200, 200, 3]
+    for b in fixed:
+        assert b["mask"].shape[1:] == (200, 200)
+
+
+def test_training_pipeline_is_deterministic_and_targets_are_valid(records):
+    zero_person = dict(records[0], boxes=np.zeros((0, 4), np.float32), image_id=1)
+    recs = records + [zero_person]
+    config = small_config()
+
+    def run():
+        ds = build_detection_dataset(recs, config, training=True, deterministic=True, seed=3,
+                                     batch=2)
+        return [{k: v.numpy() for k, v in b.items()} for b in ds]
+
+    first, second = run(), run()
+    assert len(first) == 3
+    for a, b in zip(first, second):
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k])
+    seen = set()
+    for b in first:
+        for i in range(len(b["index"])):
+            seen.add(int(b["index"][i]))
+            h, w = b["size"][i]
+            assert max(h, w) <= config.data.max_size
+            assert min(h, w) in config.data.scales or max(h, w) >= config.data.max_size - 1
+            valid = b["valid"][i] > 0
+            n_in = len(recs[int(b["index"][i])]["boxes"])
+            assert valid.sum() <= n_in and np.all(valid[:valid.sum()])
+            boxes = b["boxes"][i][valid]
+            assert np.all(boxes[:, 2:] > 0)
+            assert np.all(boxes[:, :2] - boxes[:, 2:] / 2 >= -1e-6)
+            assert np.all(boxes[:, :2] + boxes[:, 2:] / 2 <= 1 + 1e-6)
+            assert not np.any(b["mask"][i][:h, :w]) and np.all(b["mask"][i][h:] == 1)
+            if int(b["index"][i]) == 4:
+                assert valid.sum() == 0
+    assert seen == set(range(5))
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_bad_image_files_are_skipped_and_counted(records, tmp_path, caplog, training):
+    garbage = tmp_path / "garbage.jpg"
+    garbage.write_bytes(np.random.default_rng(0).bytes(2000))
+    recs = records[:2] + [dict(records[0], image_path=str(garbage), image_id=901),
+                          dict(records[0], image_path=str(tmp_path / "missing.jpg"),
+                               image_id=902)] + records[2:3]
+    counter = SkipCounter()
+    with caplog.at_level(logging.WARNING, logger="prtr_tf.data"):
+        ds = build_detection_dataset(recs, small_config(), training=training,
+                                     deterministic=True, skip_counter=counter)
+        indices = sorted(int(e["index"]) for e in ds)
+    assert indices == [0, 1, 4]
+    assert counter.count == 2 and ds.skip_counter is counter
+    messages = sorted(counter.messages)
+    assert "garbage.jpg (image id 901): cannot read or decode image file" in messages[0]
+    assert "missing.jpg (image id 902): image file not found" in messages[1]
+    assert "garbage.jpg" in caplog.text
+
+
+def test_bad_image_is_fatal_under_the_flag(records, tmp_path):
+    config = small_config(skip_bad_samples=False)
+    recs = [dict(records[0], image_path=str(tmp_path / "missing.jpg"), image_id=902)]
+    with pytest.raises(tf.errors.OpError, match=r"missing\.jpg \(image id 902\): image file "
+                                                "not found"):
+        list(build_detection_dataset(recs, config, training=False))
+
+
+def test_too_many_boxes_are_truncated_with_a_warning(records, caplog):
+    with caplog.at_level(logging.WARNING, logger="prtr_tf.data"):
+        ds = build_detection_dataset(records, small_config(max_boxes=3), training=False)
+    assert "2 images have more than data.max_boxes = 3" in caplog.text
+    assert [int(e["valid"].numpy().sum()) for e in ds] == [1, 2, 3, 3]
+    with pytest.raises(ValueError, match="no records"):
+        build_detection_dataset([], small_config(), training=True)
+
+
+def test_detector_config_declares_the_data_fields(records):
+    """DETR's own config: 100 boxes, person = 1 in a 91-class head (0 in a person-only
+    or end-to-end one, or ``data.person_label``); an unknown field is an error."""
+    e = next(iter(build_detection_dataset(records[:1], detector("resnet_tiny", 91),
+                                          training=False)))
+    assert e["boxes"].shape == (100, 4)
+    assert e["labels"].numpy()[:2].tolist() == [1, 0]  # COCO head: person = 1
+    assert person_label(detector("resnet_tiny", 1)) == 0
+    assert person_label(detector("resnet_tiny", 91, person_label=5)) == 5
+    assert person_label(end_to_end("resnet_tiny")) == 0
+    with pytest.raises(ValueError, match="crop_min"):
+        small_config(crop_min=64)
+
+
+# ---------------------------------------------------------------------------------------
+# Keypoint targets (the end-to-end model's)
+# ---------------------------------------------------------------------------------------
+
+DOT_COLOURS = ((255, 0, 0), (0, 255, 0), (0, 0, 255))  # joints 0, 1 (a left/right pair), 2
+
+
+def _dots_image(height, width, corners):
+    """Black image with a 6x6 dot per joint (colour DOT_COLOURS[k], top-left corner
+    ``corners[k]``); returns the image and the dots' continuous centres."""
+    image = np.zeros((height, width, 3), np.float32)
+    for (x, y), colour in zip(corners, DOT_COLOURS):
+        image[y:y + 6, x:x + 6] = colour
+    return image, np.array([[x + 3.0, y + 3.0] for x, y in corners], np.float32)
+
+
+def _dot_centre(image, channel):
+    ys, xs = np.nonzero(image[..., channel] > 96)
+    if len(xs) == 0:
+        return None
+    return np.array([xs.mean() + 0.5, ys.mean() + 0.5])
+
+
+@pytest.mark.parametrize("seed", range(16))
+def test_augmentation_moves_keypoints_with_the_image(seed):
+    """Coloured dots through flip/resize/crop/resize: each labelled keypoint stays on
+    its dot, a flip swaps the left/right pair (keypoint 0 is always the image's left
+    one of the pair), and a dot cropped away leaves its keypoint unlabelled."""
+    image, centres = _dots_image(200, 300, [(100, 60), (170, 64), (140, 110)])
+    box = tf.constant([[90.0, 50.0, 190.0, 130.0]])
+    kpts = tf.constant(np.concatenate([centres, np.full((3, 1), 2.0)], 1)[None])
+    aug = DetectionAugmenter(small_config(flip_prob=0.5, crop_min_size=40).data,
+                             flip_index=[1, 0, 2])
+    out, boxes, moved = aug(tf.constant(image), box, tf.constant([seed, 3], tf.int64), kpts)
+    out, moved = out.numpy(), moved.numpy()
+    assert moved.shape == (len(boxes), 3, 3)
+    if len(boxes) == 0:
+        return
+    red, green = _dot_centre(out, 0), _dot_centre(out, 1)
+    both = red is not None and green is not None
+    tol = 1.0 + out.shape[1] / 300.0  # dots blur by ~1 px, plus one source pixel
+    for k in range(3):
+        if both:  # mirrored iff red is right of green: then joint k is on joint flip(k)'s dot
+            colours = [[1, 0, 2][k] if red[0] > green[0] else k]
+        else:  # one of the pair cropped away: the flip cannot be told from the image
+            colours = [k, [1, 0, 2][k]]
+        dots = [d for d in (_dot_centre(out, c) for c in colours) if d is not None]
+        if moved[0, k, 2] > 0:
+            assert dots, f"joint {k} labelled but its dot is gone"
+            assert min(np.abs(moved[0, k, :2] - d).max() for d in dots) <= tol, (moved, dots)
+        else:  # outside the crop: its dot is (nearly) gone from the image
+            x, y = moved[0, k, :2]
+            assert not (0 <= x < out.shape[1] and 0 <= y < out.shape[0])
+    if moved[0, 0, 2] > 0 and moved[0, 1, 2] > 0:
+        assert moved[0, 0, 0] < moved[0, 1, 0]
+
+
+def test_keypoint_records_and_eval_targets_match_the_annotations(coco_mini):
+    """Records keep each person's keypoints (+0.5: continuous coordinates); the eval
+    pipeline's normalised targets map back to the JSON's pixels exactly."""
+    ann_file = coco_mini / "person_keypoints.json"
+    records = load_person_boxes(ann_file, coco_mini / "images", num_joints=17)
+    anns = {a["id"]: a for a in json.loads(ann_file.read_text())["annotations"]}
+    for r in records:
+        assert r["keypoints"].shape == (len(r["boxes"]), 17, 3)
+        for ann_id, kpts in zip(r["ann_ids"], r["keypoints"]):
+            raw = np.asarray(anns[int(ann_id)]["keypoints"], np.float32).reshape(17, 3)
+            labelled = raw[:, 2] > 0
+            np.testing.assert_allclose(kpts[labelled, :2], raw[labelled, :2] + 0.5)
+            np.testing.assert_array_equal(kpts[:, 2], raw[:, 2])
+    config = small_config(dataset="coco")
+    ds = build_detection_dataset(records, config, training=False)
+    for r, elem in zip(records, ds):
+        h, w = elem["orig_size"].numpy()
+        n = len(r["boxes"])
+        weights = elem["keypoint_weights"].numpy()
+        np.testing.assert_array_equal(weights[:n], r["keypoints"][..., 2] > 0)
+        assert not weights[n:].any()
+        back = elem["keypoints"].numpy()[:n] * [w, h] - 0.5
+        labelled = weights[:n] > 0
+        np.testing.assert_allclose(back[labelled], r["keypoints"][labelled][:, :2] - 0.5,
+                                   atol=1e-3)
+
+
+def test_training_keypoint_targets_stay_in_their_boxes(coco_mini):
+    """Augmented training batches: labelled joints lie in (or just beside) their
+    person's box, both normalised by the same augmented image size."""
+    records = load_person_boxes(coco_mini / "person_keypoints.json", coco_mini / "images",
+                                num_joints=17)
+    config = small_config(dataset="coco")
+    ds = build_detection_dataset(records, config, training=True, deterministic=True, seed=5,
+                                 batch=2)
+    checked = 0
+    for _ in range(3):
+        for batch in ds:
+            assert batch["keypoints"].shape[1:] == (8, 17, 2)
+            boxes = batch["boxes"].numpy()
+            xy, weight = batch["keypoints"].numpy(), batch["keypoint_weights"].numpy()
+            assert not weight[batch["valid"].numpy() == 0].any()
+            lo = (boxes[..., :2] - boxes[..., 2:] / 2)[:, :, None]
+            hi = (boxes[..., :2] + boxes[..., 2:] / 2)[:, :, None]
+            inside = np.all((xy >= lo - 0.02) & (xy <= hi + 0.02), axis=-1)
+            labelled = weight > 0
+            checked += labelled.sum()
+            # COCO boxes are drawn around the visible body: a few labelled joints
+            # (occluded, v = 1) may fall outside.
+            assert inside[labelled].mean() > 0.95
+    assert checked > 100
