@@ -296,8 +296,9 @@ def test_onnx_full_pipeline(exported, loaded, coco_mini, tmp_path):
     # two preprocessings: rtol 3e-2 there; ONNX Runtime vs TF 1e-4.) ONNX Runtime vs TF:
     # up to 0.0184 px on the boxes measured with onnxruntime 1.32 (the code before the
     # layout change gives the same), float rounding amplified by this random detector's
-    # 100x box head: 0.05 px.
-    for other, px, score_tol, box_rtol in ((ort, 5e-2, 1e-3, 1e-4),
+    # 100x box head: 0.05 px; box_scores up to 8.5e-4 relative (the same with the code
+    # before the layout change): rtol 3e-3.
+    for other, px, score_tol, box_rtol in ((ort, 5e-2, 1e-3, 3e-3),
                                            (default, 0.5, 3e-3, 3e-2)):
         np.testing.assert_allclose(other["boxes"], matmul["boxes"], atol=px)
         np.testing.assert_allclose(other["keypoints"], matmul["keypoints"], atol=px)

@@ -50,3 +50,26 @@ def test_one_step_matches_torch_adamw_with_joint_clipping():
         checked[backbone] += 1
     assert checked[True] > 0 and checked[False] > 0
     assert int(opt.backbone.iterations.numpy()) == int(opt.rest.iterations.numpy()) == 1
+
+
+def test_first_moments_see_the_jointly_clipped_gradient():
+    """One AdamW step from zero moments moves weights by about lr * sign(g), blind to any
+    rescaling of g: the first moments ((1 - beta_1) * clipped g) show that both groups
+    were clipped by ONE global norm over all gradients (clipping per group would scale
+    the backbone's and the rest's gradients by different factors)."""
+    config = load_config("tiny")
+    model = build_model(config.model)
+    t = ml_collections.ConfigDict(dict(lr=1e-3, lr_backbone=1e-5, lr_steps=(10,), lr_factor=0.5,
+                                       weight_decay=1e-4, adam_epsilon=1e-8, clip_norm=0.1))
+    opt = TwoGroupAdamW(model, t, steps_per_epoch=5)
+    rng = np.random.default_rng(1)
+    # The backbone's gradients 10x larger than the rest's: per-group clipping would differ.
+    grads = [tf.constant(rng.normal(size=v.shape).astype(np.float32) * (10.0 if b else 1.0))
+             for v, b in zip(opt.variables, opt.is_backbone)]
+    opt.apply(grads)
+    factor = 0.1 / np.linalg.norm(np.concatenate([g.numpy().ravel() for g in grads]))
+    for v, g, backbone in zip(opt.variables, grads, opt.is_backbone):
+        group = opt.backbone if backbone else opt.rest
+        m = group._momentums[group._get_variable_index(v)]
+        np.testing.assert_allclose(m.numpy(), 0.1 * g.numpy() * factor, rtol=1e-4,
+                                   atol=1e-9)
