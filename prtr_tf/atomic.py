@@ -67,6 +67,17 @@ def atomic_output(path, folder=False, overwrite=True):
         _remove(tmp)
 
 
+def remove_partials(folder):
+    """Removes what interrupted `atomic_output` calls left in ``folder`` (their temporary
+    ``.NAME.partial-*`` / ``.NAME.old-*`` entries; a kill -9 runs no cleanup); returns
+    their names. Only for a folder no other process writes into (a locked workdir)."""
+    left = sorted(n for n in os.listdir(folder) if n.startswith(".")
+                  and (".partial-" in n or ".old-" in n)) if os.path.isdir(folder) else []
+    for name in left:
+        _remove(os.path.join(folder, name))
+    return left
+
+
 def write_bytes(path, data):
     """Writes ``data`` to ``path`` atomically; returns ``path``."""
     with atomic_output(path) as tmp:

@@ -44,10 +44,12 @@ def load_into(model, path, what="checkpoint", config_name=None, description=None
     try:
         model.load_weights(file)
     except Exception as e:  # noqa: BLE001 - re-raised with the file and the config
-        of = f" of config {config_name!r}" if config_name else ""
+        of = (f" of {config_name}" if str(config_name).startswith("--") else
+              f" of config {config_name!r}") if config_name else ""
         desc = f" ({description})" if description else ""
+        first = str(e).strip().splitlines()[0].rstrip(":") if str(e).strip() else type(e).__name__
         raise ValueError(f"{what} {file!r} does not fit the model{of}{desc}; check that "
-                         f"the config is the one it was trained with: {e}") from e
+                         f"the config is the one it was trained with ({first})") from e
     return file
 
 
@@ -56,21 +58,22 @@ def config_and_name(config, what="config"):
     if isinstance(config, str):
         from prtr_tf.config import load_config
         return load_config(config), config
-    return config, what
+    return config, None
 
 
-def load_model(config, checkpoint, what="checkpoint", kinds=None):
+def load_model(config, checkpoint, what="checkpoint", kinds=None, config_flag=None):
     """Builds the model of ``config`` (name, path or ConfigDict) and loads
-    ``checkpoint`` into it; ``kinds``: the kinds accepted (None: any). Returns (model,
-    config, weights file)."""
+    ``checkpoint`` into it; ``kinds``: the kinds accepted (None: any); ``config_flag``:
+    the flag that gave the config, for messages. Returns (model, config, weights file)."""
     from prtr_tf import registry
 
     config, name = config_and_name(config)
+    label = config_flag or (f"config {name!r}" if name else "the config")
     kind = registry.get(config)
     if kinds is not None and kind.name not in kinds:
         expected = " or ".join(registry.get(k).title for k in kinds)
-        raise ValueError(f"config {name!r} is a {kind.title} config (model.kind "
+        raise ValueError(f"{label} is a {kind.title} config (model.kind "
                          f"{kind.name!r}); {what} needs a {expected} config")
     model = kind.build(config.model)
-    file = load_into(model, checkpoint, what, name, kind.describe(config))
+    file = load_into(model, checkpoint, what, config_flag or name, kind.describe(config))
     return model, config, file

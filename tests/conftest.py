@@ -47,3 +47,22 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.get_closest_marker("cli") is None and "cli" in item.nodeid.split("/")[:2]:
             item.add_marker(pytest.mark.cli)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The fault-injection tests' report (tests/training/test_faults_*.py): how many
+    kills each made, and that every killed run resumed to the uninterrupted weights."""
+    lines = []
+    for outcome in ("passed", "failed"):
+        for report in terminalreporter.stats.get(outcome, []):
+            props = dict(getattr(report, "user_properties", []))
+            if report.when == "call" and "fault_kills" in props:
+                verdict = ("resumed to the uninterrupted run's weights and metrics"
+                           if outcome == "passed" else "FAILED")
+                lines.append(f"{report.nodeid.split('::')[-1]}: {props['fault_kills']} "
+                             f"kill(s) -9 ({props.get('fault_plan', '')}; seed "
+                             f"{props.get('fault_seed', '?')}): {verdict}")
+    if lines:
+        terminalreporter.section("fault injection")
+        for line in lines:
+            terminalreporter.line(line)

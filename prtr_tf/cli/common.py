@@ -63,7 +63,11 @@ def _parse_flags(argv):
     except flags.Error as e:
         message = _short(e)
     except (AttributeError, KeyError) as e:  # a --config.FIELD override names no field
-        message = f"a --config override names an unknown field: {_short(e)}"
+        if "get_config" in str(e):
+            message = ("the --config file defines no get_config() (a config file is a "
+                       "Python file whose get_config() returns the ConfigDict)")
+        else:
+            message = f"a --config override names an unknown field: {_short(e)}"
     except (TypeError, ValueError, OSError, SyntaxError) as e:
         message = f"{type(e).__name__}: {_short(e)}"
     print(f"error: {message}\n(run with --help for the flags)", file=sys.stderr)
@@ -102,7 +106,8 @@ def run(define_flags, main, argv=None, doc=None):
         except app.UsageError as e:
             print(f"error: {e}\n(run with --help for the flags)", file=sys.stderr)
             return e.exitcode
-        except (UserError, FileNotFoundError, FileExistsError, ValueError) as e:
+        except (UserError, FileNotFoundError, FileExistsError, NotADirectoryError,
+                ValueError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
 

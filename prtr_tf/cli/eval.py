@@ -61,8 +61,8 @@ def main(argv, f):
     given = [f"--{k}" for k, value in options.items()
              if value is not None and k not in kind.eval_options]
     if given:
-        raise common.usage_error(f"{', '.join(given)} does not apply to a {kind.title} "
-                                 "config")
+        raise common.usage_error(f"{', '.join(given)} does not apply to {kind.title} "
+                                 "configs")
     scores, table, weights_file, results = evaluate_checkpoint(
         v["config"], v["checkpoint"], v["split"], v["output"], **options)
     print(table)

@@ -156,8 +156,10 @@ def _check_detector_flags(kind, v):
 
 
 def _describe_signatures(serving):
+    def shape(spec):  # an image is declared of unknown rank and checked in the graph
+        return spec.shape.as_list() if spec.shape.rank is not None else "[H, W, 3]"
     return "; ".join(
-        f"{name} (" + ", ".join(f"{s.name} {s.dtype.name} {s.shape.as_list()}" for s in sig)
+        f"{name} (" + ", ".join(f"{s.name} {s.dtype.name} {shape(s)}" for s in sig)
         + ")" for name, (_, sig) in serving.functions().items())
 
 
@@ -179,12 +181,12 @@ def main_saved_model(argv, f):
         except FileExistsError as e:
             raise FileExistsError(f"--output: {e} (--overwrite replaces it)") from None
         model, config, _ = weights.load_model(v["config"], v["checkpoint"], "--checkpoint",
-                                              kinds=SAVED_MODEL_KINDS)
+                                              kinds=SAVED_MODEL_KINDS, config_flag="--config")
         detector = det_config = None
         if kind.needs_detector:
             detector, det_config, _ = weights.load_model(
                 v["detector_config"], v["detector_checkpoint"], "--detector_checkpoint",
-                kinds=DETECTOR_KINDS)
+                kinds=DETECTOR_KINDS, config_flag="--detector_config")
         serving = kind.serving(model, config, detector, det_config,
                                score_threshold=v["score_threshold"],
                                max_persons=v["max_persons"], flip_test=v["flip_test"],
@@ -249,17 +251,18 @@ def _detector_size(value, det_config):
     return size
 
 
-def _weights_or_random(config, checkpoint, flag, kind_name):
-    """The model of ``config`` with ``checkpoint`` loaded, or with random initial
-    weights when there is none (smoke tests)."""
+def _weights_or_random(config, checkpoint, config_flag, flag, kind_name):
+    """The model of ``config`` (given as ``config_flag``) with ``checkpoint`` loaded,
+    or with random initial weights when there is none (smoke tests)."""
     from prtr_tf import registry, weights
 
-    if checkpoint:
-        return weights.load_model(config, checkpoint, flag, kinds=(kind_name,))[0]
     kind, wanted = registry.get(config), registry.get(kind_name)
     if kind.name != wanted.name:
-        raise ValueError(f"the config of {flag} is a {kind.title} config (model.kind "
+        raise ValueError(f"{config_flag} is a {kind.title} config (model.kind "
                          f"{kind.name!r}); a {wanted.title} config is needed there")
+    if checkpoint:
+        return weights.load_model(config, checkpoint, flag, kinds=(kind_name,),
+                                  config_flag=config_flag)[0]
     print(f"warning: no {flag}, exporting random initial weights")
     return kind.build(config.model)
 
@@ -283,11 +286,12 @@ def main_tflite(argv, f):
         for name in ("detector_checkpoint", "detector_size"):
             if v[name]:
                 raise common.usage_error(f"--{name} needs --detector_config")
-    model = _weights_or_random(config, v["checkpoint"], "--checkpoint", "prtr")
+    model = _weights_or_random(config, v["checkpoint"], "--config", "--checkpoint", "prtr")
     detector = None
     if det_config is not None:
         detector = _weights_or_random(det_config, v["detector_checkpoint"],
-                                      "--detector_checkpoint", DETECTOR_KINDS[0])
+                                      "--detector_config", "--detector_checkpoint",
+                                      DETECTOR_KINDS[0])
     representative = None
     if "int8_full" in quants:
         try:

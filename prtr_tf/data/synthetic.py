@@ -219,12 +219,17 @@ def claim_folder(out_dir):
     """Makes ``out_dir`` the synthetic set's own folder: created (with the marker file
     `MARKER`) when absent or empty; a folder with other files is left untouched and
     is a FileExistsError naming it (the generator never writes into a user's data)."""
+    for folder in (out_dir, os.path.dirname(os.path.abspath(out_dir))):
+        if os.path.exists(folder) and not os.path.isdir(folder):
+            raise NotADirectoryError(
+                f"{folder} is a file, not a folder: point config.data.root (or --out) "
+                "at a new or empty folder for the synthetic set")
     if os.path.isdir(out_dir) and os.listdir(out_dir) and not _generated_here(out_dir):
         raise FileExistsError(
             f"{out_dir} holds files that prtr-tf did not generate (no {MARKER} marker): "
             "the synthetic set is written only into a folder it creates. Point "
-            "config.data.root (or --out) at a new or empty folder, or set "
-            "config.data.synthetic=None to use the data that is there")
+            "config.data.root (or --out) at a new or empty folder, or turn the generator "
+            "off to use the data that is there (--config.data.synthetic='{}')")
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, MARKER), "w", encoding="utf-8") as f:
         f.write("written by prtr_tf.data.synthetic; the folder may be regenerated\n")

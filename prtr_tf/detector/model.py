@@ -75,6 +75,10 @@ class DETR(keras.Model):
     def compute_mask(self, inputs, mask=None):
         return None
 
+    def build(self, input_shape):
+        # Sublayers build themselves on their first call (`prtr_tf.nn.layers.Composite`).
+        self.built = True
+
     def initialize(self, size=(64, 64)):
         """Creates the weights by running one small zero image (any size works)."""
         self(tf.zeros((1, *size, 3), self.compute_dtype), training=False)

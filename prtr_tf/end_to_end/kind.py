@@ -25,7 +25,7 @@ class EndToEndKind(Kind):
     def serving(self, model, config, detector=None, detector_config=None,
                 score_threshold=None, max_persons=None, flip_test=None, resize="tf"):
         from prtr_tf.serving.end_to_end import EndToEndServing
-        from prtr_tf.serving.two_stage import DEFAULT_SCORE_THRESHOLD
+        from prtr_tf.serving.module import DEFAULT_SCORE_THRESHOLD
         if detector is not None or flip_test is not None:
             raise ValueError("an end-to-end model detects the persons itself (no separate "
                              "detector) and has no flip test")

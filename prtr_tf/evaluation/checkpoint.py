@@ -22,8 +22,8 @@ def evaluate_checkpoint(config, checkpoint, split="val", results_path=None, stre
     unknown = sorted(k for k, v in options.items() if v is not None
                      and k not in kind.eval_options)
     if unknown:
-        raise ValueError(f"{', '.join('--' + k for k in unknown)} does not apply to a "
-                         f"{kind.title} config")
+        raise ValueError(f"{', '.join('--' + k for k in unknown)} does not apply to "
+                         f"{kind.title} configs")
     model, config, weights_file = weights.load_model(config, checkpoint)
     results_path = results_path or default_results_path(weights_file, split)
     print(f"evaluating {weights_file} ({kind.describe(config)}) on "

@@ -60,13 +60,20 @@ def convert(saved_model, output, signature="serve_crops", opset=DEFAULT_OPSET, t
     if not os.path.isfile(os.path.join(saved_model, "saved_model.pb")):
         raise FileNotFoundError(f"{saved_model!r} is not a SavedModel directory "
                                 "(no saved_model.pb)")
+    from prtr_tf.serving.module import IMAGE_INPUT, IMAGE_SHAPE
+
     graph_def, inputs, outputs, tables, renames = tf_loader.from_saved_model(
         saved_model, None, None, tag, [signature], None, False,
         return_initialized_tables=True, return_tensors_to_rename=True)
+    # The image input is declared of unknown rank (so that the graph checks it), which
+    # tf2onnx would take for a scalar: it gets its (H, W, 3) shape here.
+    shapes = {name: list(IMAGE_SHAPE) for name in inputs
+              if renames.get(name, name).split(":")[0] == IMAGE_INPUT}
     with atomic_output(output) as tmp:
         model, _ = tf2onnx_convert.from_graph_def(
             graph_def, name=signature, input_names=inputs, output_names=outputs,
-            opset=opset, tensors_to_rename=renames, output_path=tmp)
+            opset=opset, tensors_to_rename=renames, output_path=tmp,
+            shape_override=shapes or None)
         try:
             onnx.checker.check_model(tmp)
         except onnx.checker.ValidationError as e:

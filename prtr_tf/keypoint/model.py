@@ -39,6 +39,10 @@ class PoseTransformer(keras.Model):
                                  kernel_initializer=torch_linear_init())
         self.kpt_embed = MLP(d, 2, 3, "kpt_embed", name="kpt_embed")
 
+    def build(self, input_shape):
+        # Sublayers build themselves on their first call (`prtr_tf.nn.layers.Composite`).
+        self.built = True
+
     def initialize(self):
         """Creates the weights by running one zero crop of the configured size."""
         self(tf.zeros((1, *self.image_size, 3), self.compute_dtype), training=False)

@@ -3,7 +3,7 @@ torch.nn.Linear's default initialisation."""
 import keras
 import tensorflow as tf
 
-from prtr_tf.nn.layers import dense, named
+from prtr_tf.nn.layers import Composite, dense, named
 
 
 def torch_linear_init():
@@ -20,7 +20,7 @@ def query_embedding(num_queries, d):
     return layer
 
 
-class MLP(keras.layers.Layer):
+class MLP(Composite):
     """DETR's MLP: Linear+ReLU layers, the last one linear."""
 
     def __init__(self, hidden_dim, output_dim, num_layers, torch_name, **kw):

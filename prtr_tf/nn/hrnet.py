@@ -11,7 +11,7 @@ Every conv / BN carries ``torch_name``, its module path in the official state_di
 import keras
 import tensorflow as tf
 
-from prtr_tf.nn.layers import batch_norm, conv
+from prtr_tf.nn.layers import Composite, batch_norm, conv
 from prtr_tf.nn.resnet import Bottleneck
 
 # (num_modules, num_branches) of stages 2, 3, 4; every branch has 4 BasicBlocks.
@@ -33,7 +33,7 @@ def run_chain(layers, x, training):
     return x
 
 
-class ConvBN(keras.layers.Layer):
+class ConvBN(Composite):
     """An official ``nn.Sequential(conv, bn[, relu])`` named `prefix` (``.0`` conv, ``.1`` bn)."""
 
     def __init__(self, filters, kernel_size, strides, prefix, use_bias=False, relu=True, **kw):
@@ -48,7 +48,7 @@ class ConvBN(keras.layers.Layer):
         return tf.nn.relu(x) if self.relu else x
 
 
-class BasicBlock(keras.layers.Layer):
+class BasicBlock(Composite):
     def __init__(self, planes, prefix, **kw):
         super().__init__(**kw)
         self.conv1 = conv(planes, 3, torch_name=f"{prefix}.conv1")
@@ -62,7 +62,7 @@ class BasicBlock(keras.layers.Layer):
         return tf.nn.relu(out + x)
 
 
-class HighResolutionModule(keras.layers.Layer):
+class HighResolutionModule(Composite):
     """Parallel branches of BasicBlocks, then every branch fuses all the others.
 
     Fusion into branch i sums, over branches j: j == i as is; j > i through 1x1 conv
@@ -104,7 +104,7 @@ class HighResolutionModule(keras.layers.Layer):
         return out
 
 
-class HRNet(keras.layers.Layer):
+class HRNet(Composite):
     """HRNet-W{width}-C body + classification head: (B,H,W,3) -> (B,H/32,W/32,2048).
 
     H and W must be divisible by 32 (the fusion adds maps of matching sizes).

@@ -19,6 +19,16 @@ def named(layer, torch_name):
     return layer
 
 
+class Composite(keras.layers.Layer):
+    """A layer made of other layers (assigned in ``__init__``), which create their
+    weights at the first call. Without a ``build`` of its own, Keras 3 would build such
+    a layer by first tracing its ``call`` symbolically, which also runs every weight
+    initialiser as graph ops: building HRNet-W32 took 39 s instead of ~6 s."""
+
+    def build(self, *args, **kwargs):
+        pass
+
+
 class TorchConv2D(keras.layers.Conv2D):
     """Conv2D with PyTorch's symmetric zero padding (``padding=p`` in torch).
 

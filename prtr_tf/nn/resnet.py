@@ -7,7 +7,7 @@ default; `return_levels` gives every stage (C2..C5) for the end-to-end model.
 import keras
 import tensorflow as tf
 
-from prtr_tf.nn.layers import batch_norm, conv
+from prtr_tf.nn.layers import Composite, batch_norm, conv
 
 DEPTHS = {
     "resnet50": (3, 4, 6, 3),
@@ -21,7 +21,7 @@ DEPTHS = {
 WIDTHS = {"resnet_tiny": 16}
 
 
-class Bottleneck(keras.layers.Layer):
+class Bottleneck(Composite):
     """torchvision Bottleneck (expansion 4, stride on the 3x3 conv).
 
     Shared by ResNet (frozen BN) and HRNet's layer1 / head (trainable BN).
@@ -55,7 +55,7 @@ class Bottleneck(keras.layers.Layer):
         return tf.nn.relu(out + identity)
 
 
-class ResNet(keras.layers.Layer):
+class ResNet(Composite):
     """ResNet body; ``call`` returns the last level (C5), or with return_levels every
     stage's output ``{'C2': stride 4, ..., 'C5': stride 32}`` (resnet_tiny: C2..C4);
     ``main_level`` names the one ``call`` returns by default."""

@@ -7,7 +7,7 @@ LayerNorm (``return_intermediate=True`` in DETR), stacked as (L, B, Q, d).
 import keras
 import tensorflow as tf
 
-from prtr_tf.nn.layers import dense, layer_norm, named
+from prtr_tf.nn.layers import Composite, dense, layer_norm, named
 
 
 def attention(d_model, nheads, dropout, torch_name):
@@ -25,7 +25,7 @@ def _key_mask(key_padding_mask):
     return tf.logical_not(tf.cast(key_padding_mask, tf.bool))[:, None, :]
 
 
-class EncoderLayer(keras.layers.Layer):
+class EncoderLayer(Composite):
 
     def __init__(self, d_model, nheads, dim_feedforward, dropout, prefix, **kw):
         super().__init__(**kw)
@@ -47,7 +47,7 @@ class EncoderLayer(keras.layers.Layer):
         return self.norm2(src + self.dropout2(ffn, training=training))
 
 
-class DecoderLayer(keras.layers.Layer):
+class DecoderLayer(Composite):
 
     def __init__(self, d_model, nheads, dim_feedforward, dropout, prefix, **kw):
         super().__init__(**kw)
@@ -75,7 +75,7 @@ class DecoderLayer(keras.layers.Layer):
         return self.norm3(tgt + self.dropout3(ffn, training=training))
 
 
-class Transformer(keras.layers.Layer):
+class Transformer(Composite):
     """Encoder-decoder; returns the decoder stack (L, B, Q, d) after the final LN."""
 
     def __init__(self, d_model=256, nheads=8, enc_layers=6, dec_layers=6, dim_feedforward=2048,

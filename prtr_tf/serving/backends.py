@@ -307,7 +307,8 @@ def build_estimator(saved_model=None, tflite=None, config=None, checkpoint=None,
     if detector_checkpoint:
         from prtr_tf.detector.predict import DetrPersonDetector
         det_model, detector_config, det_file = weights.load_model(
-            detector_config, detector_checkpoint, "--detector_checkpoint", kinds=("detr",))
+            detector_config, detector_checkpoint, "--detector_checkpoint", kinds=("detr",),
+            config_flag="--detector_config")
         detector = DetrPersonDetector(det_model, detector_config, score_threshold=box_thr)
         log(f"person detector: {det_file}")
     elif detector_tflite:
@@ -322,7 +323,7 @@ def build_estimator(saved_model=None, tflite=None, config=None, checkpoint=None,
         log(f"keypoint model: {tflite}")
         return estimator, DATASETS.get(estimator.config.data.dataset)
     model, config, file = weights.load_model(config, checkpoint, "--checkpoint",
-                                             kinds=POSE_KINDS)
+                                             kinds=POSE_KINDS, config_flag="--config")
     kind = registry.get(config)
     log(f"{'keypoint' if kind.needs_detector else 'end-to-end'} model: {file}")
     estimator = kind.estimator(model, config, detector=detector, box_threshold=box_thr,

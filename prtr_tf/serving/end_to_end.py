@@ -24,39 +24,26 @@ pixel-index convention), keypoint_scores (N, J), num_persons () int32.
 """
 import tensorflow as tf
 
-from prtr_tf.data.pipeline import decode_bytes, normalization
-from prtr_tf import datasets
+from prtr_tf.data.pipeline import normalization
 from prtr_tf.end_to_end.predict import poses
 from prtr_tf.evaluation.coco import rescore_tf
 from prtr_tf.evaluation.nms import oks_nms_tf
-from prtr_tf.serving.ops import RESIZE_MODES, detector_resize
-from prtr_tf.serving.two_stage import DEFAULT_SCORE_THRESHOLD
+from prtr_tf.serving.module import DEFAULT_SCORE_THRESHOLD, ServingModule
+from prtr_tf.serving.ops import detector_resize
 
 
-class EndToEndServing(tf.Module):
+class EndToEndServing(ServingModule):
     """The exported functions of an end-to-end model (see the module docstring)."""
 
     detector = None  # the person detector is part of ``model``
 
     def __init__(self, model, config, score_threshold=DEFAULT_SCORE_THRESHOLD, resize="tf"):
-        super().__init__(name="e2e_serving")
-        if resize not in RESIZE_MODES:
-            raise ValueError(f"resize must be one of {RESIZE_MODES}, got {resize!r}")
-        self.resize = resize
-        self.model = model
-        self.config = config
+        super().__init__(model, config, score_threshold, resize, "e2e_serving")
         data = config.data
         self.gain, self.offset = normalization(data.mean, data.std)
         self.test_size, self.max_size = int(data.test_size), int(data.max_size)
         self.pad_multiple = int(data.get("pad_multiple") or 1)
-        self.num_joints = int(config.model.num_joints)
         self.enlarge = float(config.model.enlarge)
-        self.in_vis_thre = float(config.test.in_vis_thre)
-        self.oks_thre = float(config.test.oks_thre)
-        self.sigmas = datasets.oks_sigmas(config)
-        self.score_threshold = float(score_threshold)
-        self.image_signature = [tf.TensorSpec([None, None, 3], tf.uint8, name="image")]
-        self.encoded_signature = [tf.TensorSpec([], tf.string, name="image_bytes")]
 
     def preprocess(self, image):
         """uint8 (H, W, 3) -> (normalised padded image (1, H', W', 3), mask (1, H', W'))."""
@@ -69,9 +56,8 @@ class EndToEndServing(tf.Module):
                       constant_values=1.0)
         return x[None], mask[None]
 
-    def serve_image(self, image):
-        """uint8 (H, W, 3) -> the persons (see the module docstring)."""
-        image = tf.convert_to_tensor(image)
+    def detect_and_read(self, image):
+        """uint8 (H, W, 3), checked -> the persons (see the module docstring)."""
         x, mask = self.preprocess(image)
         found = poses(self.model, x, mask)
         keep = found["scores"] >= self.score_threshold
@@ -98,17 +84,7 @@ class EndToEndServing(tf.Module):
                                               [-1, self.num_joints]),
                 "num_persons": tf.shape(kept)[0]}
 
-    def serve_encoded(self, image_bytes):
-        """JPEG/PNG/BMP/GIF bytes (string scalar) -> as `serve_image` (RGB, first frame;
-        JPEGs decoded as the data pipeline does, `prtr_tf.data.pipeline.decode_bytes`)."""
-        return self.serve_image(decode_bytes(image_bytes))
-
     def functions(self):
         """{endpoint name: (function, input signature)}."""
         return {"serving_default": (self.serve_image, self.image_signature),
                 "serve_encoded": (self.serve_encoded, self.encoded_signature)}
-
-    def tf_functions(self):
-        """The same as `tf.function`s (for use without exporting)."""
-        return {name: tf.function(fn, input_signature=sig)
-                for name, (fn, sig) in self.functions().items()}

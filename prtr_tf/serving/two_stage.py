@@ -37,7 +37,7 @@ empty. (SavedModels exported before box_scores existed lack that output.)
 import tensorflow as tf
 
 from prtr_tf import datasets
-from prtr_tf.data.pipeline import Cropper, decode_bytes, normalization
+from prtr_tf.data.pipeline import Cropper, normalization
 from prtr_tf.data.transforms import box_to_center_scale_tf
 from prtr_tf.detector.predict import person_scores
 from prtr_tf.detector.records import person_label
@@ -45,13 +45,14 @@ from prtr_tf.evaluation.coco import rescore_tf
 from prtr_tf.evaluation.nms import oks_nms_tf
 from prtr_tf.keypoint.predict import crop_to_image, predict_crops
 from prtr_tf.nn.guards import nonempty
-from prtr_tf.serving.ops import RESIZE_MODES, crops_matmul, detector_resize
+from prtr_tf.serving.inputs import checked_crops
+from prtr_tf.serving.module import DEFAULT_SCORE_THRESHOLD, ServingModule
+from prtr_tf.serving.ops import crops_matmul, detector_resize
 
-DEFAULT_SCORE_THRESHOLD = 0.5
 DEFAULT_MAX_PERSONS = 20
 
 
-class PoseServing(tf.Module):
+class PoseServing(ServingModule):
     """The exported functions (see the module docstring).
 
     Args:
@@ -71,26 +72,16 @@ class PoseServing(tf.Module):
     def __init__(self, keypoint_model, config, detector=None, detector_config=None,
                  score_threshold=DEFAULT_SCORE_THRESHOLD, max_persons=DEFAULT_MAX_PERSONS,
                  flip_test=None, resize="tf"):
-        super().__init__(name="pose_serving")
-        if resize not in RESIZE_MODES:
-            raise ValueError(f"resize must be one of {RESIZE_MODES}, got {resize!r}")
-        self.resize = resize
+        super().__init__(keypoint_model, config, score_threshold, resize, "pose_serving")
         if max_persons < 1:
             raise ValueError(f"max_persons must be >= 1, got {max_persons}")
-        self.model = keypoint_model
         self.detector = detector
-        self.config = config
         self.size_hw = tuple(int(v) for v in config.model.image_size)
-        self.num_joints = int(config.model.num_joints)
         self.flip_test = bool(config.test.flip_test if flip_test is None else flip_test)
         self.flip_pairs = (datasets.of_config(config)["flip_pairs"]
                            if self.flip_test else None)
         self.pixel_std = float(config.data.pixel_std)
         self.padding = float(config.data.box_padding)
-        self.in_vis_thre = float(config.test.in_vis_thre)
-        self.oks_thre = float(config.test.oks_thre)
-        self.sigmas = datasets.oks_sigmas(config)
-        self.score_threshold = float(score_threshold)
         self.max_persons = int(max_persons)
         self.cropper = Cropper(config)
         if detector is not None:
@@ -103,8 +94,6 @@ class PoseServing(tf.Module):
         height, width = self.size_hw
         self.crops_signature = [tf.TensorSpec([None, height, width, 3], tf.float32,
                                               name="images")]
-        self.image_signature = [tf.TensorSpec([None, None, 3], tf.uint8, name="image")]
-        self.encoded_signature = [tf.TensorSpec([], tf.string, name="image_bytes")]
 
     # --- crops ---------------------------------------------------------------------
 
@@ -118,7 +107,7 @@ class PoseServing(tf.Module):
     def serve_crops(self, images):
         """images float32 (B, H, W, 3), normalised crops -> keypoints (B, J, 2) in crop
         pixels, keypoint_scores (B, J), query int32 (B, J)."""
-        coords, scores, query = self._predict(images)
+        coords, scores, query = self._predict(checked_crops(images, self.size_hw))
         height, width = self.size_hw
         return {"keypoints": coords * tf.constant([width, height], coords.dtype),
                 "keypoint_scores": scores, "query": query}
@@ -142,11 +131,10 @@ class PoseServing(tf.Module):
         top = tf.math.top_k(scores, k=k, sorted=True).indices
         return tf.gather(boxes, top), tf.gather(scores, top)
 
-    def serve_image(self, image):
-        """uint8 (H, W, 3) -> the persons (see the module docstring)."""
+    def detect_and_read(self, image):
+        """uint8 (H, W, 3), checked -> the persons (see the module docstring)."""
         if self.detector is None:
             raise ValueError("serve_image needs a detector")
-        image = tf.convert_to_tensor(image)
         boxes, box_scores = self._detect(image)
         n = tf.shape(boxes)[0]
         height, width = self.size_hw
@@ -180,12 +168,6 @@ class PoseServing(tf.Module):
                                               [-1, self.num_joints]),
                 "num_persons": tf.shape(kept)[0]}
 
-    def serve_encoded(self, image_bytes):
-        """JPEG/PNG/BMP/GIF bytes (string scalar) -> as `serve_image` (RGB, first frame;
-        JPEGs with the accurate DCT, as PIL and the data pipeline decode them:
-        `prtr_tf.data.pipeline.decode_bytes`)."""
-        return self.serve_image(decode_bytes(image_bytes))
-
     def functions(self):
         """{endpoint name: (function, input signature)}; serving_default = serve_image
         (only the crop endpoint without a detector)."""
@@ -194,10 +176,3 @@ class PoseServing(tf.Module):
             fns["serving_default"] = (self.serve_image, self.image_signature)
             fns["serve_encoded"] = (self.serve_encoded, self.encoded_signature)
         return fns
-
-    def tf_functions(self):
-        """The same as `tf.function`s (for use without exporting)."""
-        return {name: tf.function(fn, input_signature=sig)
-                for name, (fn, sig) in self.functions().items()}
-
-

@@ -6,8 +6,6 @@ worker, else MirroredStrategy over all local GPUs (or the CPU when there is none
 import json
 import os
 
-import tensorflow as tf
-
 STRATEGIES = ("auto", "mirrored", "multiworker", "default")
 
 
@@ -20,6 +18,8 @@ def num_workers_in_tf_config():
 
 
 def make_strategy(name="auto"):
+    import tensorflow as tf  # here: the train CLI's flags (STRATEGIES) need no TensorFlow
+
     if name not in STRATEGIES:
         raise ValueError(f"unknown strategy {name!r}; choose one of {STRATEGIES}")
     if name == "auto":

@@ -22,7 +22,7 @@ from prtr_tf.data.skips import SkipCounter
 from prtr_tf.training.optim import TwoGroupAdamW
 from prtr_tf.training.strategy import make_strategy
 from prtr_tf.training.progress import Progress
-from prtr_tf.training.workdir import WorkdirLock, upsert_csv_row
+from prtr_tf.training.workdir import WorkdirLock, check_folder, upsert_csv_row
 
 
 def is_chief(strategy):
@@ -54,6 +54,7 @@ class Trainer:
     """
 
     def __init__(self, config, workdir, strategy="auto", mixed_precision=None, stream=None):
+        check_folder(workdir)  # before the data and the model: a file there fails at once
         self.config = config
         self.kind = registry.get(config)
         self.task = self.kind.task(config)
@@ -93,8 +94,14 @@ class Trainer:
                                           trainable=False, name="epoch_sums")
             self.epoch_seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False,
                                              name="epoch_seconds")
+        # ``model_variables``: every model variable, by its index in ``model.weights``.
+        # tf.train.Checkpoint follows a Keras 3 model's direct attributes only: the
+        # variables of layers kept in lists (the ResNet stages, the Transformer layers)
+        # would be reached through the optimisers when trainable, and the others
+        # (BatchNorm moving statistics) not at all, so a resumed run lost them.
         self.checkpoint = tf.train.Checkpoint(
-            model=self.model, optimizer_backbone=self.optimizer.backbone,
+            model=self.model, model_variables=list(self.model.weights),
+            optimizer_backbone=self.optimizer.backbone,
             optimizer_rest=self.optimizer.rest, epoch=self.epoch,
             step_in_epoch=self.step_in_epoch, best_metric=self.best_metric,
             epoch_sums=self.epoch_sums, epoch_seconds=self.epoch_seconds)
@@ -176,6 +183,10 @@ class Trainer:
         with self.lock:
             if self.lock.note:
                 self.log(self.lock.note)
+            left = atomic.remove_partials(self.workdir) if self.chief else []
+            if left:
+                self.log(f"removed {len(left)} partial file(s) of an interrupted run from "
+                         f"{self.workdir}: {', '.join(left)}")
             return self._fit(max_steps)
 
     def _fit(self, max_steps):
@@ -220,11 +231,10 @@ class Trainer:
                     t0 = time.time()
                 if stop:
                     return history
+            # The end of an epoch. Its checkpoint comes last: a run killed before it
+            # resumes at the epoch's last step and does this again (the evaluation, the
+            # weights files and the epoch's metrics.csv row, which replaces any earlier).
             row = self._epoch_row(epoch, time.time() - t0)
-            self.epoch.assign(epoch + 1)
-            self.step_in_epoch.assign(0)
-            self.epoch_sums.assign(tf.zeros_like(self.epoch_sums))
-            self.epoch_seconds.assign(0.0)
             if t.eval_every_epochs and (epoch + 1) % t.eval_every_epochs == 0:
                 scores = self.evaluate()
                 row.update(scores)
@@ -237,10 +247,14 @@ class Trainer:
                 with writer.as_default(step=row["step"]):
                     for k, v in scores.items():
                         tf.summary.scalar(f"val/{k}", v)
-            self.save()
             if self.chief:
                 atomic.save_weights(self.model, os.path.join(self.workdir, "last.weights.h5"))
                 upsert_csv_row(csv_path, row)
+            self.epoch.assign(epoch + 1)
+            self.step_in_epoch.assign(0)
+            self.epoch_sums.assign(tf.zeros_like(self.epoch_sums))
+            self.epoch_seconds.assign(0.0)
+            self.save()
             self.log(_summary(row))
             history.append(row)
         return history

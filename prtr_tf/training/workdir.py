@@ -31,6 +31,17 @@ def _alive(pid):
     return True
 
 
+def check_folder(workdir):
+    """A NotADirectoryError when ``workdir`` (or a parent) exists as a file."""
+    path = os.path.abspath(workdir)
+    while path and not os.path.isdir(path):
+        if os.path.exists(path):
+            raise NotADirectoryError(f"the workdir {workdir} cannot be a folder: {path} is "
+                                     "a file. Give --workdir a new folder or a training "
+                                     "workdir")
+        path = os.path.dirname(path) if os.path.dirname(path) != path else ""
+
+
 class WorkdirLock:
     """An exclusive lock file ``workdir/NAME`` holding the owner's PID and host.
 
@@ -51,6 +62,7 @@ class WorkdirLock:
             return None  # unreadable: a half-written lock of a killed run
 
     def acquire(self):
+        check_folder(os.path.dirname(self.path) or ".")
         os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
         me = {"pid": os.getpid(), "host": socket.gethostname()}
         for _ in range(2):

@@ -35,7 +35,7 @@ def test_cli_help_and_clear_errors(tmp_path):
          f"--detector_checkpoint={tmp_path / 'y.weights.h5'}", f"--output={tmp_path / 'o'}"],
         capture_output=True, text=True, env=ENV, cwd=REPO, timeout=120)
     assert proc.returncode != 0
-    assert "is a DETR person detector config" in proc.stderr
+    assert "error: --config is a DETR person detector config" in proc.stderr, proc.stderr
     assert not (tmp_path / "o").exists()
     # Two-stage without a detector; end-to-end with detector flags.
     proc = subprocess.run(

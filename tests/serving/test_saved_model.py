@@ -117,18 +117,69 @@ def test_signatures_and_input_checks(exported, loaded):
     out = loaded.signatures["serve_crops"](images=tf.constant(_crops(config, 2)))
     j = config.model.num_joints
     assert out["keypoints"].shape == (2, j, 2) and out["query"].dtype == tf.int32
-    out = loaded.signatures["serving_default"](image=tf.zeros((40, 60, 3), tf.uint8))
+    out = loaded.signatures["serving_default"](image=tf.fill((40, 60, 3), tf.constant(90, tf.uint8)))
     n = int(out["num_persons"])
     assert out["boxes"].shape == (n, 4) and out["keypoints"].shape == (n, j, 2)
     assert out["keypoint_scores"].shape == (n, j) and out["scores"].shape == (n,)
     assert out["box_scores"].shape == (n,) and out["box_scores"].dtype == tf.float32
-    # Wrong dtype / rank: rejected by the input signature.
+    # Wrong dtype: rejected by the input signature.
     with pytest.raises(TypeError, match="Can not cast TensorSpec"):
         loaded.serving_default(tf.zeros((40, 60, 3), tf.float32))
-    with pytest.raises(TypeError, match="Can not cast TensorSpec"):
-        loaded.serving_default(tf.zeros((1, 40, 60, 3), tf.uint8))
     with pytest.raises(tf.errors.InvalidArgumentError, match="expected to be a uint8"):
         loaded.signatures["serving_default"](image=tf.zeros((40, 60, 3), tf.float32))
+
+
+BAD_IMAGES = [  # (what a client sends, what the error says)
+    (np.full((1, 40, 60, 3), 90, np.uint8), r"must be one \(height, width, 3\) uint8 RGB "
+     r"image; got a tensor of shape\] \[1 40 60 3\] \[\(send a batch one image at a time"),
+    (np.full((40, 60, 4), 90, np.uint8), r"must have 3 channels \(RGB\); got shape\] "
+     r"\[40 60 4\] \[\(drop the alpha channel"),
+    (np.full((40, 60), 90, np.uint8), r"got a tensor of shape\] \[40 60\]"),
+    (np.zeros((0, 60, 3), np.uint8), r"`image` is empty: shape\] \[0 60 3\]"),
+    (np.uint8(np.random.RandomState(0).uniform(0, 1, (40, 60, 3)).round()),
+     r"every pixel of `image` is 0 or 1: a float image in \[0, 1\] cast to uint8"),
+]
+
+
+@pytest.mark.parametrize("endpoint", ["signature", "tf_function"])
+def test_serving_default_input_errors(exported, loaded, endpoint):
+    """What a SavedModel signature does not check (its shape) fails first, saying what
+    was sent and what to send; a black frame is valid input."""
+    _, model, config, detector, det_config = exported
+    fn = (loaded.signatures["serving_default"] if endpoint == "signature" else
+          PoseServing(model, config, detector, det_config).tf_functions()["serving_default"])
+    for image, message in BAD_IMAGES:
+        with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+            fn(image=tf.constant(image)) if endpoint == "signature" else fn(image)
+    black = tf.zeros((40, 60, 3), tf.uint8)
+    out = fn(image=black) if endpoint == "signature" else fn(black)
+    assert out["keypoints"].shape[1:] == (config.model.num_joints, 2)
+
+
+def test_serve_crops_input_errors(exported, loaded):
+    config = exported[2]
+    h, w = config.model.image_size
+    fn = loaded.signatures["serve_crops"]
+    for shape in [(2, h, w + 1, 3), (h, w, 3), (2, 3, h, w), (2, h, w, 3, 1), (h * w, 3)]:
+        with pytest.raises(tf.errors.InvalidArgumentError,
+                           match=rf"`images` must be float32 crops of shape \(batch, {h}, "
+                                 rf"{w}, 3\).*got shape\] \[{' '.join(map(str, shape))}\]"):
+            fn(images=tf.zeros(shape))
+    assert fn(images=tf.zeros((0, h, w, 3)))["keypoints"].shape == (0, config.model.num_joints, 2)
+
+
+def test_saved_model_cli_float_image_is_an_error(exported, tmp_path):
+    """saved_model_cli casts a float image in [0, 1] to uint8: the error says so."""
+    image = np.random.RandomState(1).uniform(0, 1, (40, 60, 3))
+    image[0, 0] = 1.0
+    np.save(tmp_path / "image.npy", image)
+    proc = subprocess.run(
+        [os.path.join(BIN, "saved_model_cli"), "run", "--dir", str(exported[0]),
+         "--tag_set", "serve", "--signature_def", "serving_default",
+         "--inputs", f"image={tmp_path / 'image.npy'}"],
+        capture_output=True, text=True, env=ENV, timeout=180)
+    assert proc.returncode != 0
+    assert "a float image in [0, 1] cast to uint8?" in proc.stderr, proc.stderr[-2000:]
 
 
 def test_saved_model_cli_run(exported, tmp_path):
@@ -308,14 +359,26 @@ def test_onnx_full_pipeline(exported, loaded, coco_mini, tmp_path):
                                    atol=score_tol)
 
 
-def test_onnx_failure_names_the_flag_and_writes_nothing(exported, tmp_path):
+def test_onnx_failure_names_the_flag_and_writes_nothing(tmp_path):
     """serving_default of a SavedModel exported without --onnx_compatible does not
-    convert: the error says to re-export with --onnx_compatible, no .onnx is left."""
-    output = tmp_path / "full.onnx"
+    convert (its antialiased resize, the TF op ScaleAndTranslate, has no ONNX
+    conversion): the error names the op, says to re-export with --onnx_compatible, and
+    no .onnx is left. (A SavedModel of that one op: the whole pipeline's failure took
+    115 s to reach the same error.)"""
+
+    class Resize(tf.Module):
+        @tf.function(input_signature=[tf.TensorSpec([None, None, 3], tf.uint8)])
+        def serve(self, image):
+            return {"resized": tf.image.resize(image, [16, 16], antialias=True)}
+
+    module = Resize()
+    tf.saved_model.save(module, str(tmp_path / "sm"), signatures={"serving_default": module.serve})
+    output = tmp_path / "out" / "full.onnx"
+    output.parent.mkdir()
     with pytest.raises(onnx_export.OnnxConversionError, match="--onnx_compatible") as info:
-        onnx_export.convert(str(exported[0]), str(output), "serving_default")
+        onnx_export.convert(str(tmp_path / "sm"), str(output), "serving_default")
     assert "ScaleAndTranslate" in str(info.value)
-    assert os.listdir(tmp_path) == []  # neither full.onnx nor a temporary file
+    assert os.listdir(output.parent) == []  # neither full.onnx nor a temporary file
 
 
 def test_detection_threshold_and_max_persons(exported, coco_mini):
@@ -334,3 +397,15 @@ def test_detection_threshold_and_max_persons(exported, coco_mini):
         assert 0 < len(keep) < len(scores)
         np.testing.assert_allclose(got_scores.numpy(), scores[keep], atol=1e-6)
         np.testing.assert_allclose(got_boxes.numpy(), boxes[keep], atol=1e-3)
+
+
+def test_end_to_end_serving_checks_its_image():
+    """The end-to-end serving module has the same input checks (`ServingModule`)."""
+    from prtr_tf.registry import build_model
+    from prtr_tf.serving.end_to_end import EndToEndServing
+    config = load_config("e2e_tiny")
+    fn = EndToEndServing(build_model(config), config).tf_functions()["serving_default"]
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"got a tensor of shape\] \[2 40 60 3\]"):
+        fn(tf.fill((2, 40, 60, 3), tf.constant(90, tf.uint8)))
+    out = fn(tf.fill((40, 60, 3), tf.constant(90, tf.uint8)))
+    assert out["keypoints"].shape[1:] == (config.model.num_joints, 2)

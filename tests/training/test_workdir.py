@@ -1,5 +1,6 @@
 """The training workdir: one run at a time, metrics.csv with one header and one row per
-epoch, a resume at the last step of an epoch (which used to crash)."""
+epoch, a checkpoint with every model variable. (Resuming, also at the last step of an
+epoch, which used to crash: tests/training/test_faults_*.py.)"""
 import csv
 import json
 import os
@@ -49,29 +50,26 @@ def test_metrics_csv_keeps_one_header_and_one_row_per_epoch(tmp_path):
     assert path.read_text().count("epoch") == 1
 
 
-def test_resume_at_the_last_step_of_an_epoch_finishes_the_run(tmp_path):
-    """A checkpoint at the last step of an epoch (here --max_steps equal to the steps per
-    epoch) used to make every rerun fail (UnboundLocalError 'lr'). The epoch's row
-    covers both of its steps, also across the restart."""
+def test_a_checkpoint_holds_every_model_variable(tmp_path):
+    """BatchNorm moving statistics (non-trainable, in layers kept in lists) were missing
+    from the checkpoint: a resumed run restarted them from their initial values (found
+    by the fault-injection test)."""
+    import numpy as np
     from prtr_tf.config import load_config
     from prtr_tf.training.trainer import Trainer
 
     config = load_config("synthetic_tiny")
     config.data.root = str(tmp_path / "data")
-    config.data.synthetic = {"train": (8, 1), "val": (2, 2)}
-    config.train.batch_size = 4
-    config.train.steps_per_epoch = 2
-    config.train.epochs = 2
-    config.train.eval_every_epochs = 0
-    workdir = str(tmp_path / "run")
-    first = Trainer(config, workdir)
-    assert first.fit(max_steps=2) == []  # stopped right after the epoch's last step
-    assert int(first.step_in_epoch.numpy()) == 2
-    rows = Trainer(config, workdir).fit()
-    assert [r["epoch"] for r in rows] == [1, 2]
-    assert os.path.exists(os.path.join(workdir, "last.weights.h5"))
-    with open(os.path.join(workdir, "metrics.csv"), newline="") as f:
-        written = list(csv.DictReader(f))
-    assert [int(r["epoch"]) for r in written] == [1, 2]
-    assert int(written[1]["step"]) == 4
-    assert all(float(r["loss"]) > 0 for r in written)
+    config.data.synthetic = {"train": (4, 1), "val": (2, 2)}
+    config.train.batch_size = 2
+    first = Trainer(config, str(tmp_path / "run"))
+    non_trainable = [v for v in first.model.weights if not v.trainable]
+    assert any("moving_mean" in v.path for v in non_trainable)
+    rng = np.random.default_rng(0)
+    for v in first.model.weights:
+        v.assign(rng.normal(size=v.shape).astype(v.dtype))
+    first.save()
+    second = Trainer(config, str(tmp_path / "run"))
+    assert second.restore()
+    for a, b in zip(first.model.weights, second.model.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
