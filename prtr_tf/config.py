@@ -43,6 +43,11 @@ def train_config(batch_size, epochs, lr, lr_backbone, lr_steps, lr_factor, seed=
         eval_every_epochs=1,
         steps_per_epoch=0,  # 0: one pass over the training set
         init_weights="",  # *.weights.h5 to start from (e.g. from python -m prtr_tf.convert)
+        # An ImageNet classification checkpoint for the backbone, as the official recipe
+        # starts from (torchvision resnet50/101/152 .pth, hrnetv2_w32/w48_imagenet_pretrained
+        # .pth, or an .npz of the same names); loaded after init_weights. A placeholder:
+        # None, and --config.train.init_backbone=FILE sets a string.
+        init_backbone=ml_collections.config_dict.placeholder(str),
     ))
 
 

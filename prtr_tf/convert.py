@@ -12,10 +12,27 @@ file (``.weights.h5``) for the config's model (`prtr_tf.registry.build_model`).
 Detector configs (e.g. configs/detr_r50_person.py) take official DETR checkpoints; a
 91-class COCO head is reduced to person + no-object when the config has
 ``num_classes=1``. The command line is `prtr_tf.cli.convert` (``prtr-convert``).
+
+``--backbone_only`` takes an ImageNet classification checkpoint instead (torchvision's
+``resnet50-0676ba61.pth``, HRNet's ``hrnetv2_w32_imagenet_pretrained.pth``; the
+classification head is skipped and reported) and writes the config's model with that
+backbone and the rest initialised as the trainer initialises it (seeded by
+``config.train.seed``): ``--config.train.init_weights=OUTPUT`` then starts a run exactly
+as ``--config.train.init_backbone=CHECKPOINT`` would, without torch.
+
+    python -m prtr_tf.convert --backbone_only --config=coco_res50_384x288 \\
+        --checkpoint=resnet50-0676ba61.pth --output=res50_imagenet.weights.h5
 """
 import os
 
 from absl import logging
+
+
+def _check_output(output_path, overwrite):
+    if not output_path.endswith(".weights.h5"):
+        raise ValueError(f"--output {output_path!r} must end with .weights.h5")
+    if os.path.exists(output_path) and not overwrite:
+        raise FileExistsError(f"{output_path} exists; pass --overwrite to replace it")
 
 
 def convert(config, checkpoint_path, output_path, overwrite=False):
@@ -27,16 +44,37 @@ def convert(config, checkpoint_path, output_path, overwrite=False):
     from prtr_tf import atomic, registry
     from prtr_tf.nn.torch_import import load_state_dict, read_state_dict
 
-    if not output_path.endswith(".weights.h5"):
-        raise ValueError(f"--output {output_path!r} must end with .weights.h5")
-    if os.path.exists(output_path) and not overwrite:
-        raise FileExistsError(f"{output_path} exists; pass --overwrite to replace it")
+    _check_output(output_path, overwrite)
     state_dict = read_state_dict(checkpoint_path)
     model, state_dict = registry.get(config).import_official(config.model, state_dict)
     count = load_state_dict(model, state_dict)
     atomic.save_weights(model, output_path)
     logging.info("imported %d tensors from %s into %s", count, checkpoint_path, output_path)
     return model
+
+
+def convert_backbone(config, checkpoint_path, output_path, overwrite=False):
+    """Builds the configured model as the trainer does (the task's builder, seeded by
+    ``config.train.seed``), imports an ImageNet classification checkpoint into its
+    backbone (`prtr_tf.nn.torch_import.load_imagenet_backbone`), saves the whole model
+    (atomically) for ``config.train.init_weights``.
+
+    Returns (model, `BackboneImport` report: tensors loaded, head skipped).
+    """
+    import keras
+
+    from prtr_tf import atomic, registry
+    from prtr_tf.nn.torch_import import load_imagenet_file
+
+    _check_output(output_path, overwrite)
+    kind = registry.get(config)
+    keras.utils.set_random_seed(int(config.train.seed))  # as `Trainer` before its build
+    model = kind.task(config).build_model()
+    report = load_imagenet_file(model.backbone, checkpoint_path, "--checkpoint",
+                                description=kind.describe(config))
+    atomic.save_weights(model, output_path)
+    logging.info("%s from %s; wrote %s", report.summary(), checkpoint_path, output_path)
+    return model, report
 
 
 if __name__ == "__main__":

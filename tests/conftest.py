@@ -41,9 +41,22 @@ def mpii_mini():
     return require_shared("data", "mpii_mini")
 
 
+# The files that take longest (minutes on 2 CPU cores), started first: `make test`
+# hands whole files to its 2 workers (pytest-xdist --dist loadfile) in collection
+# order, and these at the end of the order left one worker running them alone.
+LONG_FIRST = ("tests/end_to_end/test_training.py", "tests/training/test_faults_keypoint.py",
+              "tests/training/test_faults_end_to_end.py",
+              "tests/training/test_faults_detector.py", "tests/training/test_trainer.py",
+              "tests/serving/test_saved_model.py", "tests/serving/test_predict.py",
+              "tests/cli/test_bad_input.py")
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests of the command-line tools (they run a tool in a subprocess, as users do)
-    carry the marker ``cli``: ``-m cli`` runs them, ``-m "not cli"`` the rest."""
+    carry the marker ``cli``: ``-m cli`` runs them, ``-m "not cli"`` the rest. The
+    files of `LONG_FIRST` come first (in that order), the rest as collected."""
+    rank = {path: i for i, path in enumerate(LONG_FIRST)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
     for item in items:
         if item.get_closest_marker("cli") is None and "cli" in item.nodeid.split("/")[:2]:
             item.add_marker(pytest.mark.cli)

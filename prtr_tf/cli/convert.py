@@ -4,6 +4,8 @@
         --checkpoint=pose_transformer_res50_384x288.pth --output=res50_384x288.weights.h5
     python -m prtr_tf.convert --config=configs/detr_r50_person.py \\
         --checkpoint=detr-r50-e632da11.pth --output=detr_person.weights.h5
+    python -m prtr_tf.convert --backbone_only --config=coco_res50_384x288 \\
+        --checkpoint=resnet50-0676ba61.pth --output=res50_imagenet.weights.h5
 """
 from prtr_tf.cli import common
 
@@ -21,11 +23,16 @@ def define_flags():
         output=flags.DEFINE_string("output", None, "Output Keras weights file "
                                    "(*.weights.h5)."),
         overwrite=flags.DEFINE_bool("overwrite", False, "Replace --output if it exists."),
+        backbone_only=flags.DEFINE_bool(
+            "backbone_only", False, "--checkpoint is an ImageNet classification checkpoint "
+            "(torchvision resnet50/101/152, hrnetv2_w32/w48_imagenet_pretrained.pth) for the "
+            "config's backbone; its head is skipped. The output (the config's model, the rest "
+            "initialised as the trainer does) is for --config.train.init_weights."),
     )
 
 
 def main(argv, f):
-    from prtr_tf.convert import convert
+    from prtr_tf.convert import convert, convert_backbone
     if len(argv) > 1:
         raise common.usage_error(f"unexpected arguments: {argv[1:]}")
     v = common.values(f)
@@ -33,7 +40,12 @@ def main(argv, f):
     if missing:
         raise common.usage_error(f"missing {', '.join(missing)}")
     try:
-        convert(v["config"], v["checkpoint"], v["output"], v["overwrite"])
+        if v["backbone_only"]:
+            _, report = convert_backbone(v["config"], v["checkpoint"], v["output"],
+                                         v["overwrite"])
+            print(report.summary())
+        else:
+            convert(v["config"], v["checkpoint"], v["output"], v["overwrite"])
     except ImportError as e:  # torch missing for a .pth
         raise common.UserError(str(e)) from e
     print(f"wrote {v['output']}")

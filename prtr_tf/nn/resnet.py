@@ -69,6 +69,9 @@ class ResNet(Composite):
         # layer1. The tiny test backbone trains from scratch: ordinary BN, all trainable.
         frozen = depth != "resnet_tiny" if frozen is None else frozen
         width = WIDTHS.get(depth, 64)
+        # torch_prefix: the official module path of the body; an ImageNet checkpoint
+        # names the same tensors without it (`prtr_tf.nn.torch_import.backbone_mapping`).
+        self.depth, self.torch_prefix = depth, torch_prefix
         p = torch_prefix
         self.conv1 = conv(width, 7, 2, torch_name=f"{p}.conv1", trainable=not frozen)
         self.bn1 = batch_norm(f"{p}.bn1", frozen=frozen)

@@ -1,4 +1,6 @@
-"""Import of official PyTorch state_dicts (PRTR two-stage, DETR) into Keras models.
+"""Import of official PyTorch state_dicts (PRTR two-stage, DETR) into Keras models,
+and of the ImageNet classification checkpoints the official backbones start from
+(`load_imagenet_backbone`).
 
 Every Keras layer that holds official weights carries ``torch_name``, its module
 path in the official ``state_dict`` (see `prtr_tf.nn.layers.named`). This
@@ -6,9 +8,12 @@ module derives, from the model alone, the full list of official tensor names wit
 the Keras variables they fill and the layout change each needs (OIHW -> HWIO for
 convs, transposes for linears, split/reshape for attention), then checks the
 state_dict against it: unknown, missing or mis-shaped tensors are one error that
-lists them all. Nothing is skipped silently.
+lists them all. Nothing is skipped silently: the only entries dropped by name are
+the ``num_batches_tracked`` buffers (no values) and, for an ImageNet checkpoint, its
+classification head, which is reported.
 """
 import os
+from typing import NamedTuple
 
 import keras
 import numpy as np
@@ -137,7 +142,19 @@ def load_state_dict(model, state_dict, rename=None):
     if rename is not None:
         state_dict = {rename(k): v for k, v in state_dict.items()}
         state_dict.pop(None, None)
-    mapping = torch_mapping(model)
+    loaded = copy_checked(
+        torch_mapping(model), state_dict, "the checkpoint does not match the model "
+        "configuration", "Check that --config names the configuration the checkpoint was "
+        "trained with (backbone, number of joints, transformer sizes).")
+    return len(loaded)
+
+
+def copy_checked(mapping, state_dict, mismatch, advice):
+    """Copies ``state_dict`` into the variables of ``mapping`` (`torch_mapping`) after
+    checking it: unknown, missing or mis-shaped tensors raise one
+    `CheckpointMismatchError` that lists them all (``mismatch``: what the message
+    says first, ``advice``: what it says last) and nothing is assigned. Entries
+    ending in `OPTIONAL_SUFFIXES` are ignored. Returns the names copied."""
     unknown = sorted(k for k in state_dict
                      if k not in mapping and not k.endswith(OPTIONAL_SUFFIXES))
     missing = sorted(k for k in mapping if k not in state_dict)
@@ -162,13 +179,85 @@ def load_state_dict(model, state_dict, rename=None):
     if misshaped:
         problems.append(f"{len(misshaped)} mis-shaped tensor(s): " + "; ".join(misshaped))
     if problems:
-        raise CheckpointMismatchError(
-            "the checkpoint does not match the model configuration. " + " | ".join(problems)
-            + ". Check that --config names the configuration the checkpoint was trained with "
-            "(backbone, number of joints, transformer sizes).")
+        raise CheckpointMismatchError(f"{mismatch}. " + " | ".join(problems) + f". {advice}")
     for variable, array in assignments:
         variable.assign(array.astype(variable.dtype))
-    return sum(1 for key in mapping if key in state_dict)
+    return [key for key in mapping if key in state_dict]
+
+
+# ---------------------------------------------------------------- ImageNet backbones
+#
+# The official training starts every backbone from an ImageNet classification
+# checkpoint: torchvision's resnet50/101/152 state_dicts, or HRNet-Image-
+# Classification's hrnetv2_w32/w48_imagenet_pretrained.pth (cls_hrnet.py). Their names
+# are the backbone's official names without the model's prefix (``backbone.0.body.``):
+# ``conv1.weight``, ``layer1.0.bn1.running_mean``, ``stage2.0.fuse_layers.0.1.0.weight``.
+
+# The classification head, skipped by name: torchvision ResNet's ``fc``, HRNet's
+# ``classifier``. (HRNet's incre_modules, downsamp_modules and final_layer belong to
+# the backbone: they make its 2048-channel output.)
+HEAD_PREFIXES = ("fc.", "classifier.")
+
+
+class BackboneImport(NamedTuple):
+    """What `load_imagenet_backbone` did: the ImageNet names it copied, the head
+    entries it skipped, the ``num_batches_tracked`` buffers (no values) it ignored."""
+    loaded: list
+    head: list
+    ignored: list
+
+    def summary(self):
+        head = ", ".join(self.head) if self.head else "none"
+        return (f"loaded {len(self.loaded)} tensors into the backbone; skipped the "
+                f"classification head ({len(self.head)}: {head}) and "
+                f"{len(self.ignored)} num_batches_tracked buffer(s)")
+
+
+def backbone_mapping(backbone):
+    """`torch_mapping` of a built backbone layer (`prtr_tf.nn.backbones`) in the
+    ImageNet naming: its official names without ``backbone.torch_prefix``."""
+    prefix = backbone.torch_prefix + "."
+    mapping = torch_mapping(backbone)
+    outside = [k for k in mapping if not k.startswith(prefix)]
+    if outside:
+        raise RuntimeError(f"backbone tensors outside its prefix {prefix!r}: {outside[:10]}")
+    return {k[len(prefix):]: targets for k, targets in mapping.items()}
+
+
+def load_imagenet_backbone(backbone, state_dict, source="the checkpoint", description=None):
+    """Copies an ImageNet classification state_dict into a built backbone layer (a
+    model's ``backbone``); returns a `BackboneImport`.
+
+    The head (`HEAD_PREFIXES`) is skipped and ``num_batches_tracked`` ignored; any
+    other unknown, missing or mis-shaped tensor is a `CheckpointMismatchError` that
+    lists them all (``source`` and ``description`` name the file and the model in it).
+    """
+    state_dict = strip_prefix(dict(state_dict))
+    head = sorted(k for k in state_dict if k.startswith(HEAD_PREFIXES))
+    ignored = sorted(k for k in state_dict
+                     if k.endswith(OPTIONAL_SUFFIXES) and k not in head)
+    body = {k: v for k, v in state_dict.items() if k not in head}
+    desc = f" of {description}" if description else ""
+    loaded = copy_checked(
+        backbone_mapping(backbone), body,
+        f"{source} does not match the backbone{desc} as an ImageNet classification "
+        "checkpoint",
+        "Check that it is the ImageNet checkpoint of the configured backbone: torchvision's "
+        "resnet50/101/152 state_dict for resnet*, HRNet-Image-Classification's "
+        "hrnetv2_w32/w48_imagenet_pretrained.pth for hrnet_w*.")
+    return BackboneImport(loaded, head, ignored)
+
+
+def load_imagenet_file(backbone, path, what="checkpoint", description=None):
+    """`load_imagenet_backbone` from a ``.pth`` (needs torch) or ``.npz`` file."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{what} {path!r} does not exist")
+    if str(path).endswith(".h5"):
+        raise ValueError(f"{what} {path!r} is a Keras weights file; it takes an ImageNet "
+                         "checkpoint (.pth or .npz). A *.weights.h5 (e.g. from python -m "
+                         "prtr_tf.convert --backbone_only) goes to config.train.init_weights")
+    return load_imagenet_backbone(backbone, read_state_dict(path), f"{what} {path!r}",
+                                  description)
 
 
 def read_state_dict(path):

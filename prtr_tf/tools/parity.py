@@ -10,6 +10,12 @@ checkpoint importer, runs the forward pass and prints max |Δ| for every array i
 can compare. Exit status 1 if any |Δ| exceeds the tolerance (1e-4; for backbone
 features relative to their largest magnitude) or a readout query differs; 2 if the
 fixture cannot be read.
+
+An ``imagenet-backbone`` fixture (an ImageNet classification state_dict) goes through
+the ImageNet importer (`prtr_tf.nn.torch_import.load_imagenet_backbone`) into the bare
+backbone named by ``model.backbone``: every array it lists must be computed and match
+(relative to its largest magnitude), and the tool checks that every tensor was used
+except the head (``head_tensors``, skipped) and the ``num_batches_tracked`` buffers.
 """
 import importlib.util
 import json
@@ -149,11 +155,88 @@ def run_detr(manifest, state_dict, inputs):
     }
 
 
-RUNNERS = {"prtr-two-stage": run_two_stage, "detr": run_detr}
+def imagenet_arrays(backbone, levels, names):
+    """{fixture array name: NCHW array} of an ``imagenet-backbone`` fixture's ``arrays``
+    that this backbone produces: ``backbone_features`` (its main output), ``cN``
+    (ResNet ``layerN-1``, stride 2^N) and, for HRNet, ``stageS_outI`` (branch I of the
+    last stage S); any other name stays uncomputed (the check reports it)."""
+    import re
+
+    from prtr_tf.nn.hrnet import HRNet
+
+    last_stage = len(backbone.stages) + 1 if isinstance(backbone, HRNet) else None
+    out = {}
+    for name in names:
+        level = None
+        if name == "backbone_features":
+            level = backbone.main_level
+        elif re.fullmatch(r"c\d+", name):
+            level = f"C{name[1:]}"
+        elif last_stage and (m := re.fullmatch(r"stage(\d+)_out(\d+)", name)) \
+                and int(m.group(1)) == last_stage:
+            level = f"C{int(m.group(2)) + 2}"
+        if level in levels:
+            out[name] = np.transpose(np.asarray(levels[level]), (0, 3, 1, 2))
+    return out
 
 
-def compare(expected, actual, tolerance=TOLERANCE):
-    """Rows (name, max|Δ| or a note, ok[, detail]) for every array present in both."""
+def tensor_usage(manifest, report):
+    """The row (name, note, ok, detail) checking that the importer used every tensor of
+    the manifest but the head (``head_tensors``, skipped exactly) and the
+    ``num_batches_tracked`` buffers (no values)."""
+    from prtr_tf.nn.torch_import import OPTIONAL_SUFFIXES
+
+    names = [e["name"] for e in manifest["tensors"]]
+    head = set(manifest.get("head_tensors", []))
+    buffers = {n for n in names if n.endswith(OPTIONAL_SUFFIXES)} - head
+    must_use = set(names) - head - buffers
+    unused = sorted(must_use - set(report.loaded))
+    extra = sorted(set(report.loaded) - must_use)
+    wrong_head = sorted(set(report.head) ^ head)
+    ok = not (unused or extra or wrong_head) and bool(must_use)
+    detail = (f": {len(report.loaded)} of {len(names)} loaded; skipped the head "
+              f"({', '.join(report.head) or 'none'}) and {len(report.ignored)} "
+              "num_batches_tracked (no values)")
+    if not ok:
+        detail += "".join(f"; {label}: {', '.join(v[:20])}" for label, v in (
+            ("NOT USED", unused), ("used but not expected", extra),
+            ("head skipped differs from head_tensors", wrong_head)) if v)
+    return ("tensors", "every other tensor used" if ok else "MISMATCH", ok, detail)
+
+
+def run_imagenet_backbone(manifest, state_dict, inputs):
+    """An ImageNet classification state_dict through the ImageNet importer into the
+    manifest's backbone; its outputs (NCHW) and the tensor-usage check."""
+    import tensorflow as tf
+
+    from prtr_tf.nn.backbones import build_backbone
+    from prtr_tf.nn.torch_import import CheckpointMismatchError, load_imagenet_backbone
+
+    if len(inputs) != 1:
+        raise FixtureError(f"an imagenet-backbone fixture has one input, not {sorted(inputs)}")
+    backbone = build_backbone(manifest["model"]["backbone"])
+    backbone(tf.zeros((1, 64, 64, 3)), training=False)  # creates the weights
+    try:
+        report = load_imagenet_backbone(backbone, state_dict, "the fixture's state_dict")
+    except CheckpointMismatchError as e:
+        return {}, [("tensors", "import failed", False, f": {e}")]
+    images = tf.constant(np.transpose(next(iter(inputs.values())), (0, 2, 3, 1)))
+    levels = backbone(images, training=False, return_levels=True)
+    return (imagenet_arrays(backbone, levels, manifest.get("arrays", ())),
+            [tensor_usage(manifest, report)])
+
+
+RUNNERS = {"prtr-two-stage": run_two_stage, "detr": run_detr,
+           "imagenet-backbone": run_imagenet_backbone}
+# The arrays compared relative to their largest magnitude, by format (True: every one).
+RELATIVE_ARRAYS = {"imagenet-backbone": True}
+# Formats whose every listed array must be compared (an array not computed fails).
+COMPLETE = ("imagenet-backbone",)
+
+
+def compare(expected, actual, tolerance=TOLERANCE, relative=RELATIVE):
+    """Rows (name, max|Δ| or a note, ok[, detail]) for every array present in both;
+    ``relative``: the names compared relative to max|ref| (True: all)."""
     rows = []
     for name, ref in expected.items():
         if name not in actual:
@@ -166,7 +249,7 @@ def compare(expected, actual, tolerance=TOLERANCE):
             rows.append((name, f"{diff} differ" if diff else "identical", diff == 0, ""))
         else:
             delta = float(np.max(np.abs(got.astype(np.float64) - ref))) if ref.size else 0.0
-            if name in RELATIVE:
+            if relative is True or name in relative:
                 scale = max(1.0, float(np.max(np.abs(ref))) if ref.size else 1.0)
                 rows.append((name, delta, delta / scale <= tolerance,
                              f" (relative to max|ref| {scale:.3g}: {delta / scale:.2e})"))
@@ -183,13 +266,20 @@ def check(manifest_path, tolerance=TOLERANCE, out=sys.stdout):
         raise FixtureError(f"{manifest_path}: unsupported format {fmt!r} "
                            f"(supported: {', '.join(sorted(RUNNERS))})")
     actual = RUNNERS[fmt](manifest, state_dict, inputs)
-    rows = compare(expected, actual, tolerance)
+    actual, checks = actual if isinstance(actual, tuple) else (actual, [])
+    rows = compare(expected, actual, tolerance, RELATIVE_ARRAYS.get(fmt, RELATIVE))
     skipped = sorted(set(expected) - {r[0] for r in rows})
+    if fmt in COMPLETE:
+        rows += [(name, "not computed", False, "") for name in skipped]
+        skipped = []
     print(f"{os.path.basename(manifest_path)} ({fmt}, {manifest['model'].get('backbone')})",
           file=out)
     for name, value, ok, detail in rows:
         shown = f"{value:.3e}" if isinstance(value, float) else value
         print(f"  {'ok  ' if ok else 'FAIL'} {name:<20} max|Δ| {shown}{detail}", file=out)
+    for name, note, ok, detail in checks:
+        print(f"  {'ok  ' if ok else 'FAIL'} {name:<20} {note}{detail}", file=out)
+    rows += checks
     if skipped:
         print(f"  (not compared: {', '.join(skipped)})", file=out)
     passed = bool(rows) and all(row[2] for row in rows)

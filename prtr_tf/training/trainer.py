@@ -81,6 +81,12 @@ class Trainer:
             if t.get("init_weights"):
                 weights.load_into(self.model, t.init_weights, "config.train.init_weights",
                                   description=self.kind.describe(config))
+            if t.get("init_backbone"):
+                from prtr_tf.nn.torch_import import load_imagenet_file
+                report = load_imagenet_file(self.model.backbone, t.init_backbone,
+                                            "config.train.init_backbone",
+                                            description=self.kind.describe(config))
+                self.log(f"config.train.init_backbone {t.init_backbone}: {report.summary()}")
             self.optimizer = TwoGroupAdamW(self.model, t, self.steps_per_epoch)
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
             self.step_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False,
