@@ -253,6 +253,14 @@ def test_onnx_export_of_the_end_to_end_pipeline(trained):
         want = {k: v.numpy() for k, v in fn(image=image).items()}
         got = dict(zip(names, session.run(None, {"image": image.numpy()})))
         assert int(got["num_persons"]) == int(want["num_persons"])
+        # Persons best first; a model this well fitted scores several persons the same
+        # (P(person) and joint scores saturate at 1.0), and the two runtimes break such
+        # ties differently: compare in one order (score to 1e-4, then box corner).
+        for out in (got, want):
+            order = np.lexsort((out["boxes"][:, 1], out["boxes"][:, 0],
+                                -np.round(out["scores"], 4)))
+            for key in ("keypoints", "boxes", "scores", "box_scores", "keypoint_scores"):
+                out[key] = out[key][order]
         for key in ("keypoints", "boxes"):
             np.testing.assert_allclose(got[key], want[key], atol=1e-3)
         for key in ("scores", "box_scores", "keypoint_scores"):
