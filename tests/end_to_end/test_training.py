@@ -26,9 +26,7 @@ def get_config():
     c.data.root = {root!r}
     c.data.synthetic = {{"train": (4, 21), "val": (4, 21)}}
     c.data.val_ann, c.data.val_images = c.data.train_ann, c.data.train_images
-    # One scale, no augmentation: memorise these images; 160 px (the config's 256 took
-    # 3x as long: 10 s per epoch on 2 CPU cores, 3 s at 160).
-    c.data.scales, c.data.test_size = (160,), 160
+    c.data.scales = (256,)  # no scale augmentation: memorise these images
     c.train.batch_size, c.train.steps_per_epoch = 4, 10
     c.train.epochs = c.train.eval_every_epochs = {epochs}
     c.train.lr_steps = ({epochs} - 3,)
@@ -62,8 +60,9 @@ def test_tiny_end_to_end_model_learns_a_small_synthetic_set(trained):
     prediction trajectories diverge on rounding (a near-tied match flips), hence 600
     steps and thresholds with room: AP >= 0.5 and a 5x loss drop, while a wrong box
     conversion, crop, target normalisation, matcher or readout mapping leaves AP
-    near 0. At 160 px instead of 256 (seed 0, under load): AP 0.29 / 0.81 / 1.00 after
-    200 / 400 / 600 steps, loss 37 -> 0.76."""
+    near 0. (At 160 px it trains 3x faster, AP 0.29 / 0.81 / 1.00 after 200 / 400 / 600
+    steps, but then the ONNX export's persons differed from the SavedModel's in
+    test_onnx_export_of_the_end_to_end_pipeline: not understood yet, so 256 px stays.)"""
     history = trained["history"]
     first, last = history[0], history[-1]
     print(f"loss {first['loss']:.3f} -> {last['loss']:.3f}, det {first['loss_det']:.3f} -> "
