@@ -17,7 +17,7 @@ demo: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m prtr_tf.demo
 
 test: $(STAMP)
-	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m pytest -n 2 --dist loadfile -q $(PYTEST_ARGS) tests
+	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder -q $(PYTEST_ARGS) tests
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -34,9 +34,14 @@ def train_config(batch_size, epochs, lr, lr_backbone, lr_steps, lr_factor, seed=
         lr_backbone=lr_backbone,
         lr_steps=tuple(lr_steps),  # epochs at which the LR is multiplied by lr_factor
         lr_factor=lr_factor,
+        warmup_steps=0,  # >0: the LR ramps up linearly over these first steps
         weight_decay=1e-4,
         adam_epsilon=1e-8,
         clip_norm=0.1,
+        # --mixed_precision=float16 only: the dynamic loss scale's start and how many
+        # finite steps in a row double it (prtr_tf.training.loss_scale; Keras' defaults).
+        loss_scale_initial=2.0 ** 15,
+        loss_scale_growth_steps=2000,
         seed=seed,
         log_every_steps=50,
         checkpoint_every_steps=500,

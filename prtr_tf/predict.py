@@ -69,12 +69,12 @@ def predict_files(estimator, files, output, keypoint_set=None, boxes_for=None, k
     `prtr_tf.media.collect_sources`) and writes into the folder ``output``.
 
     Args:
-      keypoint_set: a `prtr_tf.datasets.DATASETS` entry (skeleton and joint names for
-        drawing) or None (joints only).
+      keypoint_set: a `prtr_tf.datasets` keypoint set (skeleton and joint names for
+        drawing: the config's, or an export's metadata) or None (joints only).
       boxes_for: file path -> (boxes xywh (N, 4), scores (N,)) in original pixels or
         None (`prtr_tf.data.boxes_json.load_boxes_json`); None: the estimator finds the
         persons (videos always need that).
-      kpt_thr: joints scoring below it are not drawn (all are in results.json).
+      kpt_thr: joints scoring below it are drawn faint (all are in results.json).
       max_side: images with a longer side are downscaled to it (0: never).
       max_frames: videos: at most this many frames (0: all).
 

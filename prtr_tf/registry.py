@@ -88,8 +88,13 @@ def kind_name(config):
 
 
 def get(config):
-    """The `Kind` of a config (or of a kind name)."""
+    """The `Kind` of a config (or of a kind name). A config's keypoint set is resolved
+    first (`prtr_tf.datasets.resolve`: a custom config's joints come from its
+    annotation file), so that everything built from it has its joints."""
     name = config if isinstance(config, str) else kind_name(config)
+    if not isinstance(config, str):
+        from prtr_tf import datasets
+        datasets.resolve(config)
     if name not in KINDS:
         raise ValueError(f"unknown model kind {name!r}: expected one of {tuple(KINDS)}")
     return importlib.import_module(KINDS[name]).KIND

@@ -1,7 +1,8 @@
 """Drawing poses on images, and the paper's query-analysis figures.
 
-- `draw_poses`: person boxes, scores, skeleton limbs (left / right / centre in
-  different colours) and the joints above a score threshold, on a PIL image.
+- `draw_poses`: person boxes, person and box scores, skeleton limbs (left / right /
+  centre in different colours) and the joints (faint below a score threshold), on a
+  PIL image.
 - `plot_decoder_refinement` (paper Figure 4): for one crop, where each decoder
   layer puts the queries that the readout of the *last* layer assigns to the
   joints (`decoder_trajectories`), drawn as one trajectory per joint.
@@ -55,27 +56,40 @@ def _to_pil_rgb(image):
     return Image.fromarray(array[..., :3], "RGB")
 
 
-def draw_poses(image, persons, skeleton, kpt_thr=0.3, box_thr=0.0, joint_names=None):
+def draw_poses(image, persons, skeleton, kpt_thr=0.3, box_thr=0.0, joint_names=None,
+               faint=0.35):
     """Returns a new RGB PIL image with ``persons`` drawn on ``image``.
 
     Params:
         image: PIL image or uint8 array (H, W, 3) / (H, W); not modified.
-        persons: dicts with ``box`` [x1, y1, x2, y2] (optional), ``score`` and
-            ``keypoints`` (J, 3) [x, y, score] in the image's pixels (the output
-            of `prtr_tf.serving.estimator.PoseEstimator`).
+        persons: dicts with ``box`` [x1, y1, x2, y2] (optional), ``score``,
+            ``box_score`` (optional, the detector's) and ``keypoints`` (J, 3)
+            [x, y, score] in the image's pixels (the output of
+            `prtr_tf.serving.estimator.PoseEstimator`).
         skeleton: pairs (a, b) of joint indices joined by a limb.
-        kpt_thr: joints scoring below it are not drawn, nor limbs touching them.
+        kpt_thr: joints scoring below it (and limbs touching them) are drawn faint
+            and thin, so that a low-confidence model still shows its guess.
         box_thr: persons whose ``score`` is below it are not drawn at all.
         joint_names: names of the J joints; "left*" / "right*" names (COCO and
             MPII convention) colour joints and limbs by side, others are centre.
             Default: the names of the dataset with J joints, if any.
+        faint: opacity of the joints and limbs below ``kpt_thr`` (0 hides them).
+
+    Each box is labelled with the person score and, when given, the box score
+    ("0.71 | box 0.94") in a font sized to the image; labels of stacked boxes are
+    moved so that they do not overlap.
     """
     canvas = _to_pil_rgb(image).copy()
-    draw = ImageDraw.Draw(canvas)
     width, height = canvas.size
-    radius = max(2, int(round(min(width, height) / 160)))
-    line = max(1, int(round(min(width, height) / 250)))
-    font = ImageFont.load_default()
+    side_px = min(width, height)
+    radius = max(2, int(round(side_px / 120)))
+    line = max(1, int(round(side_px / 200)))
+    font = _font(max(10, int(round(side_px / 22))))
+    strong = ImageDraw.Draw(canvas)
+    overlay = Image.new("RGBA", canvas.size, (0, 0, 0, 0))
+    weak = ImageDraw.Draw(overlay)
+    weak_fill = int(round(255 * float(np.clip(faint, 0.0, 1.0))))
+    labels, placed = [], []
     for person in persons:
         score = float(person.get("score", 1.0))
         if score < box_thr:
@@ -87,26 +101,65 @@ def draw_poses(image, persons, skeleton, kpt_thr=0.3, box_thr=0.0, joint_names=N
         box = person.get("box")
         if box is not None:
             x1, y1, x2, y2 = (float(v) for v in box)
-            draw.rectangle([x1, y1, x2, y2], outline=BOX_COLOR, width=line)
+            strong.rectangle([x1, y1, x2, y2], outline=BOX_COLOR, width=line)
             label = f"{score:.2f}"
-            tx, ty = x1 + line + 1, max(0.0, y1 - 12)
-            bbox = draw.textbbox((tx, ty), label, font=font)
-            draw.rectangle(bbox, fill=(0, 0, 0))
-            draw.text((tx, ty), label, fill=BOX_COLOR, font=font)
-        visible = np.isfinite(kpts).all(axis=1) & (kpts[:, 2] >= kpt_thr)
+            if person.get("box_score") is not None:
+                label += f" | box {float(person['box_score']):.2f}"
+            labels.append((label, x1, y1, y2))
+        finite = np.isfinite(kpts).all(axis=1)
+        visible = finite & (kpts[:, 2] >= kpt_thr)
         for a, b in skeleton:
-            if a >= len(kpts) or b >= len(kpts) or not (visible[a] and visible[b]):
+            if a >= len(kpts) or b >= len(kpts) or not (finite[a] and finite[b]):
                 continue
             side = sides[a] if sides[a] == sides[b] else (
                 sides[a] if sides[b] == "center" else sides[b] if sides[a] == "center"
                 else "center")
-            draw.line([tuple(kpts[a, :2]), tuple(kpts[b, :2])], fill=_side_color(side),
-                      width=line + 1)
-        for j in np.flatnonzero(visible):
+            ends = [tuple(kpts[a, :2]), tuple(kpts[b, :2])]
+            if visible[a] and visible[b]:
+                strong.line(ends, fill=_side_color(side), width=line + 1)
+            elif weak_fill:
+                weak.line(ends, fill=_side_color(side) + (weak_fill,), width=line)
+        for j in np.flatnonzero(finite):
             x, y = kpts[j, :2]
-            draw.ellipse([x - radius, y - radius, x + radius, y + radius],
-                         fill=_side_color(sides[j]), outline=(255, 255, 255))
+            if visible[j]:
+                strong.ellipse([x - radius, y - radius, x + radius, y + radius],
+                               fill=_side_color(sides[j]), outline=(255, 255, 255))
+            elif weak_fill:
+                r = max(1.0, 0.7 * radius)
+                weak.ellipse([x - r, y - r, x + r, y + r],
+                             fill=_side_color(sides[j]) + (weak_fill,))
+    if weak_fill:
+        canvas = Image.alpha_composite(canvas.convert("RGBA"), overlay).convert("RGB")
+    draw = ImageDraw.Draw(canvas)
+    for label, x1, y1, y2 in labels:
+        _draw_label(draw, label, x1, y1, y2, font, line, placed, (width, height))
     return canvas
+
+
+def _font(size):
+    """Pillow's default font at ``size`` px (FreeType, Pillow >= 10.1), else the bitmap."""
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # older Pillow: one bitmap size
+        return ImageFont.load_default()
+
+
+def _draw_label(draw, label, x1, y1, y2, font, line, placed, size):
+    """A box's label on a dark plate: above the box, else inside its top, moved down
+    past the labels already ``placed`` (their rectangles, appended to)."""
+    left, top, right, bottom = draw.textbbox((0, 0), label, font=font)
+    w, h = right - left + 2 * line + 2, bottom - top + 2 * line + 2
+    x = min(max(0.0, x1), max(0.0, size[0] - w))
+    y = y1 - h if y1 - h >= 0 else max(0.0, y1)
+    for _ in range(len(placed) + 1):
+        hit = [r for r in placed if x < r[2] and r[0] < x + w and y < r[3] and r[1] < y + h]
+        if not hit:
+            break
+        y = max(r[3] for r in hit)
+    y = min(y, max(0.0, size[1] - h))
+    placed.append((x, y, x + w, y + h))
+    draw.rectangle([x, y, x + w, y + h], fill=(0, 0, 0))
+    draw.text((x + line + 1 - left, y + line + 1 - top), label, fill=BOX_COLOR, font=font)
 
 
 def denormalize_crop(crop, config):

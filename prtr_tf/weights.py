@@ -74,6 +74,7 @@ def load_model(config, checkpoint, what="checkpoint", kinds=None, config_flag=No
         expected = " or ".join(registry.get(k).title for k in kinds)
         raise ValueError(f"{label} is a {kind.title} config (model.kind "
                          f"{kind.name!r}); {what} needs a {expected} config")
+    resolve(checkpoint, what)  # a missing or misnamed file fails before the model builds
     model = kind.build(config.model)
     file = load_into(model, checkpoint, what, config_flag or name, kind.describe(config))
     return model, config, file

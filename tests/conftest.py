@@ -43,8 +43,10 @@ def mpii_mini():
 
 # The files that take longest (minutes on 2 CPU cores), started first: `make test`
 # hands whole files to its 2 workers (pytest-xdist --dist loadfile) in collection
-# order, and these at the end of the order left one worker running them alone.
-LONG_FIRST = ("tests/end_to_end/test_training.py", "tests/training/test_faults_keypoint.py",
+# order (with --no-loadscope-reorder; by default xdist sends the files with the most tests
+# first), and these at the end of the order left one worker running them alone.
+LONG_FIRST = ("tests/end_to_end/test_training.py", "tests/keypoint/test_custom_training.py",
+              "tests/training/test_faults_keypoint.py",
               "tests/training/test_faults_end_to_end.py",
               "tests/training/test_faults_detector.py", "tests/training/test_trainer.py",
               "tests/serving/test_saved_model.py", "tests/serving/test_predict.py",

@@ -141,6 +141,13 @@ def define_training_flags():
                                    "file"),
         data_root=flags.DEFINE_string("data_root", d.data_root, "the synthetic data set, "
                                       "generated there on first use"),
+        pipeline_parallel=flags.DEFINE_list(
+            "pipeline_parallel", ",".join(map(str, d.pipeline_parallel)),
+            "config.data.num_parallel_calls values of the input-pipeline measurement "
+            "(-1: AUTOTUNE), e.g. 1,2 for crops/s per core"),
+        coco_root=flags.DEFINE_string("coco_root", d.coco_root, "also measure the input "
+                                      "pipeline on the COCO images of this folder "
+                                      "(person_keypoints.json, images/; read only)"),
     )
 
 
@@ -149,7 +156,9 @@ def main_training(argv, f):
     _no_arguments(argv)
     v = common.values(f)
     v.update(r50_batches=_ints("r50_batches", [s for s in v["r50_batches"] if s]),
-             skip=[s for s in v["skip"] if s])
+             skip=[s for s in v["skip"] if s],
+             pipeline_parallel=_ints("pipeline_parallel",
+                                     [s for s in v["pipeline_parallel"] if s]))
     print(run_train_benchmark(_options(Options, **v)))
     return 0
 

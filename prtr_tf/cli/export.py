@@ -115,14 +115,17 @@ def _required(v, *names):
 
 def define_saved_model_flags():
     from absl import flags
+    from ml_collections import config_flags
     return dict(
-        config=flags.DEFINE_string("config", None, "Keypoint config, or end-to-end config "
-                                   "(file or name in configs/)."),
+        config=config_flags.DEFINE_config_file(
+            "config", None, "Keypoint config, or end-to-end config (file or name in "
+            "configs/; --config.FIELD=VALUE overrides, e.g. a custom set's data.root).",
+            lock_config=False),
         checkpoint=flags.DEFINE_string("checkpoint", None, "Model weights (.weights.h5) or "
                                        "a training workdir."),
-        detector_config=flags.DEFINE_string("detector_config", None,
-                                            "DETR person detector config (file or name); "
-                                            "two-stage models only."),
+        detector_config=config_flags.DEFINE_config_file(
+            "detector_config", None, "DETR person detector config (file or name); "
+            "two-stage models only.", lock_config=False),
         detector_checkpoint=flags.DEFINE_string("detector_checkpoint", None,
                                                 "Detector weights (.weights.h5) or a "
                                                 "training workdir; two-stage models only."),
@@ -165,14 +168,13 @@ def _describe_signatures(serving):
 
 def main_saved_model(argv, f):
     from prtr_tf import registry, weights
-    from prtr_tf.config import load_config
     from prtr_tf.atomic import atomic_output
     from prtr_tf.serving.saved_model import export_saved_model
 
     _no_arguments(argv)
     v = common.values(f)
     _required(v, "config", "checkpoint", "output")
-    kind = registry.get(load_config(v["config"]))
+    kind = registry.get(v["config"])
     _check_detector_flags(kind, v)
     with contextlib.ExitStack() as stack:
         try:

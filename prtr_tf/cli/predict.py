@@ -99,7 +99,7 @@ def define_flags():
         "boxes_json", None, "Person boxes instead of a detector: {file name: [[x, y, w, h, "
         "score], ...]} or a COCO detections results list (image_id = numeric file stem).")
     f["kpt_thr"] = flags.DEFINE_float(
-        "kpt_thr", 0.3, "Joints scoring below this are not drawn (all are in results.json).")
+        "kpt_thr", 0.3, "Joints scoring below this are drawn faint (all are in results.json).")
     f["box_thr"] = flags.DEFINE_float(
         "box_thr", None, "Minimum person box score (detector or --boxes_json) for a box to "
         "be used; default: the detector config's test.score_thre for detections and the "

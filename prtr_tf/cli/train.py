@@ -30,7 +30,9 @@ def define_flags():
             "if TF_CONFIG lists several workers, else Mirrored over local GPUs (or CPU)."),
         mixed_precision=flags.DEFINE_enum(
             "mixed_precision", "float32", ["float32", "bfloat16", "float16"],
-            "Compute dtype (variables stay float32)."),
+            "Compute dtype (variables stay float32). float16 trains with a dynamic loss "
+            "scale (config.train.loss_scale_initial, loss_scale_growth_steps); steps "
+            "with a non-finite gradient are skipped and logged."),
         max_steps=flags.DEFINE_integer("max_steps", None, "Stop after this many steps "
                                        "(debugging)."),
     )

@@ -59,7 +59,7 @@ def _image_table(data, name, skip_bad, skip_counter):
 def _check_annotation(ann, index, images, num_joints, name):
     """The reason ``ann`` is malformed (a message naming file, id and field), or None."""
     where = f"{name}: annotation id {ann.get('id', f'#{index}')}"
-    for field in ("image_id", "category_id", "bbox", "keypoints", "area", "iscrowd"):
+    for field in ("image_id", "category_id", "bbox", "keypoints", "iscrowd"):
         if field not in ann:
             return f"{where}: missing field {field!r}"
     if ann["image_id"] not in images:
@@ -73,7 +73,7 @@ def _check_annotation(ann, index, images, num_joints, name):
         got = len(ann["keypoints"]) if isinstance(ann["keypoints"], (list, tuple)) else "?"
         return (f"{where}: field 'keypoints' has {got} values, expected {3 * num_joints} "
                 "finite numbers")
-    if _numbers([ann["area"]], 1) is None:
+    if "area" in ann and _numbers([ann["area"]], 1) is None:
         return f"{where}: field 'area' = {ann['area']!r} is not a finite number"
     return None
 
@@ -86,19 +86,29 @@ def _joints(keypoints, num_joints):
     return joints
 
 
+def area_of(ann):
+    """An annotation's ``area``; its box's w x h when the file has none (CrowdPose)."""
+    if "area" in ann:
+        return float(ann["area"])
+    return float(ann["bbox"][2]) * float(ann["bbox"][3])
+
+
 def load_coco_keypoints(ann_file, image_dir, image_size_hw, num_joints=17,
                         pixel_std=PIXEL_STD, padding=BOX_PADDING, skip_bad=True,
-                        skip_counter=None):
+                        skip_counter=None, category_ids=(PERSON_CATEGORY,)):
     """Training/validation records from GT boxes (HRNet ``_load_coco_keypoint_annotations``).
 
-    Keeps non-crowd person annotations with area > 0, a valid sanitised box and at least
+    Keeps non-crowd annotations of ``category_ids`` (default: the person) with area > 0
+    (the box's w x h when the file has no ``area``), a valid sanitised box and at least
     one labelled keypoint (v > 0); the sanitised box gives center/scale at the aspect
     ratio W/H of ``image_size_hw`` with 1.25 padding. ``ann_file`` is a path or the
-    loaded JSON dict.
+    loaded JSON dict. Records also hold the annotation's ``category_id`` and ``bbox``
+    (as in the file: PCK's normaliser).
     """
     data, name = _load_json(ann_file)
     images = _image_table(data, name, skip_bad, skip_counter)
     aspect_ratio = image_size_hw[1] / image_size_hw[0]
+    categories = set(category_ids)
     by_image = {image_id: [] for image_id in images}
     for index, ann in enumerate(data.get("annotations", [])):
         reason = _check_annotation(ann, index, images, num_joints, name)
@@ -111,7 +121,7 @@ def load_coco_keypoints(ann_file, image_dir, image_size_hw, num_joints=17,
     for image_id, anns in by_image.items():
         file_name, width, height = images[image_id]
         for ann in anns:
-            if ann["iscrowd"] or ann["category_id"] != PERSON_CATEGORY or ann["area"] <= 0:
+            if ann["iscrowd"] or ann["category_id"] not in categories or area_of(ann) <= 0:
                 continue
             box = sanitize_box(ann["bbox"], width, height)
             if box is None:
@@ -122,17 +132,20 @@ def load_coco_keypoints(ann_file, image_dir, image_size_hw, num_joints=17,
             center, scale = box_to_center_scale(box, aspect_ratio, pixel_std, padding)
             records.append(dict(image_path=os.path.join(image_dir, file_name),
                                 image_id=int(image_id), center=center, scale=scale,
-                                joints=joints, box_score=1.0, ann_id=int(ann.get("id", -1))))
+                                joints=joints, box_score=1.0, ann_id=int(ann.get("id", -1)),
+                                category_id=int(ann["category_id"]),
+                                bbox=np.asarray(ann["bbox"], np.float32)))
     return records
 
 
 def load_coco_detections(det_file, ann_file, image_dir, image_size_hw, num_joints=17,
                          image_thre=0.0, pixel_std=PIXEL_STD, padding=BOX_PADDING,
-                         skip_bad=True, skip_counter=None):
+                         skip_bad=True, skip_counter=None, category_ids=(PERSON_CATEGORY,)):
     """Test records from a COCO results list of detections (HRNet
     ``_load_coco_person_detection_results``).
 
-    Keeps category 1 boxes with score >= ``image_thre``; boxes are not sanitised.
+    Keeps boxes of ``category_ids`` (default: the person) with score >= ``image_thre``;
+    boxes are not sanitised; records hold the detection's ``category_id``.
     ``ann_file`` (path or dict; only its ``images`` are used) maps image ids to files.
     Bad entries (missing field, image id not in ``ann_file``, non-positive or non-finite
     width/height, non-finite score) are counted skips with a warning naming the file,
@@ -156,7 +169,7 @@ def load_coco_detections(det_file, ann_file, image_dir, image_size_hw, num_joint
         if missing:
             bad_sample(f"{where}: missing field {missing[0]!r}", skip_bad, skip_counter)
             continue
-        if det["category_id"] != PERSON_CATEGORY:
+        if det["category_id"] not in category_ids:
             continue
         score = _numbers([det["score"]], 1)
         if score is None:
@@ -178,5 +191,6 @@ def load_coco_detections(det_file, ann_file, image_dir, image_size_hw, num_joint
         records.append(dict(image_path=os.path.join(image_dir, images[det["image_id"]][0]),
                             image_id=int(det["image_id"]), center=center, scale=scale,
                             joints=np.zeros((num_joints, 3), np.float32),
-                            box_score=float(score[0]), ann_id=index))
+                            box_score=float(score[0]), ann_id=index,
+                            category_id=int(det["category_id"])))
     return records

@@ -29,7 +29,7 @@ import re
 import numpy as np
 import tensorflow as tf
 
-from prtr_tf.datasets import DATASETS, flip_permutation
+from prtr_tf.datasets import flip_pairs_of, flip_permutation
 from prtr_tf.data.skips import SkipCounter, bad_sample
 from prtr_tf.data.transforms import affine_matrix_tf, transform_joints_tf, warp_affine_tf
 
@@ -91,8 +91,9 @@ class _Augmenter:
         self.sf = float(data_config.scale_factor)
         self.rf = float(data_config.rotation_factor)
         self.rot_prob = float(data_config.rotation_prob)
-        self.flip = bool(data_config.flip)
-        self.perm = tf.constant(flip_permutation(num_joints, flip_pairs), tf.int32)
+        # A set without flip pairs is not mirrored (`prtr_tf.datasets.flip_pairs_of`).
+        self.flip = bool(data_config.flip) and flip_pairs is not None
+        self.perm = tf.constant(flip_permutation(num_joints, flip_pairs or ()), tf.int32)
 
     def __call__(self, seed, center, scale, joints, image_width):
         s0, s1, s2, s3 = tf.unstack(tf.random.experimental.stateless_split(seed, 4))
@@ -152,7 +153,8 @@ class _SampleLoader:
         self.num_joints = int(config.model.num_joints)
         self.training = training
         self.crop = Cropper(config)
-        self.augment = _Augmenter(data, DATASETS[data.dataset]["flip_pairs"], self.num_joints)
+        self.augment = _Augmenter(data, flip_pairs_of(config, bool(data.flip)),
+                                  self.num_joints)
 
     def __call__(self, rec):
         image = decode_image(rec["image_path"])

@@ -7,6 +7,7 @@ use (`prtr_tf.data.synthetic`).
 import os
 
 from prtr_tf.data.coco import load_coco_detections, load_coco_keypoints
+from prtr_tf.datasets import category_ids
 from prtr_tf.data.mpii import load_mpii
 
 
@@ -45,9 +46,10 @@ def load_records(config, split, det_json=None, skip_counter=None):
         if det_json:
             raise ValueError("detections are for COCO; MPII is evaluated with its own boxes")
         return load_mpii(ann, images, model.num_joints, skip_bad=skip, skip_counter=skip_counter)
+    cats = category_ids(config)
     if det_json:
         return load_coco_detections(det_json, ann, images, model.image_size, model.num_joints,
                                     image_thre=config.test.image_thre, skip_bad=skip,
-                                    skip_counter=skip_counter)
+                                    skip_counter=skip_counter, category_ids=cats)
     return load_coco_keypoints(ann, images, model.image_size, model.num_joints, skip_bad=skip,
-                               skip_counter=skip_counter)
+                               skip_counter=skip_counter, category_ids=cats)

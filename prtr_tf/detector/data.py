@@ -42,7 +42,7 @@ when ``data.skip_bad_samples`` is False (as `prtr_tf.data.pipeline`).
 import numpy as np
 import tensorflow as tf
 
-from prtr_tf.datasets import DATASETS, flip_permutation
+from prtr_tf.datasets import flip_pairs_of, flip_permutation
 from prtr_tf.data.pipeline import decode_image, finish, load_robustly, normalization
 from prtr_tf.data.skips import SkipCounter
 from prtr_tf.detector.augment import DetectionAugmenter, resize_with_keypoints
@@ -57,15 +57,18 @@ class _DetectionLoader:
         data = config.data
         self.training = training
         self.num_joints = num_joints
-        flip_index = None
+        flip_index = pairs = None
         if num_joints is not None:
-            flip_index = flip_permutation(num_joints, DATASETS[data.dataset]["flip_pairs"])
+            pairs = flip_pairs_of(config)  # None: a set without pairs is not mirrored
+            flip_index = flip_permutation(num_joints, pairs or ())
         self.max_boxes = int(data.max_boxes)
         self.test_size = int(data.test_size)
         self.max_size = int(data.max_size)
         self.label = person_label(config)
         self.gain, self.offset = normalization(data.mean, data.std)
         self.augment = DetectionAugmenter(data, flip_index) if training else None
+        if self.augment is not None and num_joints is not None and pairs is None:
+            self.augment.flip = False
 
     def __call__(self, rec):
         image = decode_image(rec["image_path"])

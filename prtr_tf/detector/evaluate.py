@@ -12,19 +12,22 @@ BOX_STATS = ("AP", "AP .5", "AP .75", "AP (S)", "AP (M)", "AP (L)", "AR 1", "AR 
 
 
 def detection_results(model, config, split="val", stream=None):
-    """COCO results list {image_id, category_id 1, bbox [x, y, w, h], score} of the
+    """COCO results list {image_id, category_id, bbox [x, y, w, h], score} of the
     person boxes the detector finds on every image of ``split`` (scores >=
-    ``config.test.score_thre``): the format of a ``--det_json`` detections file."""
+    ``config.test.score_thre``): the format of a ``--det_json`` detections file.
+    ``category_id`` is the object class's first category (the person: 1)."""
     from prtr_tf.data.splits import ensure_data
+    from prtr_tf.datasets import category_ids
     from prtr_tf.detector.records import load_person_boxes
 
     stream = stream or sys.stdout
     ann, images = ensure_data(config, split)
-    records = load_person_boxes(ann, images, min_keypoints=0)
+    cats = category_ids(config)
+    records = load_person_boxes(ann, images, min_keypoints=0, category_ids=cats)
     dataset = build_detection_dataset(records, config, training=False,
                                       batch=config.test.batch_size)
     found = detect_dataset(model, dataset, person_label(config))
-    results = [{"image_id": image_id, "category_id": 1, "bbox": [float(v) for v in box],
+    results = [{"image_id": image_id, "category_id": cats[0], "bbox": [float(v) for v in box],
                 "score": float(s)}
                for image_id, boxes, scores in found for box, s in zip(boxes, scores)
                if s >= config.test.score_thre]
@@ -34,21 +37,28 @@ def detection_results(model, config, split="val", stream=None):
 
 def evaluate_detector(model, config, split="val", stream=None, results=None):
     """COCO box AP/AR of the person class on ``split`` (pycocotools, iouType 'bbox');
-    ``results``: the `detection_results` of ``model`` when already computed."""
-    from pycocotools.coco import COCO
+    ``results``: the `detection_results` of ``model`` when already computed. The
+    categories of a custom keypoint set are one class (the first one's id)."""
     from pycocotools.cocoeval import COCOeval
 
     from prtr_tf.data.splits import split_paths
+    from prtr_tf.datasets import category_ids
+    from prtr_tf.evaluation.coco import load_coco
 
     if results is None:
         results = detection_results(model, config, split, stream)
     if not results:
         return {k: 0.0 for k in BOX_STATS}
     ann, _ = split_paths(config, split)
+    cats = category_ids(config)
     with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO(ann)
+        gt = load_coco(ann)  # fills in fields some files lack (CrowdPose: 'area')
+        if len(cats) > 1:  # one object class: every instance of the set's categories
+            gt.dataset["annotations"] = [dict(a, category_id=cats[0]) if a.get(
+                "category_id") in cats else a for a in gt.dataset["annotations"]]
+            gt.createIndex()
         evaluator = COCOeval(gt, gt.loadRes(results), "bbox")
-        evaluator.params.catIds = [1]
+        evaluator.params.catIds = [cats[0]]
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()

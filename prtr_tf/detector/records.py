@@ -40,7 +40,8 @@ def person_label(config):
 
 
 def load_person_boxes(ann_file, image_dir, min_keypoints=1, skip_bad=True, skip_counter=None,
-                      return_summary=False, num_joints=None):
+                      return_summary=False, num_joints=None,
+                      category_ids=(PERSON_CATEGORY,)):
     """Per-image person-box records from a COCO keypoints JSON (see the module docstring).
 
     Args:
@@ -57,6 +58,8 @@ def load_person_boxes(ann_file, image_dir, min_keypoints=1, skip_bad=True, skip_
         pixel-index x, y plus 0.5: pixel i spans [i, i + 1), the convention of the
         boxes and of every resize); an annotation whose ``keypoints`` is not
         3 * num_joints finite numbers is a bad annotation.
+      category_ids: the categories whose instances are the objects (default: the
+        person; a custom keypoint set's categories are one object class).
 
     Returns:
       the records, or (records, summary) with ``return_summary``. The summary (also
@@ -80,7 +83,7 @@ def load_person_boxes(ann_file, image_dir, min_keypoints=1, skip_bad=True, skip_
         if reason is None and ann["image_id"] not in images:
             reason = (f"{where}: field 'image_id' = {ann['image_id']!r} is not in the images "
                       "list")
-        if reason is None and ann["category_id"] != PERSON_CATEGORY:
+        if reason is None and ann["category_id"] not in category_ids:
             summary["other_categories"] += 1
             continue
         if reason is None and _numbers(ann["bbox"], 4) is None:

@@ -15,11 +15,13 @@ class DetectionTask:
 
     def load_records(self, split, skip_counter, num_joints=None):
         from prtr_tf.data.splits import ensure_data
+        from prtr_tf.datasets import category_ids
         from prtr_tf.detector.records import load_person_boxes
         ann, images = ensure_data(self.config, split)
         return load_person_boxes(ann, images, min_keypoints=self.config.data.min_keypoints,
                                  skip_bad=self.config.data.skip_bad_samples,
-                                 skip_counter=skip_counter, num_joints=num_joints)
+                                 skip_counter=skip_counter, num_joints=num_joints,
+                                 category_ids=category_ids(self.config))
 
     def train_dataset(self, records, seed, batch, skip_counter):
         from prtr_tf.detector.data import build_detection_dataset

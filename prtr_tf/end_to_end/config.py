@@ -89,7 +89,7 @@ The paper describes this variant only loosely and its notebook is illustrative
 """
 import ml_collections
 
-from prtr_tf.datasets import DATASETS
+from prtr_tf.datasets import CUSTOM, DATASETS, keypoints_config
 from prtr_tf.config import train_config
 from prtr_tf.detector.config import detector, detector_model_config
 
@@ -106,8 +106,9 @@ def e2e_model_config(backbone="resnet50", dataset="coco", *, levels=("C3", "C4",
                      person_threshold=0.0, max_persons=20, max_train_persons=5,
                      detach_boxes=False, detector_overrides=None):
     """Model fields of an end-to-end PRTR (see the module docstring for each default)."""
-    if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}; choose one of {tuple(DATASETS)}")
+    if dataset not in DATASETS and dataset != CUSTOM:
+        raise ValueError(f"unknown dataset {dataset!r}; choose one of "
+                         f"{tuple(DATASETS) + (CUSTOM,)}")
     if kpt_pos not in KPT_POS:
         raise ValueError(f"unknown kpt_pos {kpt_pos!r}; choose one of {KPT_POS}")
     divisor = 4 if kpt_pos == "sine+learned" else 2
@@ -121,7 +122,8 @@ def e2e_model_config(backbone="resnet50", dataset="coco", *, levels=("C3", "C4",
     return ml_collections.ConfigDict(dict(
         kind="prtr_e2e",
         detector=detector,
-        num_joints=len(DATASETS[dataset]["joints"]),
+        # custom: 0 until `prtr_tf.datasets.resolve` reads the annotation file
+        num_joints=len(DATASETS[dataset]["joints"]) if dataset in DATASETS else 0,
         levels=tuple(levels),
         crop_size=tuple(int(s) for s in crop_size),  # (y_res, x_res)
         enlarge=float(enlarge),
@@ -145,15 +147,18 @@ def end_to_end(backbone="resnet50", dataset="coco", *, lr=1e-4, lr_backbone=1e-5
                kpt_loss_weight=1.0, data_overrides=None, paper_ap=None, **model_kw):
     """The full config (``model``, ``data``, ``loss``, ``train``, ``test``) of an
     end-to-end PRTR; ``data_overrides`` replace fields of ``data`` (existing ones)."""
-    if dataset != "coco":
+    if dataset not in ("coco", CUSTOM):
         raise ValueError(f"dataset={dataset!r}: the end-to-end PRTR trains on COCO-format "
-                         "person_keypoints files (its detector needs every person's box); "
-                         "MPII is not supported")
+                         "keypoint files (its detector needs every instance's box), 'coco' "
+                         f"or {CUSTOM!r}; MPII is not supported")
     c = ml_collections.ConfigDict()
     c.model = e2e_model_config(backbone, dataset, **model_kw)
     c.paper_ap = paper_ap  # published COCO AP, or None
     det = detector(c.model.detector.backbone, 1, **{**E2E_DATA, **(data_overrides or {})})
     c.data = det.data
+    if dataset == CUSTOM:  # the keypoint set of the annotation file (prtr_tf.datasets)
+        c.data.dataset = CUSTOM
+        c.data.keypoints = keypoints_config()
     c.test = ml_collections.ConfigDict(dict(
         batch_size=det.test.batch_size,
         in_vis_thre=0.2,  # rescoring: mean of the joint scores above this

@@ -68,6 +68,7 @@ def predict_split(model, config, split="val", stream=None):
     pixels, box_score (N,), image_id (N,), and the number of images."""
     from prtr_tf.data.skips import SkipCounter
     from prtr_tf.data.splits import ensure_data
+    from prtr_tf.datasets import category_ids
     from prtr_tf.detector.data import build_detection_dataset
     from prtr_tf.detector.records import load_person_boxes
 
@@ -76,7 +77,7 @@ def predict_split(model, config, split="val", stream=None):
     skips = SkipCounter()
     records = load_person_boxes(ann, image_dir, min_keypoints=0,
                                 skip_bad=bool(config.data.skip_bad_samples),
-                                skip_counter=skips)
+                                skip_counter=skips, category_ids=category_ids(config))
     dataset = build_detection_dataset(records, config, training=False,
                                       batch=config.test.batch_size, skip_counter=skips)
 

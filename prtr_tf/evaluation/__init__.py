@@ -1,9 +1,5 @@
-"""Evaluation: COCO keypoint AP (rescoring, OKS-NMS, COCOeval) and MPII PCKh (spec §5.7)."""
-from prtr_tf.evaluation.coco import (STATS_NAMES, evaluate_coco, rescore, results_from_predictions, write_results)
-from prtr_tf.evaluation.mpii import evaluate_mpii, load_gt_mat, pckh
-from prtr_tf.datasets import COCO_SIGMAS
-from prtr_tf.evaluation.nms import oks_iou, oks_nms
-
-__all__ = ["STATS_NAMES", "evaluate_coco", "rescore", "results_from_predictions",
-           "write_results", "evaluate_mpii", "load_gt_mat", "pckh", "COCO_SIGMAS", "oks_iou",
-           "oks_nms"]
+"""Evaluation: COCO keypoint AP (rescoring, OKS-NMS, COCOeval), MPII PCKh (spec §5.7), PCK /
+AUC / EPE, and the evaluation of a checkpoint: import the module you need
+(``prtr_tf.evaluation.coco``, ``.mpii``, ``.nms``, ``.pck``, ``.checkpoint``). Nothing is
+imported here, so that the command-line tools report a bad flag without loading
+TensorFlow."""

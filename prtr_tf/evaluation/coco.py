@@ -41,7 +41,7 @@ def rescore(keypoints, box_score, in_vis_thre=0.2):
 
 
 def select_poses(keypoints, center, scale, box_score, image_id, in_vis_thre=0.2,
-                 oks_thre=0.9, pixel_std=200.0):
+                 oks_thre=0.9, pixel_std=200.0, sigmas=None):
     """Rescoring and per-image OKS-NMS (spec §5.7).
 
     Args:
@@ -49,6 +49,7 @@ def select_poses(keypoints, center, scale, box_score, image_id, in_vis_thre=0.2,
       center, scale: (N, 2) crop centre and scale (the NMS area is the padded box
         area (pixel_std s_x)(pixel_std s_y)).
       box_score: (N,) box scores; image_id: (N,) image ids.
+      sigmas: (J,) OKS sigmas of the keypoint set (None: COCO's).
 
     Returns:
       (kept row indices, images in order of first appearance and within an image
@@ -69,23 +70,25 @@ def select_poses(keypoints, center, scale, box_score, image_id, in_vis_thre=0.2,
     kept = []
     for idx in per_image.values():
         db = [{"keypoints": keypoints[i], "score": scores[i], "area": areas[i]} for i in idx]
-        kept.extend(idx[k] for k in oks_nms(db, oks_thre))
+        kept.extend(idx[k] for k in oks_nms(db, oks_thre, sigmas=sigmas))
     return kept, scores
 
 
 def results_from_predictions(keypoints, center, scale, box_score, image_id, in_vis_thre=0.2,
-                             oks_thre=0.9, pixel_std=200.0, category_id=1):
+                             oks_thre=0.9, pixel_std=200.0, category_id=1, sigmas=None):
     """Per-crop predictions in image pixels -> COCO keypoint results list.
 
-    Arguments as `select_poses`. Returns a list of {image_id, category_id,
+    Arguments as `select_poses`; ``category_id``: one id or one per row (kept in the
+    results). Returns a list of {image_id, category_id,
     keypoints [x, y, s] * J, score}, images in order of first appearance and,
     within an image, the kept poses best first.
     """
     keypoints = np.asarray(keypoints, np.float64)
     image_id = np.asarray(image_id).reshape(len(keypoints))
     kept, scores = select_poses(keypoints, center, scale, box_score, image_id, in_vis_thre,
-                                oks_thre, pixel_std)
-    return [{"image_id": int(image_id[i]), "category_id": int(category_id),
+                                oks_thre, pixel_std, sigmas)
+    category_id = np.broadcast_to(np.asarray(category_id), (len(keypoints),))
+    return [{"image_id": int(image_id[i]), "category_id": int(category_id[i]),
              "keypoints": [float(v) for v in keypoints[i].reshape(-1)],
              "score": float(scores[i])} for i in kept]
 
@@ -118,6 +121,12 @@ def load_coco(gt, verbose=False):
     if not os.path.exists(gt):
         raise FileNotFoundError(f"COCO annotation file {os.fspath(gt)!r} does not exist")
     data = read_json(gt, "COCO annotation file")
+    for ann in data.get("annotations", []) if isinstance(data, dict) else ():
+        # Files without these fields (CrowdPose has no 'area'): pycocotools needs them.
+        if "area" not in ann and "bbox" in ann:
+            ann["area"] = float(ann["bbox"][2]) * float(ann["bbox"][3])
+        if "num_keypoints" not in ann and "keypoints" in ann:
+            ann["num_keypoints"] = int(sum(v > 0 for v in ann["keypoints"][2::3]))
     with _quiet(verbose):
         coco = COCO()
         coco.dataset = data
@@ -153,13 +162,32 @@ def _check_results(coco_gt, results, name):
                              f"{r['category_id']} needs {want}")
 
 
-def evaluate_coco(gt, results, verbose=False):
+def _one_class(coco_gt, results, verbose):
+    """(ground truth, results) with every category as the first one: one object class
+    (pycocotools' ``useCats=0`` finds no keypoint matches: its computeOks ignores it)."""
+    from pycocotools.coco import COCO
+
+    first = sorted(coco_gt.getCatIds())[0]
+    data = dict(coco_gt.dataset)
+    data["annotations"] = [dict(a, category_id=first) for a in data.get("annotations", [])]
+    with _quiet(verbose):
+        merged = COCO()
+        merged.dataset = data
+        merged.createIndex()
+    return merged, [dict(r, category_id=first) for r in results]
+
+
+def evaluate_coco(gt, results, verbose=False, sigmas=None, one_class=False):
     """COCOeval (iouType 'keypoints') of a results list or JSON file.
 
     Args:
       gt: annotation JSON path or a pycocotools COCO object.
       results: results list (as `results_from_predictions`) or a path to its JSON.
       verbose: show pycocotools' prints (loading, summary table).
+      sigmas: (J,) OKS sigmas of the keypoint set (``kpt_oks_sigmas``; None: COCO's).
+      one_class: every category of the file is one object class (AP-10K's species
+        sharing one keypoint set); otherwise results match ground truth of their own
+        category only.
 
     Returns:
       OrderedDict of the 10 stats in ``STATS_NAMES`` order (floats, fractions). Empty
@@ -173,10 +201,14 @@ def evaluate_coco(gt, results, verbose=False):
         warnings.warn(f"{name}: no keypoint results to evaluate; reporting zeros", stacklevel=2)
         return collections.OrderedDict((k, 0.0) for k in STATS_NAMES)
     _check_results(coco_gt, results, name)
+    if one_class:
+        coco_gt, results = _one_class(coco_gt, results, verbose)
     with _quiet(verbose):
         # loadRes adds fields (area, bbox, id) to each result: give it copies.
         coco_dt = coco_gt.loadRes([dict(r) for r in results])
         coco_eval = COCOeval(coco_gt, coco_dt, "keypoints")
+        if sigmas is not None:
+            coco_eval.params.kpt_oks_sigmas = np.asarray(sigmas, np.float64)
         coco_eval.evaluate()
         coco_eval.accumulate()
         coco_eval.summarize()

@@ -74,6 +74,7 @@ def convert(saved_model, output, signature="serve_crops", opset=DEFAULT_OPSET, t
             graph_def, name=signature, input_names=inputs, output_names=outputs,
             opset=opset, tensors_to_rename=renames, output_path=tmp,
             shape_override=shapes or None)
+        _copy_metadata(saved_model, tmp)
         try:
             onnx.checker.check_model(tmp)
         except onnx.checker.ValidationError as e:
@@ -84,6 +85,22 @@ def convert(saved_model, output, signature="serve_crops", opset=DEFAULT_OPSET, t
                 f"{str(e).splitlines()[0]}){_hint(signature)}; {output!r} was not "
                 "written") from e
     return model
+
+
+def _copy_metadata(saved_model, onnx_path):
+    """The SavedModel's keypoint-set metadata into the ONNX file's ``metadata_props``."""
+    import json
+
+    import onnx
+
+    from prtr_tf.serving import metadata
+    meta = metadata.read(saved_model)
+    if meta is None:
+        return
+    model = onnx.load(onnx_path)
+    prop = model.metadata_props.add()
+    prop.key, prop.value = metadata.ONNX_KEY, json.dumps(meta)
+    onnx.save(model, onnx_path)
 
 
 def run(onnx_path, feeds):

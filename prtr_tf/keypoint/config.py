@@ -7,7 +7,7 @@ as in the spec; the official YAML files store ``IMAGE_SIZE`` as [W, H].
 import ml_collections
 
 from prtr_tf.config import data_config, train_config
-from prtr_tf.datasets import DATASETS
+from prtr_tf.datasets import CUSTOM, DATASETS, keypoints_config
 
 BACKBONES = ("resnet50", "resnet101", "resnet152", "hrnet_w32", "hrnet_w48", "resnet_tiny")
 
@@ -17,12 +17,14 @@ def model_config(backbone="resnet50", dataset="coco", image_size=(384, 288), hid
                  dropout=0.0, frozen_backbone=None):
     if backbone not in BACKBONES:
         raise ValueError(f"unknown backbone {backbone!r}; choose one of {BACKBONES}")
-    if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}; choose one of {tuple(DATASETS)}")
+    if dataset not in DATASETS and dataset != CUSTOM:
+        raise ValueError(f"unknown dataset {dataset!r}; choose one of "
+                         f"{tuple(DATASETS) + (CUSTOM,)}")
     return ml_collections.ConfigDict(dict(
         kind="prtr",
         backbone=backbone,
-        num_joints=len(DATASETS[dataset]["joints"]),
+        # custom: 0 until `prtr_tf.datasets.resolve` reads the annotation file
+        num_joints=len(DATASETS[dataset]["joints"]) if dataset in DATASETS else 0,
         image_size=tuple(image_size),  # (H, W) of the crop
         hidden_dim=hidden_dim,
         nheads=nheads,
@@ -44,7 +46,7 @@ def two_stage(backbone, dataset, image_size, *, lr_backbone, lr_steps, batch_siz
     c.model = model_config(backbone=backbone, dataset=dataset, image_size=image_size,
                            **(model_overrides or {}))
     c.paper_ap = paper_ap  # published accuracy (COCO val2017 AP / MPII PCKh@0.5), or None
-    is_coco = dataset == "coco"
+    is_coco = dataset != "mpii"  # COCO and custom sets: COCO-format files
     data = dict(
         dataset=dataset,
         root=f"data/{dataset}",  # images and annotations, see README
@@ -64,6 +66,8 @@ def two_stage(backbone, dataset, image_size, *, lr_backbone, lr_steps, batch_siz
         rotation_prob=0.6,
         flip=True,
     )
+    if dataset == CUSTOM:  # the keypoint set of the annotation file (prtr_tf.datasets)
+        data["keypoints"] = keypoints_config()
     c.data = data_config(data, data_overrides)
     c.loss = ml_collections.ConfigDict(dict(
         cost_class=1.0, cost_coord=5.0, eos_coef=0.1, kpt_loss_coef=5.0, ce_loss_coef=1.0))

@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from prtr_tf.datasets import DATASETS
+from prtr_tf import datasets
 from prtr_tf.data.pipeline import build_eval_dataset
 from prtr_tf.data.skips import SkipCounter
 from prtr_tf.data.splits import load_records, split_paths
@@ -25,7 +25,10 @@ def predict_split(model, config, split="val", flip_test=None, det_json=None, str
     records = load_records(config, split, det_json=det_json, skip_counter=skips)
     dataset = build_eval_dataset(records, config, batch=config.test.batch_size,
                                  skip_counter=skips)
-    flip_pairs = DATASETS[config.data.dataset]["flip_pairs"] if flip_test else None
+    flip_pairs = datasets.flip_pairs_of(config, flip_test)
+    if flip_test and flip_pairs is None:
+        print("  flip test off: the keypoint set has no left/right flip pairs", file=stream)
+        flip_test = False
     done, t0, tty = [0], time.time(), stream.isatty()
 
     def progress(n):
@@ -45,16 +48,27 @@ def predict_split(model, config, split="val", flip_test=None, det_json=None, str
     return preds, records
 
 
-def coco_metrics(preds, config, split="val", results_path=None):
+def coco_metrics(preds, config, split="val", results_path=None, records=None):
     from prtr_tf.evaluation import coco
+    sigmas = datasets.oks_sigmas(config)
     results = coco.results_from_predictions(
         preds["keypoints"], preds["center"], preds["scale"], preds["box_score"],
         preds["image_id"], in_vis_thre=config.test.in_vis_thre, oks_thre=config.test.oks_thre,
-        pixel_std=config.data.pixel_std)
+        pixel_std=config.data.pixel_std, category_id=row_categories(preds, records),
+        sigmas=sigmas)
     if results_path:
         coco.write_results(results, results_path)
     ann, _ = split_paths(config, split)
-    return dict(coco.evaluate_coco(ann, results)), results
+    # Several categories sharing the set (AP-10K's species) are one object class.
+    one_class = len(datasets.category_ids(config)) > 1
+    return dict(coco.evaluate_coco(ann, results, sigmas=sigmas, one_class=one_class)), results
+
+
+def row_categories(preds, records):
+    """The category id of every prediction row (its record's; 1 when records have none)."""
+    if records is None:
+        return 1
+    return np.array([records[i].get("category_id", 1) for i in preds["index"]], np.int64)
 
 
 def mpii_metrics(preds, records, gt_mat=None):
@@ -89,5 +103,20 @@ def validate(model, config, split="val", flip_test=None, det_json=None, results_
         scores = mpii_metrics(preds, records, gt_mat)
         scores["PCKh"] = scores["Mean"]
         return scores
-    scores, _ = coco_metrics(preds, config, split, results_path)
+    scores, _ = coco_metrics(preds, config, split, results_path, records)
+    if config.data.dataset == datasets.CUSTOM and det_json is None:
+        scores.update(distance_metrics(preds, records))
     return scores
+
+
+def distance_metrics(preds, records):
+    """PCK@0.2 (of the box size), AUC and EPE (`prtr_tf.evaluation.pck`) of predictions
+    on ground-truth boxes."""
+    from prtr_tf.evaluation import pck
+    rows = preds["index"]
+    if not len(rows):
+        return {"PCK@0.2": 0.0, "AUC": 0.0, "EPE": 0.0}
+    joints = np.stack([records[i]["joints"] for i in rows])
+    boxes = np.stack([records[i]["bbox"] for i in rows])
+    return pck.distance_metrics(preds["keypoints"][:, :, :2], joints[:, :, :2],
+                                joints[:, :, 2] > 0, boxes)

@@ -32,7 +32,12 @@ class KeypointKind(Kind):
         if "Mean" in scores:  # MPII PCKh
             from prtr_tf.evaluation.mpii import format_table
             return format_table({k: v for k, v in scores.items() if k != "PCKh"}, name=name)
-        return super().format_scores(scores, name)
+        table = super().format_scores(
+            {k: v for k, v in scores.items() if k not in ("PCK@0.2", "AUC", "EPE")}, name)
+        if "EPE" in scores:  # custom sets on ground-truth boxes
+            from prtr_tf.evaluation import pck
+            table += "\n\n" + pck.format_table(scores, name=name)
+        return table
 
     def serving(self, model, config, detector=None, detector_config=None, **options):
         from prtr_tf.serving.two_stage import PoseServing

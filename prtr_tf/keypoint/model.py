@@ -30,6 +30,11 @@ class PoseTransformer(keras.Model):
         d = config.hidden_dim
         self.num_joints = config.num_joints
         self.image_size = tuple(config.image_size)
+        # Not in the paper (default False): also add the positional encoding to the tokens
+        # once before the encoder, so that attention values carry where a token is (DETR
+        # adds it to queries and keys only). configs/demo_keypoints.py uses it: the tiny
+        # model trained from scratch leaves the mean pose sooner (README "The demo").
+        self.pos_in_tokens = bool(config.get("pos_in_tokens", False))
         self.backbone = build_backbone(config.backbone, frozen=config.get("frozen_backbone"))
         self.input_proj = conv(d, 1, padding=0, use_bias=True, torch_name="input_proj")
         self.query_embed = query_embedding(config.num_queries, d)
@@ -59,6 +64,8 @@ class PoseTransformer(keras.Model):
         pos = sine_position_encoding(tf.stack([b, h, w]), d // 2, dtype=src.dtype)
         tokens = tf.reshape(src, [b, h * w, d])
         pos = tf.reshape(pos, [b, h * w, d])
+        if self.pos_in_tokens:
+            tokens = tokens + pos
         query = self.query_embed.embeddings
         hs, _ = self.transformer(tokens, pos, tf.cast(query, src.dtype), training=training)
         logits = self.class_embed(hs)

@@ -25,6 +25,7 @@ import tensorflow as tf
 
 from prtr_tf.export import tflite
 from prtr_tf.data.pipeline import normalization
+from prtr_tf import datasets
 from prtr_tf.datasets import DATASETS
 from prtr_tf.keypoint.predict import crop_to_image
 from prtr_tf.serving.estimator import PoseEstimator
@@ -98,6 +99,9 @@ def config_from_metadata(meta, config=None):
         "mean": tuple(float(v) for v in inp["mean"]),
         "std": tuple(float(v) for v in inp["std"]),
         "pixel_std": float(inp["pixel_std"]), "box_padding": float(post["box_padding"])})
+    if c.data.dataset == datasets.CUSTOM:  # the keypoint set travels in the metadata
+        c.data.keypoints = datasets.keypoints_config_of(
+            datasets.set_from_metadata(meta, "the .tflite"), "the .tflite metadata")
     c.test = ml_collections.ConfigDict({
         "flip_test": bool(meta["flip_test"]), "image_thre": float(post["image_thre"]),
         "in_vis_thre": float(post["in_vis_thre"]), "oks_thre": float(post["oks_thre"]),
@@ -268,7 +272,8 @@ def build_estimator(saved_model=None, tflite=None, config=None, checkpoint=None,
                     detector_config=None, detector_checkpoint=None, detector_tflite=None,
                     box_thr=None, flip_test=None, log=None):
     """The estimator of one of three backends (what ``predict.py`` runs), and the
-    keypoint set (`prtr_tf.datasets.DATASETS` entry, None when unknown) for drawing.
+    keypoint set (a `prtr_tf.datasets` set: the exports' metadata, the config's; None
+    when unknown) for drawing.
 
     * ``saved_model``: a SavedModel folder (`SavedModelEstimator`; everything else None);
     * ``tflite``: a keypoint .tflite (`TFLiteEstimator`; ``config`` optional), boxes
@@ -289,6 +294,11 @@ def build_estimator(saved_model=None, tflite=None, config=None, checkpoint=None,
     if saved_model:
         estimator = SavedModelEstimator(saved_model)
         log(f"SavedModel: {saved_model}")
+        from prtr_tf.serving import metadata
+        meta = metadata.read(saved_model)
+        if meta is not None:
+            return estimator, datasets.set_from_metadata(meta, saved_model)
+        # Exported before the metadata existed: the built-in set of that many joints.
         joints = estimator.fn.structured_outputs["keypoints"].shape[1]
         found = [d for d in DATASETS.values() if len(d["joints"]) == joints]
         return estimator, (found[0] if found else None)
@@ -321,11 +331,11 @@ def build_estimator(saved_model=None, tflite=None, config=None, checkpoint=None,
                              f"flip_test={estimator.flip_test} (in the graph); re-export "
                              "(export/tflite.py --flip_test) or drop --flip_test")
         log(f"keypoint model: {tflite}")
-        return estimator, DATASETS.get(estimator.config.data.dataset)
+        return estimator, datasets.set_from_metadata(estimator.metadata, tflite)
     model, config, file = weights.load_model(config, checkpoint, "--checkpoint",
                                              kinds=POSE_KINDS, config_flag="--config")
     kind = registry.get(config)
     log(f"{'keypoint' if kind.needs_detector else 'end-to-end'} model: {file}")
     estimator = kind.estimator(model, config, detector=detector, box_threshold=box_thr,
                                flip_test=flip_test)
-    return estimator, DATASETS.get(config.data.dataset)
+    return estimator, datasets.of_config(config)

@@ -15,7 +15,7 @@ filtered by OKS-NMS.
 import numpy as np
 import tensorflow as tf
 
-from prtr_tf.datasets import DATASETS
+from prtr_tf import datasets
 from prtr_tf.data.pipeline import Cropper
 from prtr_tf.data.transforms import box_to_center_scale
 from prtr_tf.evaluation.coco import select_poses
@@ -34,7 +34,9 @@ class PoseEstimator:
         self.box_threshold = config.test.image_thre if box_threshold is None else box_threshold
         self.size_hw = tuple(config.model.image_size)
         self.cropper = Cropper(config)
-        flip_pairs = DATASETS[config.data.dataset]["flip_pairs"] if self.flip_test else None
+        flip_pairs = datasets.flip_pairs_of(config, self.flip_test)  # None: no pairs
+        self.flip_test = flip_pairs is not None
+        self.sigmas = datasets.oks_sigmas(config)
         pixel_std = float(config.data.pixel_std)
 
         @tf.function(reduce_retracing=True)
@@ -83,7 +85,7 @@ class PoseEstimator:
         kept, scores = select_poses(keypoints, centers, scales, box_scores,
                                     np.zeros(len(boxes), np.int64),
                                     self.config.test.in_vis_thre, self.config.test.oks_thre,
-                                    self.config.data.pixel_std)
+                                    self.config.data.pixel_std, self.sigmas)
         return [{"box": [boxes[i, 0], boxes[i, 1], boxes[i, 0] + boxes[i, 2],
                          boxes[i, 1] + boxes[i, 3]],
                  "score": float(scores[i]), "box_score": float(box_scores[i]),

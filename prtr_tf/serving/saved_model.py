@@ -5,7 +5,8 @@ which `saved_model_cli run` and TF Serving need."""
 
 def export_saved_model(serving, output, verbose=False):
     """Writes ``serving``'s functions as a SavedModel (`keras.export.ExportArchive`):
-    signatures serving_default (= serve_image), serve_crops, serve_encoded."""
+    signatures serving_default (= serve_image), serve_crops, serve_encoded; and the
+    keypoint set's metadata (`prtr_tf.serving.metadata`)."""
     import keras
 
     archive = keras.export.ExportArchive()
@@ -15,4 +16,6 @@ def export_saved_model(serving, output, verbose=False):
     for name, (fn, signature) in serving.functions().items():
         archive.add_endpoint(name, fn, input_signature=signature)
     archive.write_out(output, verbose=verbose)
+    from prtr_tf.serving import metadata
+    metadata.write(output, serving.config)
     return output

@@ -78,8 +78,8 @@ class PoseServing(ServingModule):
         self.detector = detector
         self.size_hw = tuple(int(v) for v in config.model.image_size)
         self.flip_test = bool(config.test.flip_test if flip_test is None else flip_test)
-        self.flip_pairs = (datasets.of_config(config)["flip_pairs"]
-                           if self.flip_test else None)
+        self.flip_pairs = datasets.flip_pairs_of(config, self.flip_test)  # None: no pairs
+        self.flip_test = self.flip_pairs is not None
         self.pixel_std = float(config.data.pixel_std)
         self.padding = float(config.data.box_padding)
         self.max_persons = int(max_persons)
@@ -107,10 +107,12 @@ class PoseServing(ServingModule):
     def serve_crops(self, images):
         """images float32 (B, H, W, 3), normalised crops -> keypoints (B, J, 2) in crop
         pixels, keypoint_scores (B, J), query int32 (B, J)."""
-        coords, scores, query = self._predict(checked_crops(images, self.size_hw))
+        images = checked_crops(images, self.size_hw)
+        n = tf.shape(images)[0]  # an empty batch goes through as one filler crop
+        coords, scores, query = self._predict(nonempty(images))
         height, width = self.size_hw
-        return {"keypoints": coords * tf.constant([width, height], coords.dtype),
-                "keypoint_scores": scores, "query": query}
+        return {"keypoints": coords[:n] * tf.constant([width, height], coords.dtype),
+                "keypoint_scores": scores[:n], "query": query[:n]}
 
     # --- whole images --------------------------------------------------------------
 

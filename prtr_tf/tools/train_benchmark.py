@@ -12,7 +12,12 @@ Measures, on this machine:
    one ``train_step`` call, synchronised by ``float(loss)``. The tf.data pipeline runs
    concurrently, as in training.
 2. Input-pipeline images/s alone: ``build_dataset(records, config, training=True,
-   batch=...)`` iterated without the model, for the 128x96 and 384x288 crops.
+   batch=...)`` iterated without the model, for the 128x96 and 384x288 crops (the
+   official R50 augmentation), at each ``pipeline_parallel`` setting of
+   ``config.data.num_parallel_calls``, on the synthetic set and, with ``coco_root``,
+   on real COCO images (a folder with ``person_keypoints.json`` and ``images/``, read
+   only). Also crops per CPU-second of this process ("per core"): the number of cores
+   an accelerator needs for feeding is its crops/s divided by this.
 3. The share of the step in the matcher: `prtr_tf.keypoint.loss.match_outputs`
    (matching cost in TF + one ``tf.numpy_function`` over all decoder layers) inside a
    ``tf.function``, on real model outputs of the benchmarked shapes (B, Q, J+1 per
@@ -20,12 +25,13 @@ Measures, on this machine:
    bare scipy ``linear_sum_assignment`` calls alone. Reported in ms and as % of the
    median step.
 
-There is no COCO here: the R50 runs use the synthetic images (``data_root``, by
-default the repository's ``data/synthetic``, the same set as
-``configs/synthetic_tiny.py``, generated on first use) as data.
+The training rows use the synthetic images (``data_root``, by default the
+repository's ``data/synthetic``, the same set as ``configs/synthetic_tiny.py``,
+generated on first use) as data; ``precision`` and ``xla`` of `bench_train` serve the
+GPU check (`prtr_tf.tools.gpu_check`).
 
-The report is markdown tables (`markdown`). Other processes on the machine distort the
-numbers: each measurement records the load average before and after, and the cores
+The report is markdown tables (`prtr_tf.tools.train_report.markdown`). Other processes
+on the machine distort the numbers: each measurement records the load average before and after, and the cores
 other processes kept busy meanwhile (`prtr_tf.tools.timing.CpuMeter`); a
 measurement made while they kept more than ``busy_threshold`` cores busy is repeated
 (``retries``, `prtr_tf.tools.timing.Retry`) and the least contended one is reported,
@@ -39,6 +45,7 @@ import tempfile
 import time
 
 from prtr_tf.tools.timing import CpuMeter, Retry, load, median_ms
+from prtr_tf.tools.train_report import markdown
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SYNTHETIC_ROOT = os.path.join(REPO, "data", "synthetic")
@@ -63,11 +70,22 @@ class Options:
     busy_threshold: float = 0.25  # cores busy elsewhere above which to measure again
     retry_wait: float = 10.0  # seconds to wait before measuring again
     skip: tuple = ()  # parts of PARTS to skip (the matcher share needs "train")
+    pipeline_parallel: tuple = (-1,)  # config.data.num_parallel_calls (-1: AUTOTUNE)
+    coco_root: str = ""  # also measure the pipeline on these COCO images (read only)
     output: str = ""  # also write the markdown to this file
     data_root: str = SYNTHETIC_ROOT  # the synthetic data (generated on first use)
 
     def __post_init__(self):
         self.r50_batches = tuple(int(b) for b in self.r50_batches)
+        self.pipeline_parallel = tuple(int(p) for p in self.pipeline_parallel)
+        bad = [p for p in self.pipeline_parallel if p == 0 or p < -1]
+        if bad or not self.pipeline_parallel:
+            raise ValueError(f"pipeline_parallel: expected numbers >= 1 or -1 (AUTOTUNE), "
+                             f"got {list(self.pipeline_parallel)}")
+        if self.coco_root and not os.path.isfile(
+                os.path.join(self.coco_root, "person_keypoints.json")):
+            raise ValueError(f"coco_root={self.coco_root!r}: expected a folder with "
+                             "person_keypoints.json and images/")
         self.skip = tuple(self.skip)
         bad = [p for p in self.skip if p not in PARTS]
         if bad:
@@ -99,14 +117,47 @@ def r50_config(batch, data_root=SYNTHETIC_ROOT):
     return c
 
 
+def coco_r50_config(batch, coco_root):
+    """The R50 384x288 config on a folder of COCO images (``person_keypoints.json``,
+    ``images/``), e.g. coco_mini; nothing is written there."""
+    c = r50_config(batch)
+    c.data.root = coco_root
+    c.data.train_ann = c.data.val_ann = "person_keypoints.json"
+    c.data.train_images = c.data.val_images = "images"
+    c.data.synthetic = None
+    return c
+
+
 def fmt_load(before, after):
     return f"{before:.2f} / {after:.2f}"
 
 
 # ---------------------------------------------------------------- 1. train steps
 
-def bench_train(name, config, steps, warmup, strategy, retry, log):
-    """Median wall time of Trainer.train_step; returns a row dict and one real batch's outputs."""
+class JitForward:
+    """A model whose forward pass runs under XLA (``tf.function(jit_compile=True)``):
+    what `bench_train`'s ``xla`` compiles. The Hungarian matcher (a
+    ``tf.numpy_function``) and the loss terms stay outside, as XLA cannot hold a
+    py-function; the backward pass of the forward is compiled with it."""
+
+    def __init__(self, model):
+        import tensorflow as tf
+        self._model = model
+        self._forward = tf.function(lambda images, training: model(images, training=training),
+                                    jit_compile=True)
+
+    def __call__(self, images, training=False):
+        return self._forward(images, training=training)
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+
+def bench_train(name, config, steps, warmup, strategy, retry, log, precision=None,
+                xla=False):
+    """Median wall time of Trainer.train_step; returns a row dict and one real batch's
+    outputs. ``precision``: as train.py --mixed_precision; ``xla``: the model's forward
+    (and its gradient) under XLA (`JitForward`)."""
     import tensorflow as tf
     from prtr_tf.training.trainer import Trainer
 
@@ -117,7 +168,10 @@ def bench_train(name, config, steps, warmup, strategy, retry, log):
     crop = "x".join(map(str, config.model.image_size))
     workdir = tempfile.mkdtemp(prefix="prtr_bench_")
     try:
-        trainer = Trainer(config, workdir, strategy=strategy, stream=open(os.devnull, "w"))
+        trainer = Trainer(config, workdir, strategy=strategy, mixed_precision=precision,
+                          stream=open(os.devnull, "w"))
+        if xla:
+            trainer.model = JitForward(trainer.model)
         iterator = iter(trainer.epoch_dataset(0))
         t0 = time.perf_counter()
         for _ in range(warmup):
@@ -138,7 +192,9 @@ def bench_train(name, config, steps, warmup, strategy, retry, log):
             row = dict(name=name, crop=crop, batch=b, ms=ms, steps_s=1e3 / ms,
                        crops_s=b * 1e3 / ms, min_ms=1e3 * min(times), max_ms=1e3 * max(times),
                        n=steps, cpu=meter.own_cores, other=meter.other_cores, warm_s=warm_s,
-                       load=fmt_load(before, after))
+                       load=fmt_load(before, after), precision=precision or "float32",
+                       xla=bool(xla), skipped=(int(trainer.loss_scale.skipped.numpy())
+                                               if trainer.loss_scale is not None else 0))
             log(f"    median {ms:.0f} ms/step ({row['steps_s']:.2f} steps/s, "
                 f"{row['crops_s']:.1f} crops/s); cores busy {row['cpu']:.2f}, other "
                 f"processes {row['other']:.2f}; load {row['load']}")
@@ -149,7 +205,8 @@ def bench_train(name, config, steps, warmup, strategy, retry, log):
         from prtr_tf.data.pipeline import build_dataset
         batch = next(iter(build_dataset(trainer.train_records, config, training=True,
                                         deterministic=True, batch=b, drop_remainder=True)))
-        outputs = trainer.model(batch["image"], training=False)
+        outputs = trainer.model._model(batch["image"], training=False) if xla else \
+            trainer.model(batch["image"], training=False)
         outputs = {k: tf.identity(v) for k, v in outputs.items()}
         sample = (outputs, batch["target"])
     finally:
@@ -162,34 +219,42 @@ def bench_train(name, config, steps, warmup, strategy, retry, log):
 
 # ---------------------------------------------------------------- 2. input pipeline
 
-def bench_pipeline(name, config, batch, num_batches, retry, log):
+def bench_pipeline(name, config, batch, num_batches, retry, log, data="synthetic",
+                   parallel=-1):
+    """Crops/s of the training input pipeline alone at ``num_parallel_calls=parallel``,
+    and crops per CPU-second of this process ('per core')."""
     from prtr_tf.data.pipeline import build_dataset
     from prtr_tf.data.splits import load_records
 
+    config.data.num_parallel_calls = int(parallel)
     records = load_records(config, "train")
     ds = build_dataset(records, config, training=True, batch=batch).repeat()
     it = iter(ds)
     for _ in range(3):  # tracing, thread start-up, prefetch buffers
         next(it)["image"].numpy()
     crop = "x".join(map(str, config.model.image_size))
+    what = f"pipeline {crop} {data} parallel={parallel}"
 
     def measure():
         before = load()
-        t0 = time.perf_counter()
+        t0, crops = time.perf_counter(), 0
         with CpuMeter() as meter:
-            for _ in range(num_batches):
-                next(it)["image"].numpy()
+            for _ in range(num_batches):  # a set smaller than a batch gives short batches
+                crops += int(next(it)["image"].shape[0])
         total = time.perf_counter() - t0
         after = load()
-        row = dict(name=name, crop=crop, batch=batch, n=num_batches,
-                   images_s=batch * num_batches / total, ms_batch=1e3 * total / num_batches,
+        row = dict(name=name, crop=crop, batch=batch, n=num_batches, data=data,
+                   parallel="AUTOTUNE" if parallel < 0 else str(parallel),
+                   images_s=crops / total, ms_batch=1e3 * total / num_batches,
                    records=len(records), cpu=meter.own_cores, other=meter.other_cores,
+                   per_core=crops / total / max(meter.own_cores, 1e-9),
                    load=fmt_load(before, after))
-        log(f"  pipeline {crop}: {row['images_s']:.0f} images/s; cores busy {row['cpu']:.2f}, "
-            f"other processes {row['other']:.2f}; load {row['load']}")
+        log(f"  {what}: {row['images_s']:.0f} crops/s, {row['per_core']:.0f} per core; "
+            f"cores busy {row['cpu']:.2f}, other processes {row['other']:.2f}; "
+            f"load {row['load']}")
         return row
 
-    return retry(f"pipeline {crop}", measure)
+    return retry(what, measure)
 
 
 # ---------------------------------------------------------------- 3. matcher
@@ -251,65 +316,7 @@ def bench_matcher(train_row, sample, config, reps, retry, log):
     return retry(f"matcher {train_row['name']} B={train_row['batch']}", measure)
 
 
-# ---------------------------------------------------------------- report
-
-def markdown(info, train_rows, pipe_rows, match_rows, load_start, load_end, options):
-    out = []
-    out.append(f"Machine: {info['nproc']} cores, {info['cpu']}; TensorFlow {info['tensorflow']}, "
-               f"Keras {info['keras']}, SciPy {info['scipy']}, Python {info['python']}. "
-               f"Load average (1 min) at start {load_start:.2f}, at end {load_end:.2f}.")
-    out.append("")
-    out.append("'warm-up s': wall time of the excluded warm-up steps (the first traces "
-               "and compiles the step). "
-               "'cores busy': CPU seconds of this process per wall second while measuring; "
-               "'other procs': cores kept busy by everything else meanwhile (/proc/stat "
-               "minus this process), of the reported run; 'runs': measurements made, "
-               "the least contended reported. Rows with 'other procs' well above 0 were "
-               "measured under contention. The per-row load averages (1-min, exponentially "
-               "smoothed) include this benchmark itself and earlier jobs.")
-    out.append("")
-    if train_rows:
-        out.append(f"### Training steps (median over measured steps, {options.warmup} warm-up "
-                   "steps excluded)")
-        out.append("")
-        out.append("| config | crop (HxW) | batch | median ms/step | min-max ms | steps/s "
-                   "| crops/s | steps | warm-up s | cores busy | other procs | runs | "
-                   "load 1-min (before / after) |")
-        out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
-        for r in train_rows:
-            out.append(f"| {r['name']} | {r['crop']} | {r['batch']} | {r['ms']:.0f} | "
-                       f"{r['min_ms']:.0f}-{r['max_ms']:.0f} | {r['steps_s']:.3f} | "
-                       f"{r['crops_s']:.2f} | {r['n']} | {r['warm_s']:.1f} | {r['cpu']:.2f} | "
-                       f"{r['other']:.2f} | {r['runs']} | {r['load']} |")
-        out.append("")
-    if pipe_rows:
-        out.append("### Input pipeline alone (`build_dataset(training=True)`, no model)")
-        out.append("")
-        out.append("| crop (HxW) | batch | images/s | ms/batch | batches | cores busy | "
-                   "other procs | runs | load 1-min (before / after) |")
-        out.append("|---|---:|---:|---:|---:|---:|---:|---:|---|")
-        for r in pipe_rows:
-            out.append(f"| {r['crop']} | {r['batch']} | {r['images_s']:.0f} | "
-                       f"{r['ms_batch']:.1f} | {r['n']} | {r['cpu']:.2f} | {r['other']:.2f} | "
-                       f"{r['runs']} | {r['load']} |")
-        out.append("")
-    if match_rows:
-        out.append("### Matcher share of the training step (median over "
-                   f"{options.matcher_reps} calls)")
-        out.append("")
-        out.append("| config | shapes | LxB problems | step ms | `match_outputs` in "
-                   "tf.function ms (%) | NumPy body ms (%) | scipy alone ms (%) | "
-                   "other procs | runs | load 1-min (before / after) |")
-        out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---|")
-        for r in match_rows:
-            out.append(f"| {r['name']} | {r['shape']} | {r['problems']} | {r['step_ms']:.0f} | "
-                       f"{r['tf_ms']:.2f} ({r['tf_pct']:.2f}%) | "
-                       f"{r['body_ms']:.2f} ({r['body_pct']:.2f}%) | "
-                       f"{r['scipy_ms']:.2f} ({r['scipy_pct']:.2f}%) | {r['other']:.2f} | "
-                       f"{r['runs']} | {r['load']} |")
-        out.append("")
-    return "\n".join(out)
-
+# ---------------------------------------------------------------- all parts
 
 def run_train_benchmark(options, log=None):
     """Measures what ``options`` (an `Options`) asks for; progress lines go to ``log``
@@ -344,11 +351,17 @@ def run_train_benchmark(options, log=None):
                                                 retry, log))
     if "pipeline" not in o.skip:
         log("2. input pipeline alone")
-        for name, config in (("synthetic_tiny", tiny_config(o.tiny_batch, o.data_root)),
-                             ("coco_res50_384x288",
-                              r50_config(o.pipeline_batch, o.data_root))):
-            pipe_rows.append(bench_pipeline(name, config, o.pipeline_batch,
-                                            o.pipeline_batches, retry, log))
+        runs = [("synthetic_tiny", "synthetic", lambda: tiny_config(o.tiny_batch, o.data_root)),
+                ("coco_res50_384x288", "synthetic",
+                 lambda: r50_config(o.pipeline_batch, o.data_root))]
+        if o.coco_root:
+            runs.append(("coco_res50_384x288", f"COCO ({os.path.basename(o.coco_root)})",
+                         lambda: coco_r50_config(o.pipeline_batch, o.coco_root)))
+        for name, data, make in runs:
+            for parallel in o.pipeline_parallel:
+                pipe_rows.append(bench_pipeline(name, make(), o.pipeline_batch,
+                                                o.pipeline_batches, retry, log, data,
+                                                parallel))
     load_end = load()
     busy = [r for r in train_rows + pipe_rows + match_rows if r["other"] > o.busy_threshold]
     if busy:

@@ -19,6 +19,8 @@ import tensorflow as tf
 
 from prtr_tf import atomic, registry, weights
 from prtr_tf.data.skips import SkipCounter
+from prtr_tf.training.loss_scale import (DEFAULT_GROWTH_STEPS, DEFAULT_INITIAL_SCALE,
+                                         DynamicLossScale)
 from prtr_tf.training.optim import TwoGroupAdamW
 from prtr_tf.training.strategy import make_strategy
 from prtr_tf.training.progress import Progress
@@ -34,15 +36,13 @@ def is_chief(strategy):
 
 
 def set_mixed_precision(name):
-    """``None``/'float32', 'bfloat16' or 'float16' compute (variables stay float32)."""
+    """``None``/'float32', 'bfloat16' or 'float16' compute (variables stay float32);
+    float16 trains with a dynamic loss scale (`prtr_tf.training.loss_scale`)."""
     import keras
     policies = {None: "float32", "": "float32", "float32": "float32",
                 "bfloat16": "mixed_bfloat16", "float16": "mixed_float16"}
     if name not in policies:
         raise ValueError(f"--mixed_precision={name!r}: expected float32, bfloat16 or float16")
-    if name == "float16":
-        raise ValueError("--mixed_precision=float16 needs loss scaling, which this trainer "
-                         "does not implement yet; use bfloat16 (Ampere or newer GPUs, CPUs)")
     keras.mixed_precision.set_global_policy(policies[name])
 
 
@@ -88,6 +88,11 @@ class Trainer:
                                             description=self.kind.describe(config))
                 self.log(f"config.train.init_backbone {t.init_backbone}: {report.summary()}")
             self.optimizer = TwoGroupAdamW(self.model, t, self.steps_per_epoch)
+            # float16: one dynamic loss scale for both optimiser groups.
+            self.loss_scale = DynamicLossScale(
+                t.get("loss_scale_initial", DEFAULT_INITIAL_SCALE),
+                t.get("loss_scale_growth_steps", DEFAULT_GROWTH_STEPS)) \
+                if mixed_precision == "float16" else None
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
             self.step_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False,
                                              name="step_in_epoch")
@@ -105,12 +110,17 @@ class Trainer:
         # variables of layers kept in lists (the ResNet stages, the Transformer layers)
         # would be reached through the optimisers when trainable, and the others
         # (BatchNorm moving statistics) not at all, so a resumed run lost them.
-        self.checkpoint = tf.train.Checkpoint(
+        state = dict(
             model=self.model, model_variables=list(self.model.weights),
             optimizer_backbone=self.optimizer.backbone,
             optimizer_rest=self.optimizer.rest, epoch=self.epoch,
             step_in_epoch=self.step_in_epoch, best_metric=self.best_metric,
             epoch_sums=self.epoch_sums, epoch_seconds=self.epoch_seconds)
+        # The loss scale is in float16 runs' checkpoints only (float32 ones stay as they
+        # were); `restore` resumes a float32/bfloat16 checkpoint in float16 without it.
+        self._checkpoint_without_scale = tf.train.Checkpoint(**state)
+        self.checkpoint = tf.train.Checkpoint(**state, **(
+            {"loss_scale": self.loss_scale} if self.loss_scale is not None else {}))
         ckpt_dir = os.path.join(workdir, "checkpoints")
         self.lock = WorkdirLock(workdir)
         if not self.chief:  # other workers write to a private folder (MultiWorker pattern)
@@ -128,12 +138,21 @@ class Trainer:
             # The per-replica loss is a mean over the local batch; the sum over replicas
             # of loss / num_replicas is the mean over the global batch.
             loss = losses["loss"] / self.num_replicas
+            if self.loss_scale is not None:
+                loss = self.loss_scale.scale_loss(loss)
         grads = tape.gradient(loss, self.optimizer.variables)
         ctx = tf.distribute.get_replica_context()
         if self.num_replicas > 1:
             grads = ctx.all_reduce(tf.distribute.ReduceOp.SUM, grads)
-        norm = self.optimizer.apply(grads, self.num_replicas)
-        return {**{k: losses[k] for k in self.task.loss_keys}, "grad_norm": norm}
+        out = {k: losses[k] for k in self.task.loss_keys}
+        if self.loss_scale is None:
+            out["grad_norm"] = self.optimizer.apply(grads, self.num_replicas)
+            return out
+        # Unscaled before clipping; a non-finite step is skipped by both groups.
+        out["grad_norm"], finite = self.optimizer.apply(grads, self.num_replicas,
+                                                        loss_scale=self.loss_scale)
+        out["skipped_steps"] = 1.0 - tf.cast(finite, tf.float32)
+        return out
 
     def train_step(self, iterator):
         if self._train_step is None:
@@ -165,10 +184,24 @@ class Trainer:
 
     # ---------------------------------------------------------------- loop
 
+    def global_step(self):
+        """Training steps taken: the optimisers' update count, plus the float16 steps
+        skipped for a non-finite gradient (which did not update)."""
+        skipped = 0 if self.loss_scale is None else int(self.loss_scale.skipped.numpy())
+        return int(self.optimizer.iterations.numpy()) + skipped
+
     def restore(self):
         latest = self.manager.latest_checkpoint
         if latest:
-            self.checkpoint.restore(latest).assert_existing_objects_matched()
+            names = {name for name, _ in tf.train.list_variables(latest)}
+            if self.loss_scale is not None and not any(n.startswith("loss_scale/")
+                                                       for n in names):
+                self._checkpoint_without_scale.restore(latest) \
+                    .assert_existing_objects_matched()
+                self.log(f"{latest} holds no loss scale (a float32 or bfloat16 run): "
+                         f"float16 continues from scale {float(self.loss_scale.scale.numpy()):g}")
+            else:
+                self.checkpoint.restore(latest).assert_existing_objects_matched()
             self.log(f"resumed from {latest}: epoch {int(self.epoch.numpy()) + 1}, "
                      f"step {int(self.step_in_epoch.numpy())}/{self.steps_per_epoch}")
         return latest
@@ -180,7 +213,7 @@ class Trainer:
     def save(self, elapsed=0.0):
         """A checkpoint (``elapsed``: seconds of the current epoch since the last one)."""
         self.epoch_seconds.assign_add(elapsed)
-        return self.manager.save(checkpoint_number=int(self.optimizer.iterations.numpy()))
+        return self.manager.save(checkpoint_number=self.global_step())
 
     def fit(self, max_steps=None):
         """Trains until ``config.train.epochs`` (or ``max_steps`` more steps); returns the
@@ -216,19 +249,26 @@ class Trainer:
             for step in range(start, self.steps_per_epoch):
                 metrics = {k: float(v) for k, v in self.train_step(iterator).items()}
                 if not math.isfinite(metrics["loss"]):
+                    hint = (" (a float16 overflow of the forward pass, which loss scaling "
+                            "cannot prevent: train in bfloat16 or float32)"
+                            if self.loss_scale is not None else "")
                     raise FloatingPointError(
-                        f"loss is {metrics['loss']} at epoch {epoch + 1} step {step + 1}; "
-                        f"the last good checkpoint is {self.manager.latest_checkpoint}")
+                        f"loss is {metrics['loss']} at epoch {epoch + 1} step {step + 1}"
+                        f"{hint}; the last good checkpoint is "
+                        f"{self.manager.latest_checkpoint}")
+                info = self._note_loss_scale(metrics, epoch, step)
                 self.epoch_sums.assign_add([metrics[k] for k in self.metric_keys])
                 steps_run += 1
                 self.step_in_epoch.assign(step + 1)
-                global_step = int(self.optimizer.iterations.numpy())
+                global_step = self.global_step()
                 with writer.as_default(step=global_step):
                     for k, v in metrics.items():
                         tf.summary.scalar(f"train/{k}", v)
                     tf.summary.scalar("train/lr", self.optimizer.learning_rates()[1])
+                    if self.loss_scale is not None:
+                        tf.summary.scalar("train/loss_scale", self.loss_scale.scale)
                 if self.chief:
-                    progress.update(step + 1, f"loss {metrics['loss']:.4f}")
+                    progress.update(step + 1, f"loss {metrics['loss']:.4f}{info}")
                 checkpoint_now = (t.checkpoint_every_steps
                                   and global_step % t.checkpoint_every_steps == 0)
                 stop = max_steps is not None and steps_run >= max_steps
@@ -259,29 +299,55 @@ class Trainer:
             self.epoch.assign(epoch + 1)
             self.step_in_epoch.assign(0)
             self.epoch_sums.assign(tf.zeros_like(self.epoch_sums))
+            if self.loss_scale is not None:
+                self.loss_scale.epoch_skipped.assign(0)
             self.epoch_seconds.assign(0.0)
             self.save()
             self.log(_summary(row))
             history.append(row)
         return history
 
+    def _note_loss_scale(self, metrics, epoch, step):
+        """float16: logs a skipped step (users must see overflows), keeps its non-finite
+        gradient norm out of the epoch's mean; the progress line's loss-scale note."""
+        if self.loss_scale is None:
+            return ""
+        scale = float(self.loss_scale.scale.numpy())
+        if metrics["skipped_steps"] > 0:
+            self.log(f"float16: non-finite gradient at epoch {epoch + 1} step {step + 1}: "
+                     f"update skipped, loss scale lowered to {scale:g} "
+                     f"({int(self.loss_scale.skipped.numpy())} step(s) skipped so far)")
+            metrics["grad_norm"] = 0.0  # the epoch's mean is over the applied steps
+            self.loss_scale.epoch_skipped.assign_add(1)
+        return f" scale {scale:g}"
+
     def _epoch_row(self, epoch, seconds):
         """The metrics.csv row of a finished epoch: the means of its steps' metrics
-        (over every step, also across a resume), the learning rates, its time."""
+        (over every step, also across a resume), the learning rates, its time; float16
+        adds the steps skipped on overflow and the loss scale at the end."""
         lr_backbone, lr = self.optimizer.learning_rates()
-        sums = self.epoch_sums.numpy()
+        sums = dict(zip(self.metric_keys, self.epoch_sums.numpy()))
         steps = max(self.steps_per_epoch, 1)
-        return {"epoch": epoch + 1, "step": int(self.optimizer.iterations.numpy()),
-                **{k: float(v) / steps for k, v in zip(self.metric_keys, sums)},
-                "lr": lr, "lr_backbone": lr_backbone,
-                "epoch_time_s": float(self.epoch_seconds.numpy()) + seconds,
-                "skipped_samples": self.skips.reset()}
+        row = {"epoch": epoch + 1, "step": self.global_step(),
+               **{k: float(v) / steps for k, v in sums.items()},
+               "lr": lr, "lr_backbone": lr_backbone,
+               "epoch_time_s": float(self.epoch_seconds.numpy()) + seconds,
+               "skipped_samples": self.skips.reset()}
+        if self.loss_scale is not None:
+            skipped = int(self.loss_scale.epoch_skipped.numpy())
+            row["grad_norm"] = float(sums["grad_norm"]) / max(steps - skipped, 1)
+            row["skipped_steps"] = skipped
+            row["loss_scale"] = float(self.loss_scale.scale.numpy())
+        return row
 
 
 def _summary(row):
     parts = [f"epoch {row['epoch']}", f"loss {row['loss']:.4f}"]
     parts += [f"{k[5:]} {row[k]:.4f}" for k in row if k.startswith("loss_")]
     parts += [f"{row['epoch_time_s']:.0f}s", f"skipped {row['skipped_samples']}"]
+    if "loss_scale" in row:
+        parts.append(f"float16: {row['skipped_steps']} step(s) skipped on overflow, "
+                     f"loss scale {row['loss_scale']:g}")
     for key in ("AP", "AP .5", "AR", "PCKh"):
         if key in row:
             parts.append(f"{key} {row[key]:.4f}")

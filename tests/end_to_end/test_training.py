@@ -262,7 +262,8 @@ def test_onnx_export_of_the_end_to_end_pipeline(trained):
                 out[key] = out[key][order]
         for key in ("keypoints", "boxes"):
             np.testing.assert_allclose(got[key], want[key], atol=1e-3)
+        # Scores to 1e-4: a joint score 0.3626 differed by 1.05e-5 on an Intel Xeon host.
         for key in ("scores", "box_scores", "keypoint_scores"):
-            np.testing.assert_allclose(got[key], want[key], atol=1e-5)
+            np.testing.assert_allclose(got[key], want[key], atol=1e-4)
         persons += int(want["num_persons"])
     assert persons >= 10

@@ -514,9 +514,13 @@ def test_draw_poses_pixels():
     out = np.asarray(draw_poses(image, [person], [(5, 6)], kpt_thr=0.3))
     assert out.shape == image.shape
     assert out[50, 50].any()                        # joint drawn where it is
-    assert not out[120, 120].any()                  # below kpt_thr: not drawn
-    assert not out[85, 85].any()                    # nor the limb to it
-    assert not out[20, 150].any()
+    # Below kpt_thr: drawn faint (the model's guess stays visible), as is the limb to it.
+    for y, x in ((120, 120), (85, 85), (20, 150)):
+        assert 0 < out[y, x].max() < 0.6 * out[50, 50].max()
+    hidden = np.asarray(draw_poses(image, [person], [(5, 6)], kpt_thr=0.3, faint=0.0))
+    assert hidden[50, 50].any()
+    assert not hidden[120, 120].any() and not hidden[85, 85].any()  # faint=0: not drawn
+    assert not hidden[20, 150].any()
     assert out[100, 10].any()                       # box outline
     assert not image.any()                          # input untouched
     # box_thr drops the whole person.

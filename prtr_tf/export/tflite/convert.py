@@ -46,7 +46,7 @@ import tensorflow as tf
 from tensorflow.python.framework.convert_to_constants import (
     convert_variables_to_constants_v2)
 
-from prtr_tf.datasets import DATASETS
+from prtr_tf import datasets
 from prtr_tf.detector.records import person_label
 from prtr_tf.export.tflite.flatbuffer import list_ops, merge_network_and_readout
 from prtr_tf.export.tflite.metadata import detector_metadata, embed_metadata, keypoint_metadata
@@ -247,7 +247,8 @@ def convert_keypoint_model(model, config, quantization="fp32", representative_cr
         batch_size: the fixed batch size B of the input.
     """
     h, w = (int(s) for s in config.model.image_size)
-    flip_pairs = DATASETS[config.data.dataset]["flip_pairs"] if flip_test else None
+    flip_pairs = datasets.flip_pairs_of(config, flip_test)  # None: the set has no pairs
+    flip_test = flip_pairs is not None
     if quantization == "int8_full":
         if representative_crops is None:
             raise ValueError("quantization='int8_full' needs representative_crops (float32 "

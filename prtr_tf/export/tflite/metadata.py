@@ -11,7 +11,7 @@ import json
 
 import numpy as np
 
-from prtr_tf.datasets import DATASETS
+from prtr_tf import datasets
 from prtr_tf.detector.records import person_label
 from prtr_tf.export.tflite.flatbuffer import load_bytes, pack, rename_outputs, schema, unpack
 
@@ -19,7 +19,7 @@ METADATA_NAME = "prtr_tf_metadata"
 
 
 def keypoint_metadata(config, quantization, flip_test=False, batch_size=1):
-    ds = DATASETS[config.data.dataset]
+    ds = datasets.of_config(config)
     h, w = (int(s) for s in config.model.image_size)
     return {
         "format": "prtr_tf.keypoints/1",
@@ -51,6 +51,7 @@ def keypoint_metadata(config, quantization, flip_test=False, batch_size=1):
         "keypoint_names": list(ds["joints"]),
         "skeleton": [list(p) for p in ds["skeleton"]],
         "flip_pairs": [list(p) for p in ds["flip_pairs"]],
+        "sigmas": None if ds["sigmas"] is None else [float(s) for s in ds["sigmas"]],
     }
 
 
