@@ -242,13 +242,14 @@ def resolve(config):
         if num not in (0, len(joints)):
             raise ValueError(f"config.model.num_joints={num} but {source} has {len(joints)} "
                              "joints (0: take the number from the file)")
-        config.model.num_joints = len(joints)
         for field in ("num_queries", "kpt_num_queries"):  # every joint needs a query
             if int(config.model.get(field, len(joints))) < len(joints):
                 raise ValueError(f"config.model.{field}={config.model[field]} is fewer than "
                                  f"the {len(joints)} joints of {source}: the keypoint "
                                  f"Transformer matches one query to each joint (set "
                                  f"--config.model.{field}={len(joints)} or more)")
+    if "num_joints" in config.model:  # written only once every check passed
+        config.model.num_joints = len(joints)
     kp.joints = tuple(joints)
     kp.skeleton = tuple(tuple(e) for e in kset["skeleton"])
     kp.flip_pairs = tuple(tuple(p) for p in kset["flip_pairs"])

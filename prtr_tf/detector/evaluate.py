@@ -43,7 +43,7 @@ def evaluate_detector(model, config, split="val", stream=None, results=None):
 
     from prtr_tf.data.splits import split_paths
     from prtr_tf.datasets import category_ids
-    from prtr_tf.evaluation.coco import load_coco
+    from prtr_tf.evaluation.coco import load_coco, one_class
 
     if results is None:
         results = detection_results(model, config, split, stream)
@@ -54,9 +54,7 @@ def evaluate_detector(model, config, split="val", stream=None, results=None):
     with contextlib.redirect_stdout(io.StringIO()):
         gt = load_coco(ann)  # fills in fields some files lack (CrowdPose: 'area')
         if len(cats) > 1:  # one object class: every instance of the set's categories
-            gt.dataset["annotations"] = [dict(a, category_id=cats[0]) if a.get(
-                "category_id") in cats else a for a in gt.dataset["annotations"]]
-            gt.createIndex()
+            gt, results = one_class(gt, results, cats)
         evaluator = COCOeval(gt, gt.loadRes(results), "bbox")
         evaluator.params.catIds = [cats[0]]
         evaluator.evaluate()

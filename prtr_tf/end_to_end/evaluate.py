@@ -32,4 +32,4 @@ def evaluate(model, config, split="val", results_path=None, stream=None):
         coco.write_results(found, results_path)
     ann, _ = split_paths(config, split)
     return dict(coco.evaluate_coco(ann, found, sigmas=datasets.oks_sigmas(config),
-                                   one_class=len(datasets.category_ids(config)) > 1))
+                                   category_ids=datasets.category_ids(config)))

@@ -15,6 +15,7 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
+from prtr_tf.data.coco import area_of
 from prtr_tf.data.jsonfile import read_json
 from prtr_tf.evaluation.nms import oks_nms
 
@@ -124,7 +125,7 @@ def load_coco(gt, verbose=False):
     for ann in data.get("annotations", []) if isinstance(data, dict) else ():
         # Files without these fields (CrowdPose has no 'area'): pycocotools needs them.
         if "area" not in ann and "bbox" in ann:
-            ann["area"] = float(ann["bbox"][2]) * float(ann["bbox"][3])
+            ann["area"] = area_of(ann)
         if "num_keypoints" not in ann and "keypoints" in ann:
             ann["num_keypoints"] = int(sum(v > 0 for v in ann["keypoints"][2::3]))
     with _quiet(verbose):
@@ -162,22 +163,25 @@ def _check_results(coco_gt, results, name):
                              f"{r['category_id']} needs {want}")
 
 
-def _one_class(coco_gt, results, verbose):
-    """(ground truth, results) with every category as the first one: one object class
-    (pycocotools' ``useCats=0`` finds no keypoint matches: its computeOks ignores it)."""
+def one_class(coco_gt, results, category_ids, verbose=False):
+    """(ground truth, results) with the instances of ``category_ids`` as the first of
+    them: one object class (AP-10K's species; pycocotools' ``useCats=0`` finds no
+    keypoint matches: its computeOks ignores it). Other categories are left as they
+    are. Shared by the keypoint and the box evaluation."""
     from pycocotools.coco import COCO
 
-    first = sorted(coco_gt.getCatIds())[0]
-    data = dict(coco_gt.dataset)
-    data["annotations"] = [dict(a, category_id=first) for a in data.get("annotations", [])]
+    cats, first = set(category_ids), category_ids[0]
+    merged_ann = [dict(a, category_id=first) if a.get("category_id") in cats else a
+                  for a in coco_gt.dataset.get("annotations", [])]
     with _quiet(verbose):
         merged = COCO()
-        merged.dataset = data
+        merged.dataset = dict(coco_gt.dataset, annotations=merged_ann)
         merged.createIndex()
-    return merged, [dict(r, category_id=first) for r in results]
+    return merged, [dict(r, category_id=first) if r["category_id"] in cats else r
+                    for r in results]
 
 
-def evaluate_coco(gt, results, verbose=False, sigmas=None, one_class=False):
+def evaluate_coco(gt, results, verbose=False, sigmas=None, category_ids=()):
     """COCOeval (iouType 'keypoints') of a results list or JSON file.
 
     Args:
@@ -185,9 +189,9 @@ def evaluate_coco(gt, results, verbose=False, sigmas=None, one_class=False):
       results: results list (as `results_from_predictions`) or a path to its JSON.
       verbose: show pycocotools' prints (loading, summary table).
       sigmas: (J,) OKS sigmas of the keypoint set (``kpt_oks_sigmas``; None: COCO's).
-      one_class: every category of the file is one object class (AP-10K's species
-        sharing one keypoint set); otherwise results match ground truth of their own
-        category only.
+      category_ids: the categories of one object class (AP-10K's species sharing one
+        keypoint set: `one_class`) when more than one; otherwise results match ground
+        truth of their own category only.
 
     Returns:
       OrderedDict of the 10 stats in ``STATS_NAMES`` order (floats, fractions). Empty
@@ -201,8 +205,8 @@ def evaluate_coco(gt, results, verbose=False, sigmas=None, one_class=False):
         warnings.warn(f"{name}: no keypoint results to evaluate; reporting zeros", stacklevel=2)
         return collections.OrderedDict((k, 0.0) for k in STATS_NAMES)
     _check_results(coco_gt, results, name)
-    if one_class:
-        coco_gt, results = _one_class(coco_gt, results, verbose)
+    if len(category_ids) > 1:
+        coco_gt, results = one_class(coco_gt, results, tuple(category_ids), verbose)
     with _quiet(verbose):
         # loadRes adds fields (area, bbox, id) to each result: give it copies.
         coco_dt = coco_gt.loadRes([dict(r) for r in results])

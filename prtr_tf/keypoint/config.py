@@ -36,6 +36,7 @@ def model_config(backbone="resnet50", dataset="coco", image_size=(384, 288), hid
         # ResNet: frozen BN + frozen stem/layer1 (None: yes for the ImageNet-initialised
         # official depths, no for resnet_tiny, which trains from scratch).
         frozen_backbone=frozen_backbone,
+        pos_in_tokens=False,  # not in the paper: positional encoding also added to the tokens
     ))
 
 

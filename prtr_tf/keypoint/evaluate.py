@@ -60,8 +60,8 @@ def coco_metrics(preds, config, split="val", results_path=None, records=None):
         coco.write_results(results, results_path)
     ann, _ = split_paths(config, split)
     # Several categories sharing the set (AP-10K's species) are one object class.
-    one_class = len(datasets.category_ids(config)) > 1
-    return dict(coco.evaluate_coco(ann, results, sigmas=sigmas, one_class=one_class)), results
+    return dict(coco.evaluate_coco(ann, results, sigmas=sigmas,
+                                   category_ids=datasets.category_ids(config))), results
 
 
 def row_categories(preds, records):

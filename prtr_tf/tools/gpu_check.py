@@ -42,8 +42,7 @@ GPU_TESTS = (
     "tests/keypoint/test_matcher_loss.py::test_split_matching_and_jit_compiled_loss",
     "tests/keypoint/test_model.py",
 )
-SMOKE_TESTS = ("tests/training/test_workdir.py::"
-               "test_metrics_csv_keeps_one_header_and_one_row_per_epoch",)
+SMOKE_TESTS = ("tests/training/test_warmup.py",)  # quick: the subprocess path only
 PRECISIONS = ("float32", "bfloat16", "float16")
 
 
@@ -182,9 +181,7 @@ def run_training(options, budget, log, num_gpus):
 def run_pipeline(options, budget, log):
     if budget.left() < 20:
         return None
-    name, _ = train_config(options)
-    config = (tb.tiny_config if options.cpu_smoke else tb.r50_config)(options.batch,
-                                                                      options.data_root)
+    name, config = train_config(options)
     log("3. input pipeline alone")
     retry = tb.Retry(0, 0.0, float("inf"), log)
     return tb.bench_pipeline(name, config, options.batch, options.pipeline_batches, retry,

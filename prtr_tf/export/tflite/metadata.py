@@ -19,7 +19,6 @@ METADATA_NAME = "prtr_tf_metadata"
 
 
 def keypoint_metadata(config, quantization, flip_test=False, batch_size=1):
-    ds = datasets.of_config(config)
     h, w = (int(s) for s in config.model.image_size)
     return {
         "format": "prtr_tf.keypoints/1",
@@ -48,10 +47,7 @@ def keypoint_metadata(config, quantization, flip_test=False, batch_size=1):
                         "image_thre": float(config.test.image_thre),
                         "in_vis_thre": float(config.test.in_vis_thre),
                         "oks_thre": float(config.test.oks_thre)},
-        "keypoint_names": list(ds["joints"]),
-        "skeleton": [list(p) for p in ds["skeleton"]],
-        "flip_pairs": [list(p) for p in ds["flip_pairs"]],
-        "sigmas": None if ds["sigmas"] is None else [float(s) for s in ds["sigmas"]],
+        **datasets.metadata(config),  # keypoint_names, skeleton, flip_pairs, sigmas
     }
 
 
