@@ -58,8 +58,8 @@ def define_inference_flags():
         threads=flags.DEFINE_integer("threads", d.threads, "CPU threads for TF (intra-op), "
                                      "TFLite and ONNX Runtime"),
         xnnpack=flags.DEFINE_bool("xnnpack", d.xnnpack, "TFLite with the XNNPACK delegate "
-                                  "(default: builtin kernels, as "
-                                  "prtr_tf.export.tflite.runtime.run_tflite)"),
+                                  "(as prtr_tf.export.tflite.runtime.run_tflite); "
+                                  "--noxnnpack: the builtin kernels"),
         num_calibration=flags.DEFINE_integer(
             "num_calibration", d.num_calibration, "tflite_int8_full: calibration crops "
             "(prtr-export tflite's default is 200)"),
@@ -79,6 +79,9 @@ def define_inference_flags():
                                     "(default: a temporary directory)"),
         output=flags.DEFINE_string("output", d.output, "append results as JSON lines here"),
         seed=flags.DEFINE_integer("seed", d.seed, "random seed of the weights and inputs"),
+        fold=flags.DEFINE_bool("fold", d.fold, "fold frozen BatchNorm into the convolutions "
+                               "(as prtr_tf.weights.load_model does for inference and "
+                               "export); --nofold times the unfolded graph"),
     )
 
 

@@ -76,12 +76,15 @@ class FrozenBatchNorm(keras.layers.Layer):
 
     All four tensors are buffers in the official code: they are never trained and
     are not counted as parameters. y = (x - mean) / sqrt(var + eps) * gamma + beta.
+    ``folded`` (`prtr_tf.nn.fold`): the scale is in the convolution before it, the
+    norm is a BiasAdd of beta.
     """
 
     def __init__(self, epsilon=BN_EPS, **kw):
         kw.setdefault("trainable", False)
         super().__init__(**kw)
         self.epsilon = epsilon
+        self.folded = False
 
     def build(self, input_shape):
         c = (input_shape[-1],)
@@ -93,6 +96,8 @@ class FrozenBatchNorm(keras.layers.Layer):
                                                initializer="ones", trainable=False)
 
     def call(self, x):
+        if self.folded:
+            return tf.nn.bias_add(x, tf.cast(self.beta, x.dtype))
         scale = self.gamma * tf.math.rsqrt(self.moving_variance + self.epsilon)
         shift = self.beta - self.moving_mean * scale
         return x * tf.cast(scale, x.dtype) + tf.cast(shift, x.dtype)

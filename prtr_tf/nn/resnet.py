@@ -45,6 +45,11 @@ class Bottleneck(Composite):
                                batch_norm(f"{prefix}.downsample.1", frozen=frozen_bn)]
         self.trainable = trainable  # after the sublayers exist, so that it reaches them
 
+    def frozen_pairs(self):
+        """(conv, norm) pairs for `prtr_tf.nn.fold` (the norms are frozen or not)."""
+        pairs = [(self.conv1, self.bn1), (self.conv2, self.bn2), (self.conv3, self.bn3)]
+        return pairs + ([tuple(self.downsample)] if self.downsample is not None else [])
+
     def call(self, x, training=None):
         identity = x
         out = tf.nn.relu(self.bn1(self.conv1(x), training=training))
@@ -91,6 +96,10 @@ class ResNet(Composite):
         self.level_channels = [width * 4 * 2 ** i for i in range(len(DEPTHS[depth]))]
         self.out_channels = self.level_channels[-1]
         self.main_level = f"C{len(DEPTHS[depth]) + 1}"
+
+    def frozen_pairs(self):
+        """The stem's (conv, norm) for `prtr_tf.nn.fold` (the blocks declare theirs)."""
+        return [(self.conv1, self.bn1)]
 
     def call(self, x, training=None, return_levels=False):
         x = tf.nn.relu(self.bn1(self.conv1(x), training=training))

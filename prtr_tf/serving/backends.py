@@ -122,7 +122,7 @@ class TFLiteEstimator(PoseEstimator):
     """
 
     def __init__(self, path, config=None, detector=None, box_threshold=None,
-                 use_xnnpack=False, num_threads=None):
+                 use_xnnpack=True, num_threads=None):
         self.path = path
         self.metadata = _read_tflite_metadata(path, "prtr_tf.keypoints", "--tflite")
         config = config_from_metadata(self.metadata, config)
@@ -173,7 +173,7 @@ class TFLiteDetector:
     resized (no padding) to the file's fixed input size and normalised per its metadata.
     """
 
-    def __init__(self, path, score_threshold=None, use_xnnpack=False, num_threads=None):
+    def __init__(self, path, score_threshold=None, use_xnnpack=True, num_threads=None):
         from prtr_tf.detector.augment import resize_to
         self.metadata = _read_tflite_metadata(path, "prtr_tf.detector", "--detector_tflite")
         inp = self.metadata["input"]

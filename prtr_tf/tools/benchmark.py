@@ -7,7 +7,10 @@ flip test) on random normalised crops, per format: ``eager`` (Keras eager,
 ``tflite_fp16``, ``tflite_int8`` (dynamic range), ``tflite_int8_full`` (full-integer,
 calibrated on ``num_calibration`` ``calibration_data`` crops; ai-edge-litert,
 ``threads`` threads, builtin kernels or ``xnnpack``), ``onnx`` (tf2onnx of
-serve_crops, ONNX Runtime CPU, intra_op_num_threads=``threads``). And the whole
+serve_crops, ONNX Runtime CPU, intra_op_num_threads=``threads``), ``pytorch`` (the
+official model's forward, `prtr_tf.tools.torch_reference`, without the readout; needs
+the torch extra). With ``fold`` (default) frozen BatchNorm is folded into the
+convolutions first, as `prtr_tf.weights.load_model` does. And the whole
 two-stage pipeline per image (DETR person detector at shortest side
 ``det_test_size``, then the keypoint crops of the top ``persons`` boxes):
 ``pipeline_estimator`` (`PoseEstimator` + `DetrPersonDetector`) and
@@ -26,7 +29,8 @@ timed runs, this process's CPU seconds per wall second (``own_cpu_per_wall``:
 ~``threads`` when it had the cores) and the cores other processes kept busy
 (``others_cores``, from /proc/stat; `prtr_tf.tools.timing`). Results are printed as
 a table (`Bench`) and appended to ``output`` (JSON lines) as they come, so a partial
-run still leaves numbers. The command line is ``benchmark.py``
+run still leaves numbers; at the end every row's ratio to ONNX Runtime and PyTorch
+at the same batch (`ratio_table`). The command line is ``benchmark.py``
 (`prtr_tf.cli.benchmark`).
 """
 import dataclasses
@@ -37,12 +41,12 @@ import sys
 import tempfile
 import time
 
-from prtr_tf.tools.timing import CpuMeter, time_fn
+from prtr_tf.tools.timing import time_fn
 
 TFLITE = ("fp32", "fp16", "int8", "int8_full")
 FORMATS = ("eager", "function", "xla", "saved_model", "tflite_fp32", "tflite_fp16",
-           "tflite_int8", "tflite_int8_full", "onnx", "detector", "pipeline_estimator",
-           "pipeline_saved_model", "pipeline_breakdown")
+           "tflite_int8", "tflite_int8_full", "onnx", "pytorch", "detector",
+           "pipeline_estimator", "pipeline_saved_model", "pipeline_breakdown")
 SLOW = ("eager",)
 CALIBRATION_DATA = ("synthetic", "train")
 DETECTOR_FORMATS = ("detector", "pipeline_estimator", "pipeline_saved_model",
@@ -62,7 +66,7 @@ class Options:
     slow_repeats: int = 3  # timed runs for eager and for batches > 1
     warmup: int = 1  # untimed runs first
     threads: int = 2  # CPU threads for TF (intra-op), TFLite and ONNX Runtime
-    xnnpack: bool = False  # TFLite with the XNNPACK delegate (else builtin kernels)
+    xnnpack: bool = True  # TFLite with the XNNPACK delegate (else builtin kernels)
     num_calibration: int = 16  # tflite_int8_full: calibration crops
     calibration_data: str = "synthetic"  # ... of stick figures, or "train": the config's
     det_test_size: int = 512  # detector shortest side
@@ -72,6 +76,7 @@ class Options:
     workdir: str = None  # where exported models go (None: a temporary directory)
     output: str = None  # append results as JSON lines here
     seed: int = 0
+    fold: bool = True  # frozen BatchNorm folded into the convolutions, as load_model does
 
     def __post_init__(self):
         self.formats = tuple(self.formats)
@@ -130,62 +135,6 @@ class Bench:
             print(f"{fmt:22s} b={batch:<2d} FAILED: {type(e).__name__}: {e}", flush=True)
             return
         self.record(fmt, batch, first, times, unit, dict(extra or {}, **cpu))
-
-
-class _Done:
-    """An already-fetched result with the .numpy() of the tensor it replaces."""
-
-    def __init__(self, value):
-        self.value = value
-
-    def numpy(self):
-        return self.value
-
-
-def pipeline_breakdown(bench, model, config, detector, image, boxes_in, extra):
-    """Times `PoseEstimator`'s stages inside the same calls: the detector, each
-    crops -> keypoints call (crops + keypoint model + readout + crop -> image), and the
-    rest (box -> center/scale, rescoring, OKS-NMS, Python); one row per stage, the
-    medians over the same ``repeats`` calls."""
-    from prtr_tf.serving.estimator import PoseEstimator
-
-    estimator = PoseEstimator(model, config, detector=None, flip_test=False,
-                              box_threshold=0.0)
-    spent = {"detector": 0.0, "keypoints": 0.0}
-
-    def timed(key, fn):
-        def wrapper(*a, **k):
-            t = time.perf_counter()
-            out = fn(*a, **k)
-            if hasattr(out, "numpy"):  # the estimator calls .numpy() next: wait here
-                out = _Done(out.numpy())
-            spent[key] += time.perf_counter() - t
-            return out
-        return wrapper
-
-    estimator.detector = timed("detector", detector)
-    crops_fn = estimator._crops_to_keypoints
-    estimator._crops_to_keypoints = timed("keypoints", crops_fn)
-    o = bench.options
-    runs = {"total": [], "detector": [], "keypoints": [], "rest": []}
-    t0 = time.perf_counter()
-    for _ in range(o.warmup):
-        estimator(image)
-    first = time.perf_counter() - t0
-    with CpuMeter() as meter:
-        for _ in range(o.repeats):
-            spent.update(detector=0.0, keypoints=0.0)
-            t = time.perf_counter()
-            persons = estimator(image)
-            total = time.perf_counter() - t
-            runs["total"].append(total)
-            runs["detector"].append(spent["detector"])
-            runs["keypoints"].append(spent["keypoints"])
-            runs["rest"].append(total - spent["detector"] - spent["keypoints"])
-    for key, times in runs.items():
-        bench.record(f"pipeline_breakdown.{key}", 1, first, times, unit="image",
-                     extra=dict(extra, crops=boxes_in[-1], persons_out=len(persons),
-                                **meter.stats))
 
 
 def bench_keypoint_functions(bench, model, crops):
@@ -276,44 +225,50 @@ def bench_onnx(bench, crops, sm_dir, workdir):
         print(f"onnx FAILED: {type(e).__name__}: {e}", flush=True)
 
 
-def bench_pipeline(bench, model, config, detector, det_config, loaded, image):
-    """detector, pipeline_estimator, pipeline_breakdown, pipeline_saved_model: one
-    image through the two-stage pipeline (``loaded``: the SavedModel, or None)."""
-    import numpy as np
-    import tensorflow as tf
+def bench_pytorch(bench, config, crops):
+    """pytorch: the official two-stage model's forward (`prtr_tf.tools.torch_reference`,
+    checked against the official outputs in the tests) at the same sizes and threads;
+    its readout (scipy in the official code) is not included."""
+    try:
+        import torch  # noqa: F401
+    except ImportError as e:
+        print(f"pytorch FAILED: the torch extra is not installed ({e}); "
+              "pip install -e '.[torch]'", flush=True)
+        return
+    from prtr_tf.tools.torch_reference import build_reference, time_reference
 
-    o, fmts = bench.options, bench.options.formats
-    pipe_extra = {"image_hw": list(o.image_size), "det_test_size": o.det_test_size,
-                  "det_max_size": o.det_max_size}
-    if any(f in fmts for f in ("detector", "pipeline_estimator", "pipeline_breakdown")):
-        from prtr_tf.detector.predict import DetrPersonDetector
-        from prtr_tf.serving.estimator import PoseEstimator
-        det = DetrPersonDetector(detector, det_config, score_threshold=0.0)
-        boxes_in = []
+    m = config.model
+    spec = {"backbone": m.backbone, "num_joints": m.num_joints,
+            "image_size_hw": list(m.image_size), "hidden_dim": m.hidden_dim,
+            "nheads": m.nheads, "enc_layers": m.enc_layers, "dec_layers": m.dec_layers,
+            "dim_feedforward": m.dim_feedforward, "num_queries": m.num_queries}
+    try:
+        reference = build_reference(spec)
+    except ValueError as e:
+        print(f"pytorch FAILED: {e}", flush=True)
+        return
+    o = bench.options
+    for b in o.batches:
+        first = time.perf_counter()
+        times = time_reference(reference, b, o.threads, bench.repeats("pytorch", b))
+        bench.record("pytorch", b, time.perf_counter() - first - sum(times), times,
+                     extra={"readout": False})
 
-        def top_k(img):
-            boxes, scores = det(img)
-            order = np.argsort(-scores)[:o.persons]
-            boxes_in.append(len(order))
-            return boxes[order], scores[order]
-    if "detector" in fmts:
-        bench.run("detector", 1, lambda: det(image), unit="image", extra=pipe_extra)
-    if "pipeline_estimator" in fmts:
-        estimator = PoseEstimator(model, config, detector=top_k, flip_test=False,
-                                  box_threshold=0.0)
-        n = len(estimator(image))
-        bench.run("pipeline_estimator", 1, lambda: estimator(image), unit="image",
-                  extra=dict(pipe_extra, crops=boxes_in[-1], persons_out=n))
-    if "pipeline_breakdown" in fmts:
-        pipeline_breakdown(bench, model, config, top_k, image, boxes_in,
-                           dict(pipe_extra, persons=o.persons))
-    if "pipeline_saved_model" in fmts:
-        sig = loaded.signatures["serving_default"]
-        out = sig(image=tf.constant(image))
-        n = int(out["num_persons"].numpy())
-        bench.run("pipeline_saved_model", 1,
-                  lambda: {k: v.numpy() for k, v in sig(image=tf.constant(image)).items()},
-                  unit="image", extra=dict(pipe_extra, crops=o.persons, persons_out=n))
+
+def ratio_table(rows):
+    """Markdown: every keypoint row's median against ONNX Runtime's and PyTorch's at
+    the same batch, from the same run (blank where that row was not measured)."""
+    ref = {(r["format"], r["batch"]): r["median_ms"] for r in rows}
+    lines = ["| format | batch | ms / batch | vs ONNX Runtime | vs PyTorch |",
+             "|---|---|---|---|---|"]
+    for r in rows:
+        if r["per"] != "crop":
+            continue
+        cells = [f"{r['median_ms'] / ref[(other, r['batch'])]:.2f}x"
+                 if (other, r["batch"]) in ref else "" for other in ("onnx", "pytorch")]
+        lines.append(f"| {r['format']} | {r['batch']} | {r['median_ms']:.1f} | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def run_benchmark(options):
@@ -324,6 +279,8 @@ def run_benchmark(options):
 
     from prtr_tf.config import load_config
     from prtr_tf.keypoint.model import build_model
+    from prtr_tf.nn.fold import fold_frozen_batchnorm
+    from prtr_tf.tools.benchmark_pipeline import bench_pipeline
     from prtr_tf.tools.machine import machine_info
 
     o, fmts = options, options.formats
@@ -344,6 +301,8 @@ def run_benchmark(options):
     rng = np.random.default_rng(o.seed)
     crops = {b: rng.standard_normal((b, h, w, 3)).astype(np.float32) for b in o.batches}
     model(tf.constant(crops[o.batches[0]][:1]), training=False)  # build
+    if o.fold:
+        fold_frozen_batchnorm(model)
     bench_keypoint_functions(bench, model, crops)
 
     detector = det_config = None
@@ -354,6 +313,8 @@ def run_benchmark(options):
         det_config.data.max_size = o.det_max_size
         detector = build_detector(det_config.model)
         detector(tf.zeros((1, 64, 64, 3)), training=False)
+        if o.fold:
+            fold_frozen_batchnorm(detector)
 
     sm_dir = os.path.join(workdir, "saved_model")
     loaded = None
@@ -376,7 +337,10 @@ def run_benchmark(options):
     bench_tflite(bench, model, config, crops, workdir)
     if "onnx" in fmts:
         bench_onnx(bench, crops, sm_dir, workdir)
+    if "pytorch" in fmts:
+        bench_pytorch(bench, config, crops)
     image = rng.integers(0, 256, o.image_size + (3,), dtype=np.uint8)
     bench_pipeline(bench, model, config, detector, det_config, loaded, image)
     print(f"loadavg at end: {os.getloadavg()}", flush=True)
+    print(ratio_table(bench.rows), flush=True)
     return bench

@@ -77,18 +77,22 @@ def model_config_from_manifest(model):
     return config
 
 
-def run_two_stage(manifest, state_dict, inputs):
-    """Official PoseTransformer outputs, in the fixture's layout (NCHW features)."""
+def run_two_stage(manifest, state_dict, inputs, fold=False):
+    """Official PoseTransformer outputs, in the fixture's layout (NCHW features);
+    ``fold``: with frozen BatchNorm folded into the convolutions (`prtr_tf.nn.fold`)."""
     import tensorflow as tf
 
-    from prtr_tf.nn.torch_import import load_state_dict
     from prtr_tf.keypoint.model import build_model
+    from prtr_tf.nn.fold import fold_frozen_batchnorm
+    from prtr_tf.nn.torch_import import load_state_dict
     from prtr_tf.nn.position_encoding import sine_position_encoding
     from prtr_tf.keypoint.readout import readout
 
     config = model_config_from_manifest(manifest["model"])
     model = build_model(config)
     load_state_dict(model, state_dict)
+    if fold:
+        fold_frozen_batchnorm(model)
     images = tf.constant(np.transpose(inputs["images"], (0, 2, 3, 1)))
     features = model.backbone(images, training=False)
     out = model.decode(features, training=False)
@@ -125,17 +129,21 @@ def pad_images(images):
     return padded, mask
 
 
-def run_detr(manifest, state_dict, inputs):
-    """Official DETR outputs for a zero-padded batch, in the fixture's layout."""
+def run_detr(manifest, state_dict, inputs, fold=False):
+    """Official DETR outputs for a zero-padded batch, in the fixture's layout; ``fold``
+    as `run_two_stage`."""
     import tensorflow as tf
 
-    from prtr_tf.nn.torch_import import load_state_dict
     from prtr_tf.detector.model import build_detector
+    from prtr_tf.nn.fold import fold_frozen_batchnorm
+    from prtr_tf.nn.torch_import import load_state_dict
     from prtr_tf.nn.position_encoding import sine_position_encoding
 
     config = model_config_from_manifest(manifest["model"])
     model = build_detector(config)
     load_state_dict(model, state_dict)
+    if fold:
+        fold_frozen_batchnorm(model)
     padded, mask = pad_images([inputs[spec["name"]] for spec in manifest["inputs"]])
     images = tf.constant(np.transpose(padded, (0, 2, 3, 1)))
     features, feature_mask = model.extract(images, tf.constant(mask), training=False)
@@ -232,6 +240,11 @@ RUNNERS = {"prtr-two-stage": run_two_stage, "detr": run_detr,
 RELATIVE_ARRAYS = {"imagenet-backbone": True}
 # Formats whose every listed array must be compared (an array not computed fails).
 COMPLETE = ("imagenet-backbone",)
+# Formats run a second time with frozen BatchNorm folded into the convolutions (as
+# inference and export run them, `prtr_tf.weights.load_model`): these arrays again.
+FOLDED = {"prtr-two-stage": ("backbone_features", "pred_logits", "pred_coords",
+                             "readout_query", "readout_coords"),
+          "detr": ("backbone_features", "pred_logits", "pred_boxes")}
 
 
 def compare(expected, actual, tolerance=TOLERANCE, relative=RELATIVE):
@@ -269,6 +282,11 @@ def check(manifest_path, tolerance=TOLERANCE, out=sys.stdout):
     actual, checks = actual if isinstance(actual, tuple) else (actual, [])
     rows = compare(expected, actual, tolerance, RELATIVE_ARRAYS.get(fmt, RELATIVE))
     skipped = sorted(set(expected) - {r[0] for r in rows})
+    if fmt in FOLDED and str(manifest["model"].get("backbone", "")).startswith("resnet"):
+        folded = RUNNERS[fmt](manifest, state_dict, inputs, fold=True)
+        rows += [(f"folded {r[0]}",) + tuple(r[1:]) for r in compare(
+            {k: expected[k] for k in FOLDED[fmt] if k in expected}, folded, tolerance,
+            RELATIVE_ARRAYS.get(fmt, RELATIVE))]
     if fmt in COMPLETE:
         rows += [(name, "not computed", False, "") for name in skipped]
         skipped = []

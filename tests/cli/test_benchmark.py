@@ -57,6 +57,8 @@ def test_inference_benchmark_of_the_tiny_model(tmp_path):
     assert [(r["format"], r["batch"], r["repeats"], r["per"]) for r in lines[1:]] == [
         ("function", 1, 1, "crop")]
     assert lines[1]["median_ms"] > 0 and "own_cpu_per_wall" in lines[1]
+    # The closing table: every row against ONNX Runtime and PyTorch (not measured here).
+    assert "| function | 1 | " in proc.stdout and "vs ONNX Runtime" in proc.stdout
 
 
 @pytest.mark.slow  # ~33 s on 2 CPU cores
@@ -72,3 +74,17 @@ def test_training_benchmark_of_the_tiny_config(tmp_path):
     assert "| synthetic_tiny | L=2, B=2, Q=20, J+1=18 | 4 |" in table, table
     assert "coco_res50_384x288" not in table
     assert report.read_text() == table
+
+
+def test_ratio_table_compares_rows_at_the_same_batch():
+    from prtr_tf.tools.benchmark import ratio_table
+    rows = [{"format": f, "batch": b, "median_ms": ms, "per": "crop"}
+            for f, b, ms in (("function", 1, 120.0), ("onnx", 1, 80.0), ("pytorch", 1, 300.0),
+                             ("function", 8, 800.0), ("onnx", 8, 640.0))]
+    rows.append({"format": "pipeline_saved_model", "batch": 1, "median_ms": 9.0,
+                 "per": "image"})
+    lines = ratio_table(rows).splitlines()
+    assert "| function | 1 | 120.0 | 1.50x | 0.40x |" in lines
+    assert "| function | 8 | 800.0 | 1.25x |  |" in lines  # no PyTorch row at batch 8
+    assert "| onnx | 8 | 640.0 | 1.00x |  |" in lines
+    assert not any("pipeline" in line for line in lines)  # per image, not per crop

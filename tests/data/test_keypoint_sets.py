@@ -61,6 +61,26 @@ def test_a_set_without_pairs_disables_flip_with_a_warning():
     np.testing.assert_allclose(kset["sigmas"], [0.05] * 3)
 
 
+def test_training_mirrors_only_sets_with_pairs():
+    """The training augmentation draws flips for a set with pairs (crowdpose_mini) and
+    none for a set without (onehand10k_mini: 21 hand joints, no sides), config.data.flip
+    on in both."""
+    import tensorflow as tf
+    from prtr_tf.data.pipeline import _Augmenter
+    drawn = {}
+    for name in ("crowdpose_mini", "onehand10k_mini"):
+        config = custom_config(name)
+        assert config.data.flip
+        j = config.model.num_joints
+        augment = _Augmenter(config.data, datasets.flip_pairs_of(config), j)
+        joints = tf.constant(np.tile([[10.0, 20.0, 1.0]], (j, 1)), tf.float32)
+        flips = [bool(augment(tf.constant([7, i]), tf.constant([50.0, 60.0]), tf.constant(
+            [1.0, 1.0]), joints, 100)[3]) for i in range(40)]
+        drawn[name] = (augment.flip, sum(flips))
+    assert drawn["crowdpose_mini"][0] and 8 <= drawn["crowdpose_mini"][1] <= 32, drawn
+    assert drawn["onehand10k_mini"] == (False, 0), drawn
+
+
 def test_known_sigmas_match_names_in_any_order_and_spelling():
     names = ["Right_Shoulder", "L_Shoulder"] + [n for n in datasets.KNOWN_SETS["crowdpose"][0]
                                                 if "shoulder" not in n]

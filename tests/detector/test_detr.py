@@ -48,6 +48,7 @@ def test_detr_fixture_parity(golden_dir):
     assert parity.check(str(golden_dir / FIXTURE), out=out), out.getvalue()
     report = out.getvalue()
     assert "not compared" not in report, report
+    assert all(f"ok   folded {a}" in report for a in parity.FOLDED["detr"]), report
     for name in ("padded_images", "mask", "backbone_features", "backbone_mask", "pos_embed",
                  "pred_logits", "pred_boxes", "aux_pred_logits", "aux_pred_boxes"):
         assert any(line.split()[:2] == ["ok", name] for line in report.splitlines()), report

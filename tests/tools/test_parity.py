@@ -30,6 +30,9 @@ def test_two_stage_fixture_parity(name):
                   "aux_pred_logits", "aux_pred_coords", "readout_query", "readout_scores",
                   "readout_coords"):
         assert f"ok   {array}" in report, f"{array} was not compared:\n{report}"
+    # ResNet fixtures again with frozen BatchNorm folded (as inference loads them).
+    folded = [f"ok   folded {a}" in report for a in parity.FOLDED["prtr-two-stage"]]
+    assert all(folded) if "resnet" in report.splitlines()[0] else not any(folded), report
 
 
 
