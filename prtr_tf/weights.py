@@ -65,8 +65,8 @@ def load_model(config, checkpoint, what="checkpoint", kinds=None, config_flag=No
                fold=True):
     """Builds the model of ``config`` (name, path or ConfigDict) and loads
     ``checkpoint`` into it, for inference: with ``fold``, frozen BatchNorm is folded
-    into the convolutions (`prtr_tf.nn.fold`; the same outputs, faster; not for a model
-    that trains further). ``kinds``: the kinds accepted (None: any); ``config_flag``:
+    into the convolutions (`prtr_tf.nn.fold`; the same outputs within float rounding,
+    fewer ops in exported graphs; not for a model that trains further). ``kinds``: the kinds accepted (None: any); ``config_flag``:
     the flag that gave the config, for messages. Returns (model, config, weights file)."""
     from prtr_tf import registry
 
@@ -80,6 +80,8 @@ def load_model(config, checkpoint, what="checkpoint", kinds=None, config_flag=No
     resolve(checkpoint, what)  # a missing or misnamed file fails before the model builds
     model = kind.build(config.model)
     file = load_into(model, checkpoint, what, config_flag or name, kind.describe(config))
+    from prtr_tf.training import keypoint_record
+    keypoint_record.check(checkpoint, config, label)
     if fold:
         from prtr_tf.nn.fold import fold_frozen_batchnorm
         fold_frozen_batchnorm(model)

@@ -24,6 +24,7 @@ from prtr_tf.training.loss_scale import (DEFAULT_GROWTH_STEPS, DEFAULT_INITIAL_S
 from prtr_tf.training.optim import TwoGroupAdamW
 from prtr_tf.training.strategy import make_strategy
 from prtr_tf.training.progress import Progress
+from prtr_tf.training import keypoint_record
 from prtr_tf.training.workdir import WorkdirLock, check_folder, upsert_csv_row
 
 
@@ -231,6 +232,8 @@ class Trainer:
     def _fit(self, max_steps):
         t = self.config.train
         self.restore()
+        if self.chief:  # the joints' meaning, checked when the model is loaded
+            keypoint_record.record(self.workdir, self.config)
         writer = tf.summary.create_file_writer(os.path.join(self.workdir, "tensorboard")) \
             if self.chief else tf.summary.create_noop_writer()
         csv_path = os.path.join(self.workdir, "metrics.csv")

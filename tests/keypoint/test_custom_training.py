@@ -176,3 +176,74 @@ def test_exports_carry_the_keypoint_set_and_predict_draws_it(trained, tmp_path,
     onnx_path = str(tmp_path / "crops.onnx")
     onnx_export.convert(folder, onnx_path, "serve_crops")
     assert metadata.read_onnx(onnx_path) == saved
+
+
+def test_custom_detector_trains_and_predict_reads_the_saved_model_set(trained, tmp_path,
+                                                                      monkeypatch):
+    """configs/custom_detector.py on ap10k_mini (54 species, one object class) trains a
+    few steps at tiny sizes and evaluates its box AP; the two-stage SavedModel of the
+    trained ap10k keypoint model with it (serving_default) carries the set, and
+    predict --saved_model (`build_estimator`, `predict_files`) draws the file's skeleton
+    with its joint names."""
+    import math
+    import pathlib
+
+    from prtr_tf import datasets, registry, visualize, weights
+    from prtr_tf.predict import predict_files
+    from prtr_tf.serving.backends import build_estimator
+    from prtr_tf.serving.saved_model import export_saved_model
+    from prtr_tf.training.trainer import Trainer
+
+    det_config = custom_config("ap10k_mini", "custom_detector")
+    det_config.model.update(dropout=0.0)
+    det_config.data.update(scales=(128,), max_size=192, crop_prob=0.0, test_size=128)
+    t = det_config.train
+    t.batch_size, t.steps_per_epoch, t.epochs, t.eval_every_epochs = 2, 4, 1, 1
+    t.checkpoint_every_steps, t.log_every_steps = 0, 100
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        history = Trainer(det_config, str(tmp_path / "det"), strategy="default").fit()
+    assert math.isfinite(history[-1]["loss"]) and 0.0 <= history[-1]["AP"] <= 1.0
+
+    workdir, _ = trained("ap10k_mini")
+    model, config, _ = weights.load_model(overfit_config("ap10k_mini"), str(workdir))
+    detector, det_config, _ = weights.load_model(det_config, str(tmp_path / "det"))
+    serving = registry.get(config).serving(model, config, detector, det_config,
+                                           score_threshold=0.0, max_persons=2)
+    folder = str(tmp_path / "saved_model")
+    export_saved_model(serving, folder)
+
+    drawn = []
+    real_draw = visualize.draw_poses
+
+    def spy(image, persons, skeleton, *args):
+        drawn.append((list(map(list, skeleton)), list(args[2]) if len(args) > 2 else None))
+        return real_draw(image, persons, skeleton, *args)
+
+    monkeypatch.setattr(visualize, "draw_poses", spy)
+    estimator, kset = build_estimator(saved_model=folder)
+    expected = datasets.of_config(config)  # the file's names and skeleton
+    assert list(kset["joints"]) == list(expected["joints"])
+    files = sorted(str(p) for p in pathlib.Path(config.data.root, "images").iterdir())
+    counts = predict_files(estimator, files, str(tmp_path / "out"), kset)
+    assert counts["processed"] == len(files) and counts["failed"] == 0
+    assert drawn and all(d == ([list(e) for e in expected["skeleton"]],
+                               list(expected["joints"])) for d in drawn)
+
+
+def test_a_config_with_another_keypoint_set_is_refused(trained):
+    """The ap10k workdir records its 17 animal joints (keypoint_set.json); a config of
+    the same model sizes on COCO's 17 person joints fits the weights, and would label
+    every joint wrongly: `weights.load_model` refuses it, naming the record."""
+    import json
+
+    from prtr_tf import datasets, weights
+
+    workdir, _ = trained("ap10k_mini")
+    config = overfit_config("ap10k_mini")
+    with open(workdir / "keypoint_set.json", encoding="utf-8") as f:
+        assert json.load(f)["keypoint_names"] == list(datasets.of_config(config)["joints"])
+    weights.load_model(config, str(workdir))  # the set it was trained on: loads
+    config.data.dataset = "coco"
+    with pytest.raises(ValueError, match=r"keypoint_set\.json\): keypoint_names"):
+        weights.load_model(config, str(workdir / "last.weights.h5"))
