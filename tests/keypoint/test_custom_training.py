@@ -38,6 +38,20 @@ def overfit_config(name):
     return config
 
 
+def spy_drawing(monkeypatch):
+    """The (skeleton, joint names) of every `visualize.draw_poses` call from now on."""
+    from prtr_tf import visualize
+    drawn = []
+    real_draw = visualize.draw_poses
+
+    def spy(image, persons, skeleton, *args):
+        drawn.append((list(map(list, skeleton)), list(args[2]) if len(args) > 2 else None))
+        return real_draw(image, persons, skeleton, *args)
+
+    monkeypatch.setattr(visualize, "draw_poses", spy)
+    return drawn
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """{name: (workdir, history)}, each set trained once on first use."""
@@ -103,7 +117,7 @@ def test_exports_carry_the_keypoint_set_and_predict_draws_it(trained, tmp_path,
 
     import numpy as np
 
-    from prtr_tf import datasets, registry, visualize, weights
+    from prtr_tf import datasets, registry, weights
     from prtr_tf.export import onnx as onnx_export
     from prtr_tf.export import tflite
     from prtr_tf.predict import predict_files
@@ -133,14 +147,7 @@ def test_exports_carry_the_keypoint_set_and_predict_draws_it(trained, tmp_path,
         assert json.load(f)["keypoint_names"] == expected["keypoint_names"]
 
     # predict from the .tflite alone (no config): the custom skeleton is drawn
-    drawn = []
-    real_draw = visualize.draw_poses
-
-    def spy(image, persons, skeleton, *args):
-        drawn.append((list(map(list, skeleton)), list(args[2]) if len(args) > 2 else None))
-        return real_draw(image, persons, skeleton, *args)
-
-    monkeypatch.setattr(visualize, "draw_poses", spy)
+    drawn = spy_drawing(monkeypatch)
     estimator, kset = build_estimator(tflite=path)
     files = [f"{root}/images/{im['file_name']}" for im in ann["images"]]
     boxes = {f"{root}/images/{im['file_name']}": ([a["bbox"] for a in ann["annotations"]
@@ -188,7 +195,7 @@ def test_custom_detector_trains_and_predict_reads_the_saved_model_set(trained, t
     import math
     import pathlib
 
-    from prtr_tf import datasets, registry, visualize, weights
+    from prtr_tf import datasets, registry, weights
     from prtr_tf.predict import predict_files
     from prtr_tf.serving.backends import build_estimator
     from prtr_tf.serving.saved_model import export_saved_model
@@ -213,14 +220,7 @@ def test_custom_detector_trains_and_predict_reads_the_saved_model_set(trained, t
     folder = str(tmp_path / "saved_model")
     export_saved_model(serving, folder)
 
-    drawn = []
-    real_draw = visualize.draw_poses
-
-    def spy(image, persons, skeleton, *args):
-        drawn.append((list(map(list, skeleton)), list(args[2]) if len(args) > 2 else None))
-        return real_draw(image, persons, skeleton, *args)
-
-    monkeypatch.setattr(visualize, "draw_poses", spy)
+    drawn = spy_drawing(monkeypatch)
     estimator, kset = build_estimator(saved_model=folder)
     expected = datasets.of_config(config)  # the file's names and skeleton
     assert list(kset["joints"]) == list(expected["joints"])
