@@ -34,12 +34,9 @@ def recorded(checkpoint):
     path = os.path.join(folder or ".", FILE)
     if not os.path.isfile(path):
         return None, None
-    try:
-        with open(path, encoding="utf-8") as f:
-            return path, json.load(f)
-    except (OSError, ValueError) as e:
-        raise ValueError(f"{path} is not readable JSON ({e}); it records the keypoint set "
-                         "the model was trained on: restore it or delete it") from e
+    from prtr_tf.data.jsonfile import read_json
+    return path, read_json(path, "the workdir's record of the keypoint set the model was "
+                                 "trained on")
 
 
 def check(checkpoint, config, label="the config"):
