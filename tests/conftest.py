@@ -11,6 +11,10 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from prtr_tf import malloc  # noqa: E402  (the tools' malloc settings, before TensorFlow)
+
+malloc.tune()
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED = pathlib.Path(os.environ.get("PRTR_SHARED", REPO.parent / "shared"))
 

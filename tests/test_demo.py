@@ -77,3 +77,20 @@ def test_labels_show_both_scores_sized_to_the_image_without_overlap():
     assert calls[0][1] >= 400 / 25                        # font grows with the image
     (a, b) = placed
     assert not (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3])  # no overlap
+
+
+def test_parallel_training_reports_a_failed_run_and_stops_the_other(tmp_path, capfd):
+    from prtr_tf.config import load_config
+
+    bad = demo.quick(load_config("demo_keypoints"))
+    bad.data.synthetic = None
+    bad.data.root = str(tmp_path / "no_such_data")
+    slow = demo.quick(load_config("demo_keypoints"))
+    slow.data.root = str(tmp_path / "data")
+    slow.train.steps_per_epoch = 100000
+    runs = {"broken": (bad, str(tmp_path / "broken")), "long": (slow, str(tmp_path / "long"))}
+    assert demo.train_in_parallel(runs) is None
+    err = capfd.readouterr().err
+    assert "the broken training failed" in err
+    assert "[broken] error: annotation file" in err and "Traceback" not in err
+    assert not (tmp_path / "long" / "metrics.csv").exists()  # stopped, not finished

@@ -94,6 +94,8 @@ def run(define_flags, main, argv=None, doc=None):
     for holder in holders.values():  # key flags of the running program: --help lists them
         flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[holder.name])
     argv = list(sys.argv if argv is None else argv)
+    from prtr_tf import malloc
+    malloc.tune()  # before TensorFlow allocates (`prtr_tf.malloc`)
     try:
         argv = resolve_config_args(argv, _config_flag_names(holders))
     except FileNotFoundError as e:

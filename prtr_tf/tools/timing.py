@@ -29,20 +29,26 @@ def machine_busy_seconds():
     return busy / os.sysconf("SC_CLK_TCK")
 
 
+def _own_seconds():
+    """CPU seconds of this process and of its children that have been waited for."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 class CpuMeter:
     """Over a timed stretch (a context manager): ``own_cores``, this process's CPU
-    seconds per wall second (~ its threads when it got the cores it asked for), and
+    seconds (with those of its child processes that ended meanwhile) per wall second (~ its threads when it got the cores it asked for), and
     ``other_cores``, the cores other processes kept busy meanwhile (NaN without
     ``/proc/stat``; 1/100 s resolution, so rough for stretches under ~1 s)."""
 
     def __enter__(self):
-        self.wall, self.own, self.machine = (time.perf_counter(), time.process_time(),
+        self.wall, self.own, self.machine = (time.perf_counter(), _own_seconds(),
                                              machine_busy_seconds())
         return self
 
     def __exit__(self, *exc):
         wall = time.perf_counter() - self.wall
-        self.own_cores = (time.process_time() - self.own) / wall
+        self.own_cores = (_own_seconds() - self.own) / wall
         machine = machine_busy_seconds()
         self.other_cores = (float("nan") if machine is None or self.machine is None
                             else max(0.0, (machine - self.machine) / wall - self.own_cores))
