@@ -8,7 +8,7 @@ format, 17 joints; 2000 training images, 100 held-out images) is generated on fi
 use into WORKDIR/data; the tiny keypoint Transformer (configs/demo_keypoints.py) and
 the tiny DETR person detector (configs/demo_detector.py) train on it (re-running
 resumes, or only evaluates once finished), at the same time in two processes of one
-thread each (on 2 cores that is ~2.3x the steps of one process after the other); then
+thread each (on 2 cores that is ~2.2x the steps of one process after the other); then
 on the held-out images, never seen
 in training, pycocotools scores the detector's boxes (box AP) and the keypoints
 with ground-truth boxes and with the detector's own boxes (the full two-stage
@@ -18,7 +18,6 @@ curve per model, and the paper's Figure 4 for one held-out person.
 --quick: a few steps on a handful of images (a smoke test of the same code).
 """
 import argparse
-import io
 import json
 import os
 import sys
@@ -61,7 +60,7 @@ def main(argv=None):
     from prtr_tf.evaluation.coco import format_table, write_results
     from prtr_tf.keypoint.evaluate import validate
     from prtr_tf.tools.timing import CpuMeter, load
-    from prtr_tf.training.trainer import Trainer
+    from prtr_tf.weights import load_model
 
     work = args.workdir
     configs = {}
@@ -86,26 +85,26 @@ def main(argv=None):
         if seconds is None:
             return 1
         t_kpt, t_det = seconds["keypoints"], seconds["detector"]
-        # The trained models, read back from the workdirs (quietly: the children logged).
-        keypoints = Trainer(kpt_config, runs["keypoints"][1], stream=io.StringIO())
-        detector = Trainer(det_config, runs["detector"][1], stream=io.StringIO())
-        keypoints.restore()
-        detector.restore()
+        # The trained models, read back from the workdirs: their last weights (not
+        # best.weights.h5, which was chosen on these held-out images).
+        kpt_model, det_model = (
+            load_model(config, os.path.join(workdir, "last.weights.h5"))[0]
+            for config, workdir in (runs["keypoints"], runs["detector"]))
         print("== 3/4 held-out evaluation ==", flush=True)
-        detections = detection_results(detector.model, det_config, "val")
-        boxes = evaluate_detector(detector.model, det_config, "val", results=detections)
+        detections = detection_results(det_model, det_config, "val")
+        boxes = evaluate_detector(det_model, det_config, "val", results=detections)
         det_json = write_results(detections, os.path.join(work, "detections_val.json"))
         rows = {}
         for label, det in (("GT boxes", None), ("detector boxes", det_json)):
             rows[label] = validate(
-                keypoints.model, kpt_config, "val", flip_test=False, det_json=det,
+                kpt_model, kpt_config, "val", flip_test=False, det_json=det,
                 results_path=os.path.join(work, f"keypoints_val_{'det' if det else 'gt'}.json"))
         print("== 4/4 pictures ==", flush=True)
         folder = os.path.join(work, "pictures")
         written = pictures.demo_pictures(
-            keypoints.model, kpt_config, detector.model, det_config, folder,
-            workdirs={"keypoint Transformer": keypoints.workdir,
-                      "person detector": detector.workdir},
+            kpt_model, kpt_config, det_model, det_config, folder,
+            workdirs={"keypoint Transformer": runs["keypoints"][1],
+                      "person detector": runs["detector"][1]},
             kpt_thr=args.kpt_thr, num_images=args.num_pictures)
     total = time.time() - t0
     summary = {
@@ -124,7 +123,8 @@ def main(argv=None):
 
     images = summary["held_out_images"]
     print(f"\ndone in {total / 60:.1f} min (training in parallel: keypoints "
-          f"{t_kpt / 60:.1f}, detector {t_det / 60:.1f}; load {summary['load_1min_at_end']:.1f}, other processes kept "
+          f"{t_kpt / 60:.1f}, detector {t_det / 60:.1f}; load "
+          f"{summary['load_1min_at_end']:.1f}, other processes kept "
           f"{meter.stats.get('others_cores', float('nan')):.1f} cores busy)")
     print(f"\nPerson detector on {images} held-out images, COCO box AP (%):")
     _print_tables(format_table, {"detector boxes": boxes})
@@ -161,12 +161,13 @@ class _Prefixed:
         return False
 
 
-def _train_child(name, config, workdir, threads):
-    """One training in its own process, with ``threads`` TensorFlow threads."""
+def _train_child(name, config, workdir, threads, banner_shown=()):
+    """One training in its own process, with ``threads`` TensorFlow threads; the
+    start-up lines that the parent showed (``banner_shown``) are not repeated."""
     from prtr_tf import malloc
     malloc.tune()
     from prtr_tf.startup import import_tensorflow
-    tf = import_tensorflow()
+    tf = import_tensorflow(skip=banner_shown)
     tf.get_logger().setLevel("ERROR")
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
@@ -185,9 +186,13 @@ def train_in_parallel(runs, threads=1):
     for one process of 2 threads). Returns {name: wall seconds}, or None after a failed
     run (its error is above; the other run is stopped). Re-running resumes each."""
     import multiprocessing
+
+    from prtr_tf import startup
     ctx = multiprocessing.get_context("spawn")  # a fresh TensorFlow in each child
     t0 = time.time()
-    procs = {name: ctx.Process(target=_train_child, args=(name, config, workdir, threads),
+    banner = startup.shown()
+    procs = {name: ctx.Process(target=_train_child,
+                               args=(name, config, workdir, threads, banner),
                                name=f"prtr-demo-{name}")
              for name, (config, workdir) in runs.items()}
     for proc in procs.values():

@@ -4,7 +4,9 @@ TensorFlow 2.21 loads two native libraries that each initialise their own loggin
 so ``import tensorflow`` prints its start-up lines ("All log messages before
 absl::InitializeLog() ...", the oneDNN note) twice, whatever TF_CPP_MIN_LOG_LEVEL
 says. `import_tensorflow` imports it with the process's stderr (file descriptor 2)
-sent to a temporary file, then writes each distinct line once.
+sent to a temporary file, then writes each distinct line once. A process that
+starts others (the demo's two trainings) passes the lines it showed (`shown`) to
+them, and they leave those out: the banner once per command, not once per process.
 """
 import os
 import re
@@ -13,11 +15,18 @@ import tempfile
 
 # "I0000 00:00:1796194065.013173    4962 port.cc:153] ..." -> "port.cc:153] ..."
 _PREFIX = re.compile(r"^[IWEF]\d{4} [\d:.]+\s+\d+\s+")
+_shown = []  # the start-up lines written by this process (without their prefixes)
 
 
-def import_tensorflow():
+def shown():
+    """The start-up lines this process wrote, as keys for ``import_tensorflow(skip=)``."""
+    return list(_shown)
+
+
+def import_tensorflow(skip=()):
     """Imports tensorflow (a no-op when imported already) with its start-up lines
-    deduplicated; returns the module."""
+    deduplicated, leaving out those in ``skip`` (another process's `shown`); returns
+    the module."""
     if "tensorflow" in sys.modules:
         return sys.modules["tensorflow"]
     try:
@@ -35,11 +44,12 @@ def import_tensorflow():
             os.close(saved)
             temp.seek(0)
             text = temp.read().decode("utf-8", "replace")
-        seen, lines = set(), []
+        seen, lines = set(skip), []
         for line in text.splitlines():
             key = _PREFIX.sub("", line)
             if key not in seen:
                 seen.add(key)
+                _shown.append(key)
                 lines.append(line)
         if lines:
             sys.stderr.write("\n".join(lines) + "\n")

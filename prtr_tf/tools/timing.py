@@ -30,16 +30,19 @@ def machine_busy_seconds():
 
 
 def _own_seconds():
-    """CPU seconds of this process and of its children that have been waited for."""
+    """CPU seconds of this process (``time.process_time``: the clock's own resolution,
+    not ``os.times``' 1/100 s) and of its children that have been waited for (those
+    only in ``os.times``, at 1/100 s)."""
     t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
+    return time.process_time() + t.children_user + t.children_system
 
 
 class CpuMeter:
     """Over a timed stretch (a context manager): ``own_cores``, this process's CPU
-    seconds (with those of its child processes that ended meanwhile) per wall second (~ its threads when it got the cores it asked for), and
-    ``other_cores``, the cores other processes kept busy meanwhile (NaN without
-    ``/proc/stat``; 1/100 s resolution, so rough for stretches under ~1 s)."""
+    seconds (with those of its child processes that ended meanwhile) per wall second
+    (~ its threads when it got the cores it asked for), and ``other_cores``, the cores
+    other processes kept busy meanwhile (NaN without ``/proc/stat``, whose 1/100 s
+    resolution makes it rough for stretches under ~1 s)."""
 
     def __enter__(self):
         self.wall, self.own, self.machine = (time.perf_counter(), _own_seconds(),

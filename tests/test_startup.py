@@ -1,0 +1,36 @@
+"""TensorFlow's start-up banner once per command (`prtr_tf.startup`): each distinct line
+once in a process, and none of them again in a process told what another showed (the
+demo's two training processes)."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+CHILD = """
+import json, sys
+from prtr_tf.startup import import_tensorflow, shown
+import_tensorflow(skip=json.loads(sys.argv[1]))
+print(json.dumps(shown()))
+"""
+
+
+def _import(skip):
+    env = dict(os.environ)
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # the banner is printed whatever it says
+    done = subprocess.run([sys.executable, "-c", CHILD, json.dumps(skip)], env=env,
+                          capture_output=True, text=True, timeout=300, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr
+
+
+def test_the_banner_once_and_not_again_in_a_process_told_it_was_shown():
+    keys, err = _import([])
+    if not keys:
+        pytest.skip("this TensorFlow build prints no start-up lines")
+    for key in keys:
+        assert sum(key in line for line in err.splitlines()) == 1, (key, err)
+    again, err2 = _import(keys)
+    assert again == []
+    for key in keys:
+        assert key not in err2, err2
