@@ -32,6 +32,7 @@ class Kind:
     title = None  # e.g. "PRTR keypoint Transformer"
     eval_options = ()  # eval.py options that apply (beyond --split and --output)
     needs_detector = False  # serving / predict need a separate person detector
+    bfloat16_inference = False  # load_model(precision="bfloat16") builds it so
 
     def backbone(self, model_config):
         return model_config.backbone

@@ -62,13 +62,18 @@ def config_and_name(config, what="config"):
 
 
 def load_model(config, checkpoint, what="checkpoint", kinds=None, config_flag=None,
-               fold=True):
+               fold=True, precision="float32"):
     """Builds the model of ``config`` (name, path or ConfigDict) and loads
     ``checkpoint`` into it, for inference: with ``fold``, frozen BatchNorm is folded
     into the convolutions (`prtr_tf.nn.fold`; the same outputs within float rounding,
-    fewer ops in exported graphs; not for a model that trains further). ``kinds``: the kinds accepted (None: any); ``config_flag``:
-    the flag that gave the config, for messages. Returns (model, config, weights file)."""
+    fewer ops in exported graphs; not for a model that trains further). ``precision``:
+    'float32' or 'bfloat16' compute (`prtr_tf.nn.precision`; float32 outputs either
+    way). ``kinds``: the kinds accepted (None: any); ``config_flag``: the flag that
+    gave the config, for messages. Returns (model, config, weights file)."""
     from prtr_tf import registry
+    from prtr_tf.nn import precision as precisions
+
+    precision = precisions.check(precision, "--precision")
 
     config, name = config_and_name(config)
     label = config_flag or (f"config {name!r}" if name else "the config")
@@ -77,8 +82,12 @@ def load_model(config, checkpoint, what="checkpoint", kinds=None, config_flag=No
         expected = " or ".join(registry.get(k).title for k in kinds)
         raise ValueError(f"{label} is a {kind.title} config (model.kind "
                          f"{kind.name!r}); {what} needs a {expected} config")
+    if precision != "float32" and not kind.bfloat16_inference:
+        raise ValueError(f"--precision={precision} is not available for the {kind.title} "
+                         "(it runs in float32); use --precision=float32")
     resolve(checkpoint, what)  # a missing or misnamed file fails before the model builds
-    model = kind.build(config.model)
+    with precisions.dtype_policy(precision):
+        model = kind.build(config.model)
     file = load_into(model, checkpoint, what, config_flag or name, kind.describe(config))
     from prtr_tf.training import keypoint_record
     keypoint_record.check(checkpoint, config, label)

@@ -119,3 +119,23 @@ def run(define_flags, main, argv=None, doc=None):
 def values(holders):
     """{name: value} of a dict of FlagHolders."""
     return {name: holder.value for name, holder in holders.items()}
+
+
+def define_precision_flag():
+    """``--precision`` of the tools that build Keras models for inference."""
+    from absl import flags
+
+    from prtr_tf.nn.precision import PRECISIONS
+    return flags.DEFINE_enum(
+        "precision", "float32", list(PRECISIONS), "Compute precision of the Keras "
+        "model(s): bfloat16 is faster with oneDNN on CPUs with AVX512-BF16 or AMX (weights "
+        "and outputs stay float32; prtr_tf.nn.precision), slower elsewhere.")
+
+
+def note_precision(precision):
+    """Says on stderr when ``precision`` will likely be slow on this machine."""
+    if precision == "bfloat16":
+        from prtr_tf.nn.precision import bfloat16_note
+        note = bfloat16_note()
+        if note:
+            print(note, file=sys.stderr, flush=True)

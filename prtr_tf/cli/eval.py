@@ -38,6 +38,7 @@ def define_flags():
                                    "size."),
         output=flags.DEFINE_string("output", None, "Where to write the COCO results JSON "
                                    "(default: next to the checkpoint)."),
+        precision=common.define_precision_flag(),
     )
 
 
@@ -63,8 +64,10 @@ def main(argv, f):
     if given:
         raise common.usage_error(f"{', '.join(given)} does not apply to {kind.title} "
                                  "configs")
+    common.note_precision(v["precision"])
     scores, table, weights_file, results = evaluate_checkpoint(
-        v["config"], v["checkpoint"], v["split"], v["output"], **options)
+        v["config"], v["checkpoint"], v["split"], v["output"], precision=v["precision"],
+        **options)
     print(table)
     if os.path.exists(results):
         print(f"results: {results}")

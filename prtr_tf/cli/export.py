@@ -143,6 +143,7 @@ def define_saved_model_flags():
                                           "tf2onnx converts serving_default too (equal up "
                                           "to the rounding of a few pixels)."),
         overwrite=flags.DEFINE_bool("overwrite", False, "Replace an existing --output."),
+        precision=common.define_precision_flag(),
     )
 
 
@@ -176,6 +177,7 @@ def main_saved_model(argv, f):
     _required(v, "config", "checkpoint", "output")
     kind = registry.get(v["config"])
     _check_detector_flags(kind, v)
+    common.note_precision(v["precision"])
     with contextlib.ExitStack() as stack:
         try:
             tmp = stack.enter_context(atomic_output(v["output"], folder=True,
@@ -183,12 +185,14 @@ def main_saved_model(argv, f):
         except FileExistsError as e:
             raise FileExistsError(f"--output: {e} (--overwrite replaces it)") from None
         model, config, _ = weights.load_model(v["config"], v["checkpoint"], "--checkpoint",
-                                              kinds=SAVED_MODEL_KINDS, config_flag="--config")
+                                              kinds=SAVED_MODEL_KINDS, config_flag="--config",
+                                              precision=v["precision"])
         detector = det_config = None
         if kind.needs_detector:
             detector, det_config, _ = weights.load_model(
                 v["detector_config"], v["detector_checkpoint"], "--detector_checkpoint",
-                kinds=DETECTOR_KINDS, config_flag="--detector_config")
+                kinds=DETECTOR_KINDS, config_flag="--detector_config",
+                precision=v["precision"])
         serving = kind.serving(model, config, detector, det_config,
                                score_threshold=v["score_threshold"],
                                max_persons=v["max_persons"], flip_test=v["flip_test"],

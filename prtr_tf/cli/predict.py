@@ -114,6 +114,7 @@ def define_flags():
         "files above twice it are refused). Default: Pillow's; 0: no limit.")
     f["max_frames"] = flags.DEFINE_integer(
         "max_frames", 0, "Videos: process at most this many frames (0: all).")
+    f["precision"] = common.define_precision_flag()
     f["saved_model"] = flags.DEFINE_string(
         "saved_model", None, "A SavedModel folder from export/saved_model.py (detector + "
         "pipeline inside), instead of --config/--checkpoint and the box flags.")
@@ -152,6 +153,10 @@ def _check_flags(v):
         raise usage_error(f"--output {v['output']!r} is a file: --output is the folder "
                           "for the annotated images and results.json")
     has_det_keras = v["detector_config"] is not None or bool(v["detector_checkpoint"])
+    if v["precision"] != "float32" and (v["saved_model"] or v["tflite"]):
+        raise usage_error(f"--precision={v['precision']} is for the Keras models (--config, "
+                          "--checkpoint); an exported model keeps the precision it was "
+                          "exported in")
     if v["saved_model"]:
         given = [f"--{k}" for k in ("checkpoint", "tflite", "boxes_json", "detector_checkpoint",
                                     "detector_tflite", "box_thr", "flip_test")
@@ -222,13 +227,14 @@ def main(argv, flags):
 
     from prtr_tf.predict import predict_files
     from prtr_tf.serving.backends import build_estimator
+    common.note_precision(v["precision"])
     try:
         estimator, keypoint_set = build_estimator(
             saved_model=v["saved_model"], tflite=v["tflite"], config=v["config"],
             checkpoint=v["checkpoint"], detector_config=v["detector_config"],
             detector_checkpoint=v["detector_checkpoint"],
             detector_tflite=v["detector_tflite"], box_thr=v["box_thr"],
-            flip_test=v["flip_test"], log=print)
+            flip_test=v["flip_test"], log=print, precision=v["precision"])
     except (FileNotFoundError, ValueError) as e:
         raise usage_error(str(e)) from e
     counts = predict_files(estimator, files, v["output"], keypoint_set, boxes_for=boxes_for,

@@ -6,6 +6,8 @@ class DetectorKind(Kind):
     name = "detr"
     title = "DETR person detector"
 
+    bfloat16_inference = True  # outputs cast to float32 (prtr_tf.nn.precision)
+
     def build(self, model_config):
         from prtr_tf.detector.model import build_detector
         return build_detector(model_config)

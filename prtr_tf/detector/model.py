@@ -113,8 +113,10 @@ class DETR(keras.Model):
         query = self.query_embed.embeddings
         hs, _ = self.transformer(tokens, pos, tf.cast(query, src.dtype),
                                  key_padding_mask=key_padding_mask, training=training)
-        logits = self.class_embed(hs)
-        boxes = tf.sigmoid(self.bbox_embed(hs))
+        # float32 outputs also under a bfloat16 policy (prtr_tf.nn.precision); a no-op
+        # in float32.
+        logits = tf.cast(self.class_embed(hs), tf.float32)
+        boxes = tf.sigmoid(tf.cast(self.bbox_embed(hs), tf.float32))
         return {
             "pred_logits": logits[-1],
             "pred_boxes": boxes[-1],

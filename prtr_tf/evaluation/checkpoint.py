@@ -10,11 +10,11 @@ def default_results_path(weights_file, split):
 
 
 def evaluate_checkpoint(config, checkpoint, split="val", results_path=None, stream=None,
-                        **options):
+                        precision="float32", **options):
     """Loads ``checkpoint`` (a weights file or a workdir) into the model of ``config``
     (any kind) and evaluates it on ``split`` with the kind's metric: keypoint AP (MPII:
     PCKh) for the keypoint Transformer and the end-to-end PRTR, person box AP for the
-    detector. ``options``: the kind's ``eval_options`` (e.g. ``det_json``); others are
+    detector, computing in ``precision`` (`prtr_tf.nn.precision`). ``options``: the kind's ``eval_options`` (e.g. ``det_json``); others are
     a ValueError. Returns (scores, the metrics table, weights file, results path)."""
     from prtr_tf import registry, weights
 
@@ -24,7 +24,7 @@ def evaluate_checkpoint(config, checkpoint, split="val", results_path=None, stre
     if unknown:
         raise ValueError(f"{', '.join('--' + k for k in unknown)} does not apply to "
                          f"{kind.title} configs")
-    model, config, weights_file = weights.load_model(config, checkpoint)
+    model, config, weights_file = weights.load_model(config, checkpoint, precision=precision)
     results_path = results_path or default_results_path(weights_file, split)
     print(f"evaluating {weights_file} ({kind.describe(config)}) on "
           f"{config.data.dataset} {split}", file=stream or sys.stdout, flush=True)

@@ -8,6 +8,8 @@ class KeypointKind(Kind):
     eval_options = ("use_gt_bbox", "det_json", "flip_test", "gt_mat")
     needs_detector = True  # on whole images; crops need none
 
+    bfloat16_inference = True  # outputs cast to float32 (prtr_tf.nn.precision)
+
     def build(self, model_config):
         from prtr_tf.keypoint.model import build_model
         return build_model(model_config)

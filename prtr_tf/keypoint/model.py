@@ -68,8 +68,10 @@ class PoseTransformer(keras.Model):
             tokens = tokens + pos
         query = self.query_embed.embeddings
         hs, _ = self.transformer(tokens, pos, tf.cast(query, src.dtype), training=training)
-        logits = self.class_embed(hs)
-        coords = tf.sigmoid(self.kpt_embed(hs))
+        # float32 outputs also under a bfloat16 policy (prtr_tf.nn.precision); a no-op
+        # in float32.
+        logits = tf.cast(self.class_embed(hs), tf.float32)
+        coords = tf.sigmoid(tf.cast(self.kpt_embed(hs), tf.float32))
         return {
             "pred_logits": logits[-1],
             "pred_coords": coords[-1],

@@ -270,7 +270,7 @@ POSE_KINDS = ("prtr", "prtr_e2e")
 
 def build_estimator(saved_model=None, tflite=None, config=None, checkpoint=None,
                     detector_config=None, detector_checkpoint=None, detector_tflite=None,
-                    box_thr=None, flip_test=None, log=None):
+                    box_thr=None, flip_test=None, log=None, precision="float32"):
     """The estimator of one of three backends (what ``predict.py`` runs), and the
     keypoint set (a `prtr_tf.datasets` set: the exports' metadata, the config's; None
     when unknown) for drawing.
@@ -283,7 +283,8 @@ def build_estimator(saved_model=None, tflite=None, config=None, checkpoint=None,
       (`prtr_tf.weights.load_model`); its kind's ``estimator`` (`prtr_tf.registry`):
       `PoseEstimator` with the detector, or the end-to-end model (no detector).
 
-    ``box_thr``: minimum box score (default: the detector's, or the configs'); ``flip_test``:
+    ``precision``: of the Keras models ('float32' or 'bfloat16', `prtr_tf.nn.precision`;
+    exported models keep theirs). ``box_thr``: minimum box score (default: the detector's, or the configs'); ``flip_test``:
     None for the config's (a .tflite must agree with its metadata). ``log``: called
     with one line per loaded model (e.g. ``print``). FileNotFoundError for missing
     files, ValueError for models or configs that do not fit.
@@ -318,7 +319,7 @@ def build_estimator(saved_model=None, tflite=None, config=None, checkpoint=None,
         from prtr_tf.detector.predict import DetrPersonDetector
         det_model, detector_config, det_file = weights.load_model(
             detector_config, detector_checkpoint, "--detector_checkpoint", kinds=("detr",),
-            config_flag="--detector_config")
+            config_flag="--detector_config", precision=precision)
         detector = DetrPersonDetector(det_model, detector_config, score_threshold=box_thr)
         log(f"person detector: {det_file}")
     elif detector_tflite:
@@ -333,7 +334,8 @@ def build_estimator(saved_model=None, tflite=None, config=None, checkpoint=None,
         log(f"keypoint model: {tflite}")
         return estimator, datasets.set_from_metadata(estimator.metadata, tflite)
     model, config, file = weights.load_model(config, checkpoint, "--checkpoint",
-                                             kinds=POSE_KINDS, config_flag="--config")
+                                             kinds=POSE_KINDS, config_flag="--config",
+                                             precision=precision)
     kind = registry.get(config)
     log(f"{'keypoint' if kind.needs_detector else 'end-to-end'} model: {file}")
     estimator = kind.estimator(model, config, detector=detector, box_threshold=box_thr,

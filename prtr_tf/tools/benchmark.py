@@ -3,7 +3,10 @@
 Keypoint model (``Options.config``, default R50 384x288, readout in the graph, no
 flip test) on random normalised crops, per format: ``eager`` (Keras eager,
 `predict_crops`), ``function`` (tf.function), ``xla`` (tf.function(jit_compile=True)),
-``saved_model`` (signature serve_crops of an exported SavedModel), ``tflite_fp32``,
+``saved_model`` (signature serve_crops of an exported SavedModel), ``function_bf16``,
+``saved_model_bf16`` and ``pipeline_saved_model_bf16`` (the same weights computing in
+bfloat16, `prtr_tf.nn.precision`: fast with oneDNN on CPUs with AVX512-BF16 or AMX),
+``tflite_fp32``,
 ``tflite_fp16``, ``tflite_int8`` (dynamic range), ``tflite_int8_full`` (full-integer,
 calibrated on ``num_calibration`` ``calibration_data`` crops; ai-edge-litert,
 ``threads`` threads, builtin kernels or ``xnnpack``), ``onnx`` (tf2onnx of
@@ -44,13 +47,15 @@ import time
 from prtr_tf.tools.timing import time_fn
 
 TFLITE = ("fp32", "fp16", "int8", "int8_full")
-FORMATS = ("eager", "function", "xla", "saved_model", "tflite_fp32", "tflite_fp16",
+FORMATS = ("eager", "function", "xla", "saved_model", "function_bf16", "saved_model_bf16",
+           "pipeline_saved_model_bf16", "tflite_fp32", "tflite_fp16",
            "tflite_int8", "tflite_int8_full", "onnx", "pytorch", "detector",
            "pipeline_estimator", "pipeline_saved_model", "pipeline_breakdown")
 SLOW = ("eager",)
 CALIBRATION_DATA = ("synthetic", "train")
 DETECTOR_FORMATS = ("detector", "pipeline_estimator", "pipeline_saved_model",
-                    "pipeline_breakdown")
+                    "pipeline_breakdown", "pipeline_saved_model_bf16")
+BF16_FORMATS = ("function_bf16", "saved_model_bf16", "pipeline_saved_model_bf16")
 SAVED_MODEL_FORMATS = ("saved_model", "onnx", "pipeline_saved_model")
 
 
@@ -152,6 +157,60 @@ def bench_keypoint_functions(bench, model, crops):
             continue
         for b in bench.options.batches:
             bench.run(fmt, b, lambda b=b, fn=fn: [t.numpy() for t in fn(tf.constant(crops[b]))])
+
+
+def bench_bfloat16(bench, model, config, detector, det_config, crops, image, workdir):
+    """function_bf16, saved_model_bf16, pipeline_saved_model_bf16: copies of ``model``
+    and ``detector`` (their weights, folded or not) built under the bfloat16 policy, in
+    a tf.function and as a two-stage SavedModel (serve_crops; serving_default)."""
+    wanted = [f for f in BF16_FORMATS if f in bench.options.formats]
+    if not wanted:
+        return
+    import tensorflow as tf
+    from prtr_tf.detector.model import build_detector
+    from prtr_tf.keypoint.model import build_model
+    from prtr_tf.keypoint.predict import predict_crops
+    from prtr_tf.nn.fold import fold_frozen_batchnorm
+    from prtr_tf.nn.precision import bfloat16_note, dtype_policy
+    from prtr_tf.tools.benchmark_pipeline import bench_saved_pipeline
+
+    print(bfloat16_note() or "bfloat16: oneDNN with AVX512-BF16 or AMX-BF16", flush=True)
+    copies = []
+    for original, build, model_config in ((model, build_model, config.model),
+                                          (detector, build_detector,
+                                           det_config.model if det_config else None)):
+        if original is None:
+            copies.append(None)
+            continue
+        with dtype_policy("bfloat16"):
+            copy = build(model_config)
+        copy.set_weights(original.get_weights())  # folded weights also read as unfolded
+        fold_frozen_batchnorm(copy)  # the same graph as the float32 model's
+        copies.append(copy)
+    bf16, bf16_detector = copies
+    fns = {}
+    if "function_bf16" in wanted:
+        fns["function_bf16"] = tf.function(lambda x: predict_crops(bf16, x))
+    loaded = None
+    if "saved_model_bf16" in wanted or "pipeline_saved_model_bf16" in wanted:
+        from prtr_tf.serving.saved_model import export_saved_model
+        from prtr_tf.serving.two_stage import PoseServing
+        path = os.path.join(workdir, "saved_model_bf16")
+        if not os.path.exists(os.path.join(path, "saved_model.pb")):
+            export_saved_model(PoseServing(bf16, config, bf16_detector, det_config,
+                                           score_threshold=0.0,
+                                           max_persons=bench.options.persons,
+                                           flip_test=False), path)
+        loaded = tf.saved_model.load(path)
+    if "saved_model_bf16" in wanted:
+        sig = loaded.signatures["serve_crops"]
+        fns["saved_model_bf16"] = lambda x: sig(images=x)
+    for fmt, fn in fns.items():
+        for b in bench.options.batches:
+            bench.run(fmt, b, lambda b=b, fn=fn: tf.nest.map_structure(
+                lambda t: t.numpy(), fn(tf.constant(crops[b]))))
+    if "pipeline_saved_model_bf16" in wanted:
+        bench_saved_pipeline(bench, "pipeline_saved_model_bf16", loaded, image)
 
 
 def bench_tflite(bench, model, config, crops, workdir):
@@ -341,6 +400,7 @@ def run_benchmark(options):
         bench_pytorch(bench, config, crops)
     image = rng.integers(0, 256, o.image_size + (3,), dtype=np.uint8)
     bench_pipeline(bench, model, config, detector, det_config, loaded, image)
+    bench_bfloat16(bench, model, config, detector, det_config, crops, image, workdir)
     print(f"loadavg at end: {os.getloadavg()}", flush=True)
     print(ratio_table(bench.rows), flush=True)
     return bench

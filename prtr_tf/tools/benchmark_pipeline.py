@@ -94,9 +94,18 @@ def bench_pipeline(bench, model, config, detector, det_config, loaded, image):
         pipeline_breakdown(bench, model, config, top_k, image, boxes_in,
                            dict(pipe_extra, persons=o.persons))
     if "pipeline_saved_model" in fmts:
-        sig = loaded.signatures["serving_default"]
-        out = sig(image=tf.constant(image))
-        n = int(out["num_persons"].numpy())
-        bench.run("pipeline_saved_model", 1,
-                  lambda: {k: v.numpy() for k, v in sig(image=tf.constant(image)).items()},
-                  unit="image", extra=dict(pipe_extra, crops=o.persons, persons_out=n))
+        bench_saved_pipeline(bench, "pipeline_saved_model", loaded, image)
+
+
+def bench_saved_pipeline(bench, fmt, loaded, image):
+    """Row ``fmt``: ``image`` through a loaded two-stage SavedModel's serving_default."""
+    import tensorflow as tf
+
+    o = bench.options
+    sig = loaded.signatures["serving_default"]
+    n = int(sig(image=tf.constant(image))["num_persons"].numpy())
+    bench.run(fmt, 1, lambda: {k: v.numpy() for k, v in sig(image=tf.constant(image)).items()},
+              unit="image", extra={"image_hw": list(o.image_size),
+                                   "det_test_size": o.det_test_size,
+                                   "det_max_size": o.det_max_size, "crops": o.persons,
+                                   "persons_out": n})

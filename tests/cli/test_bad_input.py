@@ -211,9 +211,13 @@ KEYPOINT = ["--config=synthetic_tiny", "--checkpoint=x.weights.h5"]
       "PRTR keypoint Transformer or end-to-end PRTR config"]),
     (["--source=DIR/image.png", "--output=DIR/out", *KEYPOINT, "--boxes_json=DIR/boxes.json",
       "--max_side=-1"], ["--max_side and --max_frames must be >= 0"]),
+    (["--source=DIR/image.png", "--output=DIR/out", "--saved_model=DIR/empty",
+      "--precision=bfloat16"],
+     ["--precision=bfloat16 is for the Keras models (--config, --checkpoint); an exported "
+      "model keeps the precision it was exported in"]),
 ], ids=["missing_source", "source_matches_nothing", "output_is_a_file", "missing_checkpoint",
         "truncated_boxes_json", "detector_config_alone", "detector_as_keypoint_config",
-        "negative_max_side"])
+        "negative_max_side", "precision_of_an_export"])
 def test_predict_usage_errors(args, parts, tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "image.png").write_bytes(b"")

@@ -46,7 +46,8 @@ def test_bad_flag_values_are_one_line_usage_errors(script, flag, message, tmp_pa
 
 def test_inference_benchmark_of_the_tiny_model(tmp_path):
     out = tmp_path / "results.jsonl"
-    proc = run(INFERENCE, "--config=tiny", "--formats=function", "--batches=1", "--repeats=1",
+    proc = run(INFERENCE, "--config=tiny", "--formats=function,function_bf16", "--batches=1",
+               "--repeats=1",
                "--warmup=0", f"--workdir={tmp_path / 'work'}", f"--output={out}",
                cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -55,7 +56,7 @@ def test_inference_benchmark_of_the_tiny_model(tmp_path):
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     assert "machine" in lines[0] and lines[0]["machine"]["threads"] == 2
     assert [(r["format"], r["batch"], r["repeats"], r["per"]) for r in lines[1:]] == [
-        ("function", 1, 1, "crop")]
+        ("function", 1, 1, "crop"), ("function_bf16", 1, 1, "crop")]
     assert lines[1]["median_ms"] > 0 and "own_cpu_per_wall" in lines[1]
     # The closing table: every row against ONNX Runtime and PyTorch (not measured here).
     assert "| function | 1 | " in proc.stdout and "vs ONNX Runtime" in proc.stdout

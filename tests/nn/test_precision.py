@@ -1,0 +1,91 @@
+"""bfloat16 inference (`prtr_tf.nn.precision`, ``load_model(precision=)``): the same
+weights give float32 outputs close to float32's, the Keras policy is restored, kinds
+without it and unknown precisions are refused, and the note says when bfloat16 will be
+slow."""
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from prtr_tf import weights
+from prtr_tf.config import load_config
+from prtr_tf.nn import precision
+
+
+@pytest.mark.parametrize("name,build", [("tiny", "keypoint"),
+                                        ("synthetic_detector_tiny", "detector")])
+def test_bfloat16_model_gives_float32_outputs_close_to_float32(name, build, tmp_path):
+    config = load_config(name)
+    kind_build = {"keypoint": "prtr_tf.keypoint.model:build_model",
+                  "detector": "prtr_tf.detector.model:build_detector"}[build]
+    module, fn = kind_build.split(":")
+    model = getattr(__import__(module, fromlist=[fn]), fn)(config.model)
+    path = str(tmp_path / "m.weights.h5")
+    model.save_weights(path)
+    bf16, _, _ = weights.load_model(config, path, precision="bfloat16")
+    assert keras.config.dtype_policy().name == "float32"  # restored after the build
+    assert bf16.compute_dtype == "bfloat16" and bf16.variable_dtype == "float32"
+    size = tuple(config.model.image_size) if build == "keypoint" else (128, 160)
+    x = tf.random.stateless_normal((2, *size, 3), seed=(1, 2))
+    ref, out = model(x, training=False), bf16(x, training=False)
+    for key in ("pred_logits", "pred_coords" if build == "keypoint" else "pred_boxes"):
+        assert out[key].dtype == tf.float32, key
+        diff = np.abs(out[key].numpy() - ref[key].numpy())
+        # bfloat16 keeps 8 bits of mantissa: close, and not bit-identical (it computed
+        # in bfloat16).
+        assert diff.max() < (0.05 if "logits" in key else 0.02), (key, diff.max())
+        assert diff.max() > 0, key
+
+
+def test_unknown_precision_and_kinds_without_bfloat16_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="--precision='float64': expected one of"):
+        weights.load_model("tiny", str(tmp_path / "x.weights.h5"), precision="float64")
+    with pytest.raises(ValueError, match="--precision=bfloat16 is not available for the "
+                       "end-to-end"):
+        weights.load_model("e2e_tiny", str(tmp_path / "x.weights.h5"), precision="bfloat16")
+
+
+def test_bfloat16_note_says_when_it_will_be_slow():
+    assert precision.bfloat16_note({"avx512_bf16", "avx2"}, onednn=True) is None
+    assert precision.bfloat16_note({"amx_bf16"}, onednn=True) is None
+    assert "neither AVX512-BF16 nor AMX-BF16" in precision.bfloat16_note({"avx2"}, True)
+    assert "oneDNN kernels are off" in precision.bfloat16_note({"avx512_bf16"}, False)
+
+
+def test_cpu_flags_of_a_cpuinfo_file(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512_bf16\n")
+    assert precision.cpu_flags(str(info)) == {"fpu", "avx2", "avx512_bf16"}
+    assert precision.cpu_flags(str(tmp_path / "missing")) == set()
+
+
+def test_a_bfloat16_saved_model_computes_in_bfloat16(tmp_path):
+    """export/saved_model.py --precision=bfloat16: the exported serve_crops runs
+    bfloat16 convolutions and returns keypoints close to the float32 model's."""
+    from prtr_tf.keypoint.model import build_model
+    from prtr_tf.serving.saved_model import export_saved_model
+    from prtr_tf.serving.two_stage import PoseServing
+
+    config = load_config("tiny")
+    keras.utils.set_random_seed(3)
+    model = build_model(config.model)
+    path = str(tmp_path / "m.weights.h5")
+    model.save_weights(path)
+    bf16, _, _ = weights.load_model(config, path, precision="bfloat16")
+    export_saved_model(PoseServing(bf16, config, None, None, flip_test=False),
+                       str(tmp_path / "sm"))
+    sig = tf.saved_model.load(str(tmp_path / "sm")).signatures["serve_crops"]
+    graph = sig.graph.as_graph_def()
+    ops = [(n.op, n.attr["T"].type) for f in graph.library.function for n in f.node_def]
+    assert (("Conv2D", tf.bfloat16.as_datatype_enum) in ops
+            or ("_FusedConv2D", tf.bfloat16.as_datatype_enum) in ops)
+    crops = tf.random.stateless_normal((2, *config.model.image_size, 3), seed=(4, 5))
+    out = sig(images=crops)
+    assert out["keypoints"].dtype == tf.float32
+    # Random weights: near-tied class scores, so the readout may pick other queries than
+    # float32's; compare each joint with float32's coordinates of the query it picked.
+    h, w = config.model.image_size
+    reference = tf.gather(model(crops, training=False)["pred_coords"], out["query"],
+                          batch_dims=1).numpy() * [w, h]
+    diff = np.abs(out["keypoints"].numpy() - reference)
+    assert 0 < diff.max() < 0.02 * max(h, w), diff.max()
