@@ -1,7 +1,8 @@
 """The demo's pictures of a trained two-stage model on held-out images.
 
 `demo_pictures` writes, into a folder: annotated held-out images (the two-stage
-pipeline with the detector's boxes, `prtr_tf.visualize.draw_poses`), a learning
+pipeline with the detector's boxes, and the keypoint Transformer on the ground-truth
+boxes, `prtr_tf.visualize.draw_poses`), a learning
 curve per model and both models' held-out AP against minutes (`prtr_tf.plots`),
 and the paper's Figure 4 for one held-out person (`prtr_tf.visualize.
 plot_decoder_refinement`). Every file is written atomically (`prtr_tf.atomic`).
@@ -31,13 +32,15 @@ def _figure(plot, path, *args, **kwargs):
 
 
 def annotated_images(estimator, image_paths, folder, skeleton, joint_names=None,
-                     kpt_thr=0.3, box_thr=0.0, upscale=2):
+                     kpt_thr=0.3, box_thr=0.0, upscale=2, boxes=None, prefix="heldout_"):
     """Draws ``estimator``'s persons on each image (enlarged ``upscale`` times so that
-    the drawing is readable on small images); returns the PNG paths written."""
+    the drawing is readable on small images) into ``folder/{prefix}{stem}.png``; the
+    person boxes are the estimator's detector's, or ``boxes`` (a list of [x, y, w, h]
+    lists per image). Returns the PNG paths written."""
     written = []
-    for path in image_paths:
+    for i, path in enumerate(image_paths):
         rgb = np.asarray(Image.open(path).convert("RGB"))
-        persons = estimator(rgb)
+        persons = estimator(rgb) if boxes is None else estimator(rgb, boxes=boxes[i])
         big = Image.fromarray(rgb).resize((rgb.shape[1] * upscale, rgb.shape[0] * upscale),
                                           Image.BICUBIC)
         scaled = [dict(p, box=[float(v) * upscale for v in p["box"]],
@@ -46,7 +49,7 @@ def annotated_images(estimator, image_paths, folder, skeleton, joint_names=None,
         drawing = visualize.draw_poses(big, scaled, skeleton, kpt_thr=kpt_thr,
                                        box_thr=box_thr, joint_names=joint_names)
         stem = os.path.splitext(os.path.basename(path))[0]
-        written.append(_save_png(drawing, os.path.join(folder, f"heldout_{stem}.png")))
+        written.append(_save_png(drawing, os.path.join(folder, f"{prefix}{stem}.png")))
     return written
 
 
@@ -95,13 +98,20 @@ def demo_pictures(keypoint_model, kpt_config, detector_model, det_config, folder
 
     ann, image_dir = ensure_data(kpt_config, "val")
     with open(ann, encoding="utf-8") as f:
-        files = [im["file_name"] for im in json.load(f)["images"]][:num_images]
+        data = json.load(f)
+    images = data["images"][:num_images]
+    paths = [os.path.join(image_dir, im["file_name"]) for im in images]
+    gt_boxes = [[a["bbox"] for a in data["annotations"]
+                 if a["image_id"] == im["id"] and a.get("num_keypoints", 1) > 0
+                 and not a.get("iscrowd", 0)] for im in images]
     estimator = PoseEstimator(
         keypoint_model, kpt_config, flip_test=False,
         detector=DetrPersonDetector(detector_model, det_config, score_threshold=box_thr))
     spec = DATASETS[kpt_config.data.dataset]
-    paths = annotated_images(estimator, [os.path.join(image_dir, n) for n in files], folder,
-                             spec["skeleton"], spec["joints"], kpt_thr=kpt_thr)
-    for path in paths:
-        written[f"held-out image {os.path.basename(path)}"] = path
+    for what, boxes, prefix in (("detector boxes", None, "heldout_"),
+                                ("ground-truth boxes", gt_boxes, "heldout_gt_")):
+        for path in annotated_images(estimator, paths, folder, spec["skeleton"],
+                                     spec["joints"], kpt_thr=kpt_thr, boxes=boxes,
+                                     prefix=prefix):
+            written[f"held-out image {os.path.basename(path)} ({what})"] = path
     return written

@@ -15,7 +15,8 @@ def test_quick_demo_writes_its_pictures(tmp_path, capsys):
     pictures = summary["pictures"]
     expected = {"learning_curve_keypoints.png", "learning_curve_detector.png",
                 "heldout_ap_against_minutes.png", "figure4_decoder_refinement.png",
-                "heldout_000000000001.png", "heldout_000000000002.png"}
+                "heldout_000000000001.png", "heldout_000000000002.png",
+                "heldout_gt_000000000001.png", "heldout_gt_000000000002.png"}
     names = {p.split("/")[-1] for p in pictures.values()}
     assert names == expected
     for path in pictures.values():
