@@ -4,6 +4,8 @@
 runs it over an evaluation dataset (`prtr_tf.data.pipeline.build_eval_dataset`)
 and collects NumPy arrays for the COCO / MPII evaluation.
 """
+import weakref
+
 import numpy as np
 import tensorflow as tf
 
@@ -58,6 +60,27 @@ def crop_to_image(coords, center, scale, image_size_hw, pixel_std=200.0):
     return tf.cast(center, coords.dtype)[:, None, :] + (q - size / 2.0) * ratio
 
 
+# {model: {(image size, flip pairs, pixel_std): tf.function}}: one traced step per model
+# and setting, so that the evaluation after every training epoch does not trace the
+# model and the readout's loop again (measured: ~3 s of each of the demo's evaluations).
+_STEPS = weakref.WeakKeyDictionary()
+
+
+def _dataset_step(model, image_size_hw, flip_pairs, pixel_std):
+    steps = _STEPS.setdefault(model, {})
+    key = (image_size_hw, flip_pairs, float(pixel_std))
+    if key not in steps:
+        ref = weakref.ref(model)  # the cache must not keep the model alive
+
+        @tf.function(reduce_retracing=True)
+        def step(images, center, scale):
+            coords, scores = predict_crops(ref(), images, flip_pairs)
+            xy = crop_to_image(coords, center, scale, image_size_hw, pixel_std)
+            return tf.concat([xy, scores[..., None]], axis=-1)
+        steps[key] = step
+    return steps[key]
+
+
 def predict_dataset(model, dataset, image_size_hw, flip_pairs=None, pixel_std=200.0,
                     progress=None):
     """Runs over batched eval elements; returns NumPy arrays.
@@ -66,12 +89,9 @@ def predict_dataset(model, dataset, image_size_hw, flip_pairs=None, pixel_std=20
     scale (N, 2), box_score (N,), image_id (N,), index (N,) (the record each row
     belongs to; records whose image could not be read are absent).
     """
-    @tf.function(reduce_retracing=True)
-    def step(images, center, scale):
-        coords, scores = predict_crops(model, images, flip_pairs)
-        xy = crop_to_image(coords, center, scale, image_size_hw, pixel_std)
-        return tf.concat([xy, scores[..., None]], axis=-1)
-
+    step = _dataset_step(model, tuple(image_size_hw),
+                         None if flip_pairs is None else tuple(map(tuple, flip_pairs)),
+                         pixel_std)
     meta = ("center", "scale", "box_score", "image_id", "index")
     parts = {k: [] for k in ("keypoints",) + meta}
     for batch in dataset:
