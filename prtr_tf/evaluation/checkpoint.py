@@ -14,8 +14,9 @@ def evaluate_checkpoint(config, checkpoint, split="val", results_path=None, stre
     """Loads ``checkpoint`` (a weights file or a workdir) into the model of ``config``
     (any kind) and evaluates it on ``split`` with the kind's metric: keypoint AP (MPII:
     PCKh) for the keypoint Transformer and the end-to-end PRTR, person box AP for the
-    detector, computing in ``precision`` (`prtr_tf.nn.precision`). ``options``: the kind's ``eval_options`` (e.g. ``det_json``); others are
-    a ValueError. Returns (scores, the metrics table, weights file, results path)."""
+    detector, computing in ``precision`` (`prtr_tf.nn.precision`). ``options``: the
+    kind's ``eval_options`` (e.g. ``det_json``); others are a ValueError. Returns
+    (scores, the metrics table, weights file, results path)."""
     from prtr_tf import registry, weights
 
     kind = registry.get(config)
