@@ -188,7 +188,7 @@ def get_config():
 _DEFAULTS = dict(source=None, output=None, config=None, checkpoint=None, detector_config=None,
                  detector_checkpoint=None, boxes_json=None, kpt_thr=0.3, box_thr=None,
                  flip_test=None, max_side=4096, max_pixels=None, max_frames=0,
-                 saved_model=None, tflite=None, detector_tflite=None)
+                 saved_model=None, tflite=None, detector_tflite=None, precision="float32")
 
 
 def _main(**values):
