@@ -260,8 +260,11 @@ def test_onnx_export_of_the_end_to_end_pipeline(trained):
                                 -np.round(out["scores"], 4)))
             for key in ("keypoints", "boxes", "scores", "box_scores", "keypoint_scores"):
                 out[key] = out[key][order]
+        # Pixels to 5e-3: a joint at 68.13 px differed by 1.007e-3 on the CI host (the
+        # two runtimes sum the STN's bilinear weights in different orders); a wrong
+        # resize or crop is off by pixels.
         for key in ("keypoints", "boxes"):
-            np.testing.assert_allclose(got[key], want[key], atol=1e-3)
+            np.testing.assert_allclose(got[key], want[key], atol=5e-3)
         # Scores to 1e-4: a joint score 0.3626 differed by 1.05e-5 on an Intel Xeon host.
         for key in ("scores", "box_scores", "keypoint_scores"):
             np.testing.assert_allclose(got[key], want[key], atol=1e-4)
