@@ -280,6 +280,10 @@ class Trainer:
                     t0 = time.time()
                 if stop:
                     return history
+            # The epoch's input pipeline stops here, before the evaluation and the next
+            # epoch's pipeline: left alive, its prefetching threads competed with both
+            # (measured, one thread: 5.6 s between epochs against 1.7 s).
+            iterator = None
             # The end of an epoch. Its checkpoint comes last: a run killed before it
             # resumes at the epoch's last step and does this again (the evaluation, the
             # weights files and the epoch's metrics.csv row, which replaces any earlier).
