@@ -2,7 +2,7 @@
 
 - `read_metrics`: the rows of ``metrics.csv`` as floats (blank cells: NaN).
 - `plot_learning_curve`: one model's training losses and held-out metric per epoch,
-  against epochs (bottom axis) and training minutes (top axis).
+  against epochs; the total training minutes in the axis label.
 - `plot_ap_against_minutes`: several models' held-out metric against cumulative
   training minutes, in one figure.
 """
@@ -55,7 +55,6 @@ def plot_learning_curve(csv_path, path, title=None, metrics=("AP", "AP .5")):
         ax.plot(epochs, m[key], "-", linewidth=2.0 if key == "loss" else 1.0,
                 label=key.replace("_", " "))
     ax.set_yscale("log")
-    ax.set_xlabel("epoch")
     ax.set_ylabel("training loss (epoch mean)")
     ax.grid(True, alpha=0.3)
     right = ax.twinx()
@@ -68,12 +67,14 @@ def plot_learning_curve(csv_path, path, title=None, metrics=("AP", "AP .5")):
     right.set_ylabel("held-out " + " / ".join(shown) if shown else "held-out metric")
     handles = ax.get_legend_handles_labels()
     extra = right.get_legend_handles_labels()
-    ax.legend(handles[0] + extra[0], handles[1] + extra[1], fontsize=7, loc="center right")
+    # Below the axes, in one row: inside, the curves ran under it.
+    labels = handles[1] + extra[1]
+    fig.legend(handles[0] + extra[0], labels, fontsize=7, loc="lower center",
+               ncol=len(labels), frameon=False)
     total = minutes(m)[-1]
     ax.set_title(title or csv_path, fontsize=9)
-    ax.text(0.01, 0.02, f"{len(epochs)} epochs, {total:.1f} training minutes",
-            transform=ax.transAxes, fontsize=7)
-    fig.tight_layout()
+    ax.set_xlabel(f"epoch ({len(epochs)} epochs, {total:.1f} training minutes)")
+    fig.tight_layout(rect=(0, 0.06, 1, 1))
     fig.savefig(path, format="png")
     plt.close(fig)
     return m
