@@ -95,12 +95,13 @@ def check_workdir(kind, killed, uninterrupted, plan):
     lr = float(fault_config(kind, "unused").train.lr)
     if kind in ("prtr_e2e", "detr"):
         # Set prediction amplifies float rounding: a near-tied person or joint match
-        # flips on ~1e-7 differences (TensorFlow's CPU kernels are not bitwise the same
-        # from one process to the next, even with op determinism), and the flipped steps
-        # move weights differently. Seen: end-to-end, 7.9% of the elements off by more
-        # than 1e-5 in one CI run, none in others; detector, two uninterrupted runs of the
-        # same config: 2 of 5 land 11.3% of the elements away from the other 3 (two
-        # modes; within a mode no element is off by 1e-5), so it is not the resume. What
+        # flips on ~1e-7 differences, and the flipped steps move weights differently.
+        # Seen with two TensorFlow threads (kernels then sum differently from one process
+        # to the next, even with op determinism): end-to-end, 7.9% of the elements off by
+        # more than 1e-5 in one CI run; detector, 2 of 5 uninterrupted runs 11.3% away from
+        # the other 3. fault_worker.py now runs one thread: the detector then resumed
+        # bitwise (one run measured), the end-to-end model still not (89% of elements
+        # differ, by at most 1e-3; cause not found). What
         # stays bounded: no element moves further than Adam's largest step,
         # lr (1 - b1) / sqrt(1 - b2) = 3.2 lr, per step; a lost variable (the BatchNorm statistics that resumed runs once
         # restarted) is off by ~1.
