@@ -2,6 +2,7 @@
 every training epoch reuses it), gives the same numbers as a fresh trace, and does not
 keep a deleted model alive."""
 import gc
+import weakref
 
 import numpy as np
 import tensorflow as tf
@@ -41,7 +42,9 @@ def test_the_step_is_traced_once_per_model_and_released_with_it():
     assert not np.array_equal(changed["keypoints"], first["keypoints"])
     flipped = predict.predict_dataset(model, _batches(config), size, flip_pairs=[[1, 2]])
     assert len(predict._STEPS[model]) == 2 and flipped["keypoints"].shape == (5, 17, 3)
-    count = len(predict._STEPS)
+    # Released with the model. Other tests' models in this process may go in the same
+    # collection, so the count drops by at least one (seen in CI: by two).
+    count, alive = len(predict._STEPS), weakref.ref(model)
     del model, step
     gc.collect()
-    assert len(predict._STEPS) == count - 1
+    assert alive() is None and len(predict._STEPS) <= count - 1
