@@ -34,3 +34,22 @@ def test_the_banner_once_and_not_again_in_a_process_told_it_was_shown():
     assert again == []
     for key in keys:
         assert key not in err2, err2
+
+
+def test_a_command_line_tool_prints_the_banner_once():
+    """eval.py (every CLI goes through `prtr_tf.cli.common.run`): a mistake found after
+    TensorFlow is imported, with each start-up line at most once on stderr."""
+    keys, _ = _import([])
+    if not keys:
+        pytest.skip("this TensorFlow build prints no start-up lines")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ)
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    done = subprocess.run(
+        [sys.executable, os.path.join(root, "eval.py"), "--config=configs/tiny.py",
+         "--checkpoint=/nonexistent/x.weights.h5"], cwd=root, env=env,
+        capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and "does not exist" in done.stderr, done.stderr
+    for key in keys:
+        assert sum(key in line for line in done.stderr.splitlines()) <= 1, done.stderr
+    assert sum(keys[0] in line for line in done.stderr.splitlines()) == 1, done.stderr

@@ -96,6 +96,9 @@ def run(define_flags, main, argv=None, doc=None):
     argv = list(sys.argv if argv is None else argv)
     from prtr_tf import malloc
     malloc.tune()  # before TensorFlow allocates (`prtr_tf.malloc`)
+    if not {"-h", "--help", "--helpshort", "--helpfull"} & set(argv):  # help stays fast
+        from prtr_tf.startup import import_tensorflow
+        import_tensorflow()  # its start-up banner once, not twice (`prtr_tf.startup`)
     try:
         argv = resolve_config_args(argv, _config_flag_names(holders))
     except FileNotFoundError as e:
