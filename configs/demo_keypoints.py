@@ -30,6 +30,12 @@ def get_config():
     # Not in the paper: the positional encoding also added to the tokens before the
     # encoder (prtr_tf.keypoint.model); measured to leave the mean pose sooner.
     c.model.pos_in_tokens = True
+    # Box shift (not in the official code; prtr_tf.data.pipeline): the crop centre moves
+    # by up to 10% of the box, so the model tolerates the tiny detector's loose boxes.
+    # Measured, held-out AP with ground-truth boxes / with the demo detector's boxes:
+    # seed 0: 0.282 / 0.095 against 0.317 / 0.064 without; seed 1: 0.140 / 0.029
+    # against 0.114 / 0.013 (shift 0.05, seed 0: 0.185 / 0.035).
+    c.data.shift_factor = 0.1
     c.test.batch_size = 64
     c.test.flip_test = False
     return c

@@ -85,10 +85,16 @@ def decode_bytes(raw):
 
 
 class _Augmenter:
-    """Draws scale, rotation and flip for one sample from a stateless seed (spec §5.3)."""
+    """Draws scale, rotation and flip for one sample from a stateless seed (spec §5.3),
+    and with ``data.shift_factor`` > 0 (not in the official code) a box shift."""
 
     def __init__(self, data_config, flip_pairs, num_joints):
         self.sf = float(data_config.scale_factor)
+        # The box centre moves by U(-f, f) x the (padded) box size in x and y (mmpose's
+        # RandomBBoxTransform shift): a model trained on ground-truth boxes then
+        # tolerates a detector's looser ones. 0 (the official recipe): no shift.
+        self.shift = float(data_config.get("shift_factor", 0.0))
+        self.pixel_std = float(data_config.get("pixel_std", 200.0))
         self.rf = float(data_config.rotation_factor)
         self.rot_prob = float(data_config.rotation_prob)
         # A set without flip pairs is not mirrored (`prtr_tf.datasets.flip_pairs_of`).
@@ -97,6 +103,10 @@ class _Augmenter:
 
     def __call__(self, seed, center, scale, joints, image_width):
         s0, s1, s2, s3 = tf.unstack(tf.random.experimental.stateless_split(seed, 4))
+        if self.shift > 0:  # its own stream: the other draws stay those of shift 0
+            s4 = tf.random.experimental.stateless_fold_in(seed, 4)
+            center = center + tf.random.stateless_uniform(
+                [2], s4, -self.shift, self.shift) * tf.cast(scale, tf.float32) * self.pixel_std
         # HRNet JointsDataset (COCO and MPII alike): s * clip(N(0,1) sf + 1, 1 - sf, 1 + sf).
         factor = tf.clip_by_value(
             tf.random.stateless_normal([], s0) * self.sf + 1, 1 - self.sf, 1 + self.sf)

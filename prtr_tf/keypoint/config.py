@@ -65,6 +65,7 @@ def two_stage(backbone, dataset, image_size, *, lr_backbone, lr_steps, batch_siz
         scale_factor=0.3 if is_coco else 0.25,  # s * clip(N(0,1) sf + 1, 1 - sf, 1 + sf)
         rotation_factor=40.0 if is_coco else 30.0,  # clip(N(0,1) rf, -2 rf, 2 rf)
         rotation_prob=0.6,
+        shift_factor=0.0,  # not in the official code: box shift U(-f, f) x box size
         flip=True,
     )
     if dataset == CUSTOM:  # the keypoint set of the annotation file (prtr_tf.datasets)

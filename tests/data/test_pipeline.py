@@ -106,6 +106,32 @@ def test_augmented_crops_match_annotations_and_reference_warp(coco_records, coco
         assert diff.max() < 0.02 and (diff > 1e-4).mean() < 0.01
 
 
+def test_box_shift_moves_only_the_centre_within_the_factor(coco_records, coco_config):
+    """data.shift_factor (not in the official code): the box centre moves by at most
+    f x the box size in x and y; scale, rotation and flip are those of shift 0 (same
+    seed), and the targets still land on the annotated joints."""
+    def run(shift):
+        coco_config.data.shift_factor = shift
+        return sorted(build_dataset(coco_records, coco_config, training=True,
+                                    deterministic=True, seed=0).as_numpy_iterator(),
+                      key=lambda e: int(e["index"]))
+    plain, shifted = run(0.0), run(0.1)
+    moves = []
+    for a, b in zip(plain, shifted):
+        for key in ("scale", "rotation", "flipped"):
+            np.testing.assert_array_equal(a[key], b[key])
+        rec = coco_records[int(a["index"])]
+        move = np.abs(b["center"] - a["center"]) / (rec["scale"] * 200.0)
+        assert (move <= 0.1 + 1e-6).all(), move
+        moves.append(move)
+        width = Image.open(rec["image_path"]).size[0]
+        joints, weight = _unproject(b, width, coco_config)
+        visible = (weight > 0) & (a["target_weight"] > 0)
+        np.testing.assert_allclose(joints[visible], _unproject(a, width, coco_config)[0][
+            visible], atol=1e-3)
+    assert np.mean(moves) > 0.02  # U(-0.1, 0.1): mean |move| 0.05
+
+
 def _hand_record(tmp_path):
     """100x80 image, bright pixel at the left shoulder; crop with k = 1 around (40, 40)."""
     image = np.zeros((80, 100, 3), np.uint8)
