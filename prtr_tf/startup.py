@@ -1,12 +1,14 @@
-"""TensorFlow's start-up banners, once.
+"""TensorFlow's start-up banners, once, and at the log level asked for.
 
 TensorFlow 2.21 loads two native libraries that each initialise their own logging,
 so ``import tensorflow`` prints its start-up lines ("All log messages before
-absl::InitializeLog() ...", the oneDNN note) twice, whatever TF_CPP_MIN_LOG_LEVEL
-says. `import_tensorflow` imports it with the process's stderr (file descriptor 2)
-sent to a temporary file, then writes each distinct line once. A process that
-starts others (the demo's two trainings) passes the lines it showed (`shown`) to
-them, and they leave those out: the banner once per command, not once per process.
+absl::InitializeLog() ...", the oneDNN note) twice, and before TF_CPP_MIN_LOG_LEVEL
+is read. `import_tensorflow` imports it with the process's stderr (file descriptor 2)
+sent to a temporary file, then writes each distinct line once, leaving out those
+below TF_CPP_MIN_LOG_LEVEL (1: no info lines, 2: no warnings either; the CLIs set 2,
+so a command's first stderr line is its own). A process that starts others (the
+demo's two trainings) passes the lines it showed (`shown`) to them, and they leave
+those out: the banner once per command, not once per process.
 """
 import os
 import re
@@ -16,6 +18,16 @@ import tempfile
 # "I0000 00:00:1796194065.013173    4962 port.cc:153] ..." -> "port.cc:153] ..."
 _PREFIX = re.compile(r"^[IWEF]\d{4} [\d:.]+\s+\d+\s+")
 _shown = []  # the start-up lines written by this process (without their prefixes)
+_SEVERITY = re.compile(r"^([IWEF])\d{4} ")
+_ABSL_NOTE = "WARNING: All log messages before absl::InitializeLog()"
+
+
+def _min_level():
+    """TF_CPP_MIN_LOG_LEVEL as TensorFlow reads it (0 when unset or not a number)."""
+    try:
+        return int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0"))
+    except ValueError:
+        return 0
 
 
 def shown():
@@ -45,7 +57,15 @@ def import_tensorflow(skip=()):
             temp.seek(0)
             text = temp.read().decode("utf-8", "replace")
         seen, lines = set(skip), []
+        level, dropping = _min_level(), False
         for line in text.splitlines():
+            severity = _SEVERITY.match(line)
+            if severity:  # a log line; the lines after it without a prefix continue it
+                dropping = "IWEF".index(severity.group(1)) < level
+            elif line.startswith(_ABSL_NOTE):  # the note on logging itself
+                dropping = level >= 1
+            if dropping:
+                continue
             key = _PREFIX.sub("", line)
             if key not in seen:
                 seen.add(key)

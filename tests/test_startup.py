@@ -36,20 +36,47 @@ def test_the_banner_once_and_not_again_in_a_process_told_it_was_shown():
         assert key not in err2, err2
 
 
-def test_a_command_line_tool_prints_the_banner_once():
-    """eval.py (every CLI goes through `prtr_tf.cli.common.run`): a mistake found after
-    TensorFlow is imported, with each start-up line at most once on stderr."""
-    keys, _ = _import([])
-    if not keys:
-        pytest.skip("this TensorFlow build prints no start-up lines")
+def _eval_with_a_missing_checkpoint(level):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ)
     env.pop("TF_CPP_MIN_LOG_LEVEL", None)
+    if level is not None:
+        env["TF_CPP_MIN_LOG_LEVEL"] = level
     done = subprocess.run(
         [sys.executable, os.path.join(root, "eval.py"), "--config=configs/tiny.py",
          "--checkpoint=/nonexistent/x.weights.h5"], cwd=root, env=env,
         capture_output=True, text=True, timeout=300)
     assert done.returncode == 1 and "does not exist" in done.stderr, done.stderr
+    return done.stderr
+
+
+def test_a_command_line_tool_prints_the_banner_once_and_only_when_asked():
+    """eval.py (every CLI goes through `prtr_tf.cli.common.run`, which imports
+    TensorFlow before the tool's work): a mistake found after the import. At the CLIs'
+    default level (TF_CPP_MIN_LOG_LEVEL 2) no start-up line comes before the error;
+    at level 0 each comes once."""
+    keys, _ = _import([])
+    if not keys:
+        pytest.skip("this TensorFlow build prints no start-up lines")
+    err = _eval_with_a_missing_checkpoint(None)
+    assert err.startswith("error: checkpoint"), err
+    err = _eval_with_a_missing_checkpoint("0")
     for key in keys:
-        assert sum(key in line for line in done.stderr.splitlines()) <= 1, done.stderr
-    assert sum(keys[0] in line for line in done.stderr.splitlines()) == 1, done.stderr
+        assert sum(key in line for line in err.splitlines()) <= 1, err
+    assert sum(keys[0] in line for line in err.splitlines()) == 1, err
+    assert err.splitlines()[-1].startswith("error: checkpoint"), err
+
+
+def test_info_lines_are_left_out_at_level_1():
+    """TF_CPP_MIN_LOG_LEVEL 1: the info lines of the banner (and the note on logging
+    before them) are not written; they are not in `shown` either."""
+    keys, _ = _import([])
+    if not keys:
+        pytest.skip("this TensorFlow build prints no start-up lines")
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="1")
+    done = subprocess.run([sys.executable, "-c", CHILD, "[]"], env=env,
+                          capture_output=True, text=True, timeout=300, check=True)
+    quiet = json.loads(done.stdout.strip().splitlines()[-1])
+    assert not any("oneDNN custom operations" in k or "InitializeLog" in k for k in quiet)
+    assert "oneDNN custom operations" not in done.stderr, done.stderr
+    assert "InitializeLog" not in done.stderr, done.stderr
