@@ -15,10 +15,10 @@ import re
 import sys
 import tempfile
 
-# "I0000 00:00:1796194065.013173    4962 port.cc:153] ..." -> "port.cc:153] ..."
-_PREFIX = re.compile(r"^[IWEF]\d{4} [\d:.]+\s+\d+\s+")
+# "I0000 00:00:1796194065.013173    4962 port.cc:153] ..." -> "port.cc:153] ...";
+# group 1: the severity (I, W, E, F)
+_PREFIX = re.compile(r"^([IWEF])\d{4} [\d:.]+\s+\d+\s+")
 _shown = []  # the start-up lines written by this process (without their prefixes)
-_SEVERITY = re.compile(r"^([IWEF])\d{4} ")
 _ABSL_NOTE = "WARNING: All log messages before absl::InitializeLog()"
 
 
@@ -59,9 +59,9 @@ def import_tensorflow(skip=()):
         seen, lines = set(skip), []
         level, dropping = _min_level(), False
         for line in text.splitlines():
-            severity = _SEVERITY.match(line)
-            if severity:  # a log line; the lines after it without a prefix continue it
-                dropping = "IWEF".index(severity.group(1)) < level
+            prefix = _PREFIX.match(line)
+            if prefix:  # a log line; the lines after it without a prefix continue it
+                dropping = "IWEF".index(prefix.group(1)) < level
             elif line.startswith(_ABSL_NOTE):  # the note on logging itself
                 dropping = level >= 1
             if dropping:

@@ -93,8 +93,8 @@ class _Augmenter:
         # The box centre moves by U(-f, f) x the (padded) box size in x and y (mmpose's
         # RandomBBoxTransform shift): a model trained on ground-truth boxes then
         # tolerates a detector's looser ones. 0 (the official recipe): no shift.
-        self.shift = float(data_config.get("shift_factor", 0.0))
-        self.pixel_std = float(data_config.get("pixel_std", 200.0))
+        self.shift = float(data_config.shift_factor)
+        self.pixel_std = float(data_config.pixel_std)
         self.rf = float(data_config.rotation_factor)
         self.rot_prob = float(data_config.rotation_prob)
         # A set without flip pairs is not mirrored (`prtr_tf.datasets.flip_pairs_of`).

@@ -121,7 +121,7 @@ def test_box_shift_moves_only_the_centre_within_the_factor(coco_records, coco_co
         for key in ("scale", "rotation", "flipped"):
             np.testing.assert_array_equal(a[key], b[key])
         rec = coco_records[int(a["index"])]
-        move = np.abs(b["center"] - a["center"]) / (rec["scale"] * 200.0)
+        move = np.abs(b["center"] - a["center"]) / (rec["scale"] * coco_config.data.pixel_std)
         assert (move <= 0.1 + 1e-6).all(), move
         moves.append(move)
         width = Image.open(rec["image_path"]).size[0]
