@@ -3,7 +3,7 @@
 Official: two_stage/experiments/coco/transformer/res101_512x384_adamw_lr1e-4.yaml.
 Published: COCO val2017 AP with DETR boxes 72.0 (official two_stage README).
 """
-from prtr_tf.keypoint.config import two_stage
+from prtr_tf.models.keypoint.config import two_stage
 
 
 def get_config():

@@ -3,7 +3,7 @@
 Official: two_stage/experiments/coco/transformer/res50_384x288_adamw_lr1e-4.yaml.
 Published: COCO val2017 AP with DETR boxes 68.2 (official two_stage README).
 """
-from prtr_tf.keypoint.config import two_stage
+from prtr_tf.models.keypoint.config import two_stage
 
 
 def get_config():

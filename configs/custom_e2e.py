@@ -10,7 +10,7 @@ categories (one object class).
 
 Not a published configuration: the settings of e2e_r50_coco.
 """
-from prtr_tf.end_to_end.config import end_to_end
+from prtr_tf.models.end_to_end.config import end_to_end
 
 
 def get_config():

@@ -8,7 +8,7 @@ Point it at a folder; nothing else is needed:
         --config.data.train_images=images/train --config.data.val_ann=annotations/val.json \\
         --config.data.val_images=images/val
 
-The keypoint set comes from the annotation file (`prtr_tf.datasets.resolve`): joint
+The keypoint set comes from the annotation file (`prtr_tf.data.keypoint_sets.resolve`): joint
 names and skeleton from ``categories[].keypoints`` / ``skeleton``, the model sized to
 the number of joints, flip pairs derived from the names, OKS sigmas from the
 published tables when the names match one (COCO, CrowdPose, AP-10K, 21-joint hand),
@@ -18,7 +18,7 @@ Every annotated instance of the set's categories is an object (one class). Not a
 official configuration: the schedule is the COCO ResNet-50 one; start from ImageNet
 with ``--config.train.init_backbone=resnet50-0676ba61.pth``.
 """
-from prtr_tf.keypoint.config import two_stage
+from prtr_tf.models.keypoint.config import two_stage
 
 
 def get_config():

@@ -28,7 +28,7 @@ def get_config():
     # measured at 3000 steps: held-out AP 0.120 with 5e-4, 0.244 with 1e-3, 0.180 with
     # 2e-3, 0.209 with 4e-3 (a Transformer LR of 7e-4: 0.044 at 2500 steps against 0.161).
     # Not in the paper: the positional encoding also added to the tokens before the
-    # encoder (prtr_tf.keypoint.model); measured to leave the mean pose sooner.
+    # encoder (prtr_tf.models.keypoint.model); measured to leave the mean pose sooner.
     c.model.pos_in_tokens = True
     # Box shift (not in the official code; prtr_tf.data.pipeline): the crop centre moves
     # by up to 10% of the box, so the model tolerates the tiny detector's loose boxes.

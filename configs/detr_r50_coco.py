@@ -3,7 +3,7 @@
 Official: facebookresearch/detr, ``detr-r50-e632da11.pth`` (500 epochs, lr 1e-4,
 backbone 1e-5, lr drop at 400). Published: COCO val2017 box AP 42.0.
 """
-from prtr_tf.detector.config import detector
+from prtr_tf.models.detector.config import detector
 
 
 def get_config():

@@ -9,7 +9,7 @@ Data as ``synthetic_detector_tiny`` (generated on first use into data/synthetic,
 DETR's augmentation at small scales); no flip: the synthetic limbs are
 colour-coded left/right, so a mirrored figure would contradict its labels' colours.
 """
-from prtr_tf.end_to_end.config import end_to_end
+from prtr_tf.models.end_to_end.config import end_to_end
 
 
 def get_config():

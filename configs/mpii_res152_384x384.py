@@ -3,7 +3,7 @@
 Official: two_stage/experiments/mpii/transformer/res152_384x384_adamw_lr1e-4.yaml.
 Published: MPII val PCKh@0.5 mean 88.215 (official two_stage README).
 """
-from prtr_tf.keypoint.config import two_stage
+from prtr_tf.models.keypoint.config import two_stage
 
 
 def get_config():

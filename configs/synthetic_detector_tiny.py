@@ -4,7 +4,7 @@ Not an official configuration: the tiny ResNet (stride 16), a 2+2-layer
 transformer of width 64 and 10 queries on the 256x320 synthetic images (one to
 four persons each), DETR's losses, matcher and augmentation at small scales.
 """
-from prtr_tf.detector.config import detector
+from prtr_tf.models.detector.config import detector
 
 
 def get_config():

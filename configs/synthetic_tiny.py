@@ -9,7 +9,7 @@ converges slowly (the official recipe is 200 epochs of COCO on 4 GPUs): in this
 budget the model learns the training persons well (AP on the training split)
 while its AP on held-out images stays low; both are reported by the demo.
 """
-from prtr_tf.keypoint.config import two_stage
+from prtr_tf.models.keypoint.config import two_stage
 
 
 def get_config():

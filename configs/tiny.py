@@ -4,7 +4,7 @@ A 4-block bottleneck ResNet of width 16 (C5 = 512 channels), a 2+2-layer
 transformer of width 64 and 20 queries on 128x96 crops: the same code paths as the
 official models at a fraction of the cost.
 """
-from prtr_tf.keypoint.config import two_stage
+from prtr_tf.models.keypoint.config import two_stage
 
 
 def get_config():

@@ -1,8 +1,8 @@
 """Configs: `load_config`, and the config sections every kind shares.
 
 Each file in ``configs/`` is an ml-collections config file whose ``get_config()``
-calls its kind's builder (`prtr_tf.keypoint.config.two_stage`,
-`prtr_tf.detector.config.detector`, `prtr_tf.end_to_end.config.end_to_end`) with
+calls its kind's builder (`prtr_tf.models.keypoint.config.two_stage`,
+`prtr_tf.models.detector.config.detector`, `prtr_tf.models.end_to_end.config.end_to_end`) with
 the values of one configuration, so that every field exists in every config of a
 kind and overrides such as ``--config.train.epochs=3`` work the same everywhere. The
 builders share `data_config` and `train_config`.
@@ -47,7 +47,7 @@ def train_config(batch_size, epochs, lr, lr_backbone, lr_steps, lr_factor, seed=
         checkpoint_every_steps=500,
         eval_every_epochs=1,
         steps_per_epoch=0,  # 0: one pass over the training set
-        init_weights="",  # *.weights.h5 to start from (e.g. from python -m prtr_tf.convert)
+        init_weights="",  # *.weights.h5 to start from (e.g. from python -m prtr_tf.checkpoints.convert)
         # An ImageNet classification checkpoint for the backbone, as the official recipe
         # starts from (torchvision resnet50/101/152 .pth, hrnetv2_w32/w48_imagenet_pretrained
         # .pth, or an .npz of the same names); loaded after init_weights. A placeholder:

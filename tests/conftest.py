@@ -11,7 +11,7 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from prtr_tf import malloc  # noqa: E402  (the tools' malloc settings, before TensorFlow)
+from prtr_tf.cli import malloc  # noqa: E402  (the tools' malloc settings, before TensorFlow)
 
 malloc.tune()
 

@@ -35,8 +35,8 @@ def custom_config(name, config_name="custom_keypoints", tiny=True, resolve=True)
             if key in config.model:
                 config.model[key] = value
     if resolve:
-        from prtr_tf import datasets
+        from prtr_tf.data import keypoint_sets
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            datasets.resolve(config)
+            keypoint_sets.resolve(config)
     return config

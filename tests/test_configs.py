@@ -4,7 +4,7 @@ import pathlib
 import pytest
 
 from prtr_tf.config import load_config
-from prtr_tf.keypoint.model import PoseTransformer
+from prtr_tf.models.keypoint.model import PoseTransformer
 from prtr_tf.nn.layers import count_parameters
 
 CONFIGS = pathlib.Path(__file__).resolve().parents[1] / "configs"

@@ -4,12 +4,12 @@ import json
 
 from PIL import Image
 
-from prtr_tf import demo
+from prtr_tf.demo.run import run
 
 
 def test_quick_demo_writes_its_pictures(tmp_path, capsys):
     workdir = tmp_path / "demo"
-    assert demo.main(["--quick", "--workdir", str(workdir), "--num_pictures", "2"]) == 0
+    assert run.main(["--quick", "--workdir", str(workdir), "--num_pictures", "2"]) == 0
     out = capsys.readouterr().out
     summary = json.loads((workdir / "demo_results.json").read_text())
     pictures = summary["pictures"]
@@ -54,7 +54,7 @@ def test_progress_eta_from_a_moving_window_after_warmup():
 def test_labels_show_both_scores_sized_to_the_image_without_overlap():
     import numpy as np
 
-    from prtr_tf import visualize
+    from prtr_tf.drawing import visualize
 
     placed, calls = [], []
     image = np.zeros((400, 600, 3), np.uint8)
@@ -83,14 +83,14 @@ def test_labels_show_both_scores_sized_to_the_image_without_overlap():
 def test_parallel_training_reports_a_failed_run_and_stops_the_other(tmp_path, capfd):
     from prtr_tf.config import load_config
 
-    bad = demo.quick(load_config("demo_keypoints"))
+    bad = run.quick(load_config("demo_keypoints"))
     bad.data.synthetic = None
     bad.data.root = str(tmp_path / "no_such_data")
-    slow = demo.quick(load_config("demo_keypoints"))
+    slow = run.quick(load_config("demo_keypoints"))
     slow.data.root = str(tmp_path / "data")
     slow.train.steps_per_epoch = 100000
     runs = {"broken": (bad, str(tmp_path / "broken")), "long": (slow, str(tmp_path / "long"))}
-    assert demo.train_in_parallel(runs) is None
+    assert run.train_in_parallel(runs) is None
     err = capfd.readouterr().err
     assert "the broken training failed" in err
     assert "[broken] error: annotation file" in err and "Traceback" not in err

@@ -1,4 +1,4 @@
-"""`prtr_tf.malloc`: freed memory is reused instead of being mapped (and page-faulted)
+"""`prtr_tf.cli.malloc`: freed memory is reused instead of being mapped (and page-faulted)
 again, measured by the page faults of a fresh process that frees and reallocates
 buffers of a training step's sizes (3-24 MiB)."""
 import os
@@ -10,7 +10,7 @@ import pytest
 PROBE = """
 import resource
 import numpy as np
-from prtr_tf import malloc
+from prtr_tf.cli import malloc
 applied = malloc.tune()
 def churn():
     for mb in (3, 6, 12, 24, 6, 3):

@@ -1,4 +1,4 @@
-"""TensorFlow's start-up banner once per command (`prtr_tf.startup`): each distinct line
+"""TensorFlow's start-up banner once per command (`prtr_tf.cli.startup`): each distinct line
 once in a process, and none of them again in a process told what another showed (the
 demo's two training processes)."""
 import json
@@ -10,7 +10,7 @@ import pytest
 
 CHILD = """
 import json, sys
-from prtr_tf.startup import import_tensorflow, shown
+from prtr_tf.cli.startup import import_tensorflow, shown
 import_tensorflow(skip=json.loads(sys.argv[1]))
 print(json.dumps(shown()))
 """

@@ -94,11 +94,11 @@ def run(define_flags, main, argv=None, doc=None):
     for holder in holders.values():  # key flags of the running program: --help lists them
         flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[holder.name])
     argv = list(sys.argv if argv is None else argv)
-    from prtr_tf import malloc
-    malloc.tune()  # before TensorFlow allocates (`prtr_tf.malloc`)
+    from prtr_tf.cli import malloc
+    malloc.tune()  # before TensorFlow allocates (`prtr_tf.cli.malloc`)
     if not {"-h", "--help", "--helpshort", "--helpfull"} & set(argv):  # help stays fast
-        from prtr_tf.startup import import_tensorflow
-        import_tensorflow()  # its start-up banner once, not twice (`prtr_tf.startup`)
+        from prtr_tf.cli.startup import import_tensorflow
+        import_tensorflow()  # its start-up banner once, not twice (`prtr_tf.cli.startup`)
     try:
         argv = resolve_config_args(argv, _config_flag_names(holders))
     except FileNotFoundError as e:

@@ -1,10 +1,11 @@
-"""Converts an official PyTorch checkpoint into Keras weights (`prtr_tf.convert`).
+"""``prtr-convert``: converts an official PyTorch checkpoint into Keras weights
+(`prtr_tf.checkpoints.convert`).
 
     prtr-convert --config=coco_res50_384x288 \\
         --checkpoint=pose_transformer_res50_384x288.pth --output=res50_384x288.weights.h5
-    python -m prtr_tf.convert --config=configs/detr_r50_person.py \\
+    prtr-convert --config=configs/detr_r50_person.py \\
         --checkpoint=detr-r50-e632da11.pth --output=detr_person.weights.h5
-    python -m prtr_tf.convert --backbone_only --config=coco_res50_384x288 \\
+    prtr-convert --backbone_only --config=coco_res50_384x288 \\
         --checkpoint=resnet50-0676ba61.pth --output=res50_imagenet.weights.h5
 """
 from prtr_tf.cli import common
@@ -32,7 +33,7 @@ def define_flags():
 
 
 def main(argv, f):
-    from prtr_tf.convert import convert, convert_backbone
+    from prtr_tf.checkpoints.convert import convert, convert_backbone
     if len(argv) > 1:
         raise common.usage_error(f"unexpected arguments: {argv[1:]}")
     v = common.values(f)

@@ -6,7 +6,7 @@
 * ``onnx``: signatures of an exported SavedModel as ONNX.
 
 ``prtr-export FORMAT --help`` lists that format's flags. The scripts
-``export/saved_model.py``, ``export/tflite.py`` and ``export/onnx.py`` are the same
+``export/to_saved_model.py``, ``export/to_tflite.py`` and ``export/to_onnx.py`` are the same
 tools (`run_format`).
 """
 import contextlib
@@ -21,11 +21,11 @@ SAVED_MODEL_DOC = r"""Exports the two-stage (or end-to-end) PRTR pipeline as a T
         --checkpoint=res50_384x288.weights.h5 --detector_config=configs/detr_r50_person.py \
         --detector_checkpoint=detr_person.weights.h5 --output=exported/prtr_res50
 
-(or python export/saved_model.py with the same flags). --checkpoint and
+(or python export/to_saved_model.py with the same flags). --checkpoint and
 --detector_checkpoint take a *.weights.h5 file or a training workdir (its
 best.weights.h5, else last.weights.h5).
 
-Signatures (see `prtr_tf.serving.two_stage`):
+Signatures (see `prtr_tf.models.keypoint.serving`):
 
 * ``serving_default``: image uint8 (H, W, 3) -> boxes (N, 4) x1y1x2y2 pixels, scores (N,)
   (rescored), box_scores (N,) (P(person)), keypoints (N, J, 2) pixels, keypoint_scores
@@ -45,7 +45,7 @@ no detector flags (its detector is part of the model):
     prtr-export saved_model --config=configs/e2e_r50_coco.py \
         --checkpoint=runs/e2e_r50 --output=exported/prtr_e2e_r50
 
-writes ``serving_default`` and ``serve_encoded`` (`prtr_tf.serving.end_to_end`: the same
+writes ``serving_default`` and ``serve_encoded`` (`prtr_tf.models.end_to_end.serving`: the same
 outputs; ``--max_persons`` replaces the config's ``model.max_persons``;
 ``--onnx_compatible`` works the same way, and ``prtr-export onnx`` converts its
 serving_default).
@@ -58,7 +58,7 @@ TFLITE_DOC = r"""Exports the keypoint model (readout in-graph) and optionally th
         [--flip_test] [--detector_config=configs/detr_r50_person.py \
          --detector_checkpoint=detr.weights.h5 --detector_size=800,1216]
 
-(or python export/tflite.py with the same flags). Writes OUTPUT/keypoints_{q}.tflite
+(or python export/to_tflite.py with the same flags). Writes OUTPUT/keypoints_{q}.tflite
 (+ keypoints_{q}.json, the metadata that is also embedded in the .tflite) for every
 quantization q and, with a detector, OUTPUT/detector_{q}.tflite (+ .json); prints each
 file's size. The detector's input size is fixed: --detector_size, by default the
@@ -80,7 +80,7 @@ ONNX_DOC = r"""Converts signatures of an exported SavedModel (`prtr-export saved
     prtr-export onnx --saved_model=exported/prtr_res50 --signature=serving_default \
         --output=exported/prtr_res50_full.onnx
 
-(or python export/onnx.py with the same flags). tf2onnx (opset 17 by default) reads
+(or python export/to_onnx.py with the same flags). tf2onnx (opset 17 by default) reads
 the frozen signature graph; the model is then checked with ``onnx.checker`` and,
 unless ``--nocheck``, run once with ONNX Runtime on a zero input of the signature's
 shape. ``serve_crops`` (keypoint model + readout on normalised crops, float32
@@ -168,8 +168,9 @@ def _describe_signatures(serving):
 
 
 def main_saved_model(argv, f):
-    from prtr_tf import registry, weights
-    from prtr_tf.atomic import atomic_output
+    from prtr_tf.models import registry
+    from prtr_tf.checkpoints import weights
+    from prtr_tf.files.atomic import atomic_output
     from prtr_tf.serving.saved_model import export_saved_model
 
     _no_arguments(argv)
@@ -260,7 +261,8 @@ def _detector_size(value, det_config):
 def _weights_or_random(config, checkpoint, config_flag, flag, kind_name):
     """The model of ``config`` (given as ``config_flag``) with ``checkpoint`` loaded,
     or with random initial weights when there is none (smoke tests)."""
-    from prtr_tf import registry, weights
+    from prtr_tf.models import registry
+    from prtr_tf.checkpoints import weights
 
     kind, wanted = registry.get(config), registry.get(kind_name)
     if kind.name != wanted.name:

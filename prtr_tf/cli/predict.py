@@ -14,13 +14,13 @@ Three ways to run the keypoint model, one per run:
   * --config + --checkpoint: the Keras model (`prtr_tf.serving.estimator.PoseEstimator`); an
     end-to-end config (configs/e2e_*.py) finds the persons itself (no box source;
     --box_thr is its P(person) threshold, default 0.5);
-  * --saved_model DIR: a SavedModel from export/saved_model.py, whose serving_default
+  * --saved_model DIR: a SavedModel from export/to_saved_model.py, whose serving_default
     holds the detector and the whole pipeline (box threshold, person cap and flip test
     fixed at export; no --config, --boxes_json, detector flags, --box_thr or
     --flip_test). An end-to-end export (configs/e2e_*.py) works the same way. A
     SavedModel exported before serving_default returned box_scores gives
     "box_score": null (with a warning);
-  * --tflite FILE: a keypoint .tflite from export/tflite.py on the same crops as the
+  * --tflite FILE: a keypoint .tflite from export/to_tflite.py on the same crops as the
     Keras path (`prtr_tf.serving.backends.TFLiteEstimator`); crop size, normalisation
     and flip test are read from the file's metadata (--flip_test must agree with it),
     --config is optional (its test thresholds are then used, after checking it matches
@@ -64,8 +64,8 @@ Exit status: 0 when at least one input was processed, 1 when every input failed,
 or models, configs and files given that are missing or do not fit.
 
 Code: flags and their checks here; `prtr_tf.serving.backends.build_estimator` (the
-models), `prtr_tf.media` (inputs), `prtr_tf.data.boxes_json` (--boxes_json) and
-`prtr_tf.predict.predict_files` (the run and its outputs).
+models), `prtr_tf.inference.media` (inputs), `prtr_tf.data.boxes_json` (--boxes_json) and
+`prtr_tf.inference.predict.predict_files` (the run and its outputs).
 """
 
 import os
@@ -116,21 +116,21 @@ def define_flags():
         "max_frames", 0, "Videos: process at most this many frames (0: all).")
     f["precision"] = common.define_precision_flag()
     f["saved_model"] = flags.DEFINE_string(
-        "saved_model", None, "A SavedModel folder from export/saved_model.py (detector + "
+        "saved_model", None, "A SavedModel folder from export/to_saved_model.py (detector + "
         "pipeline inside), instead of --config/--checkpoint and the box flags.")
     f["tflite"] = flags.DEFINE_string(
-        "tflite", None, "A keypoint .tflite from export/tflite.py, instead of --checkpoint "
+        "tflite", None, "A keypoint .tflite from export/to_tflite.py, instead of --checkpoint "
         "(--config optional); boxes from --boxes_json or a detector.")
     f["detector_tflite"] = flags.DEFINE_string(
-        "detector_tflite", None, "A detector .tflite from export/tflite.py (instead of "
+        "detector_tflite", None, "A detector .tflite from export/to_tflite.py (instead of "
         "--detector_config + --detector_checkpoint).")
     return f
 
 
 def _kind(config):
-    """The `prtr_tf.registry` kind of --config; usage errors for a config without one
+    """The `prtr_tf.models.registry` kind of --config; usage errors for a config without one
     or of a kind that is no keypoint model."""
-    from prtr_tf import registry
+    from prtr_tf.models import registry
     from prtr_tf.serving.backends import POSE_KINDS
 
     try:
@@ -202,7 +202,7 @@ def main(argv, flags):
     from PIL import Image
 
     from prtr_tf.data.boxes_json import load_boxes_json
-    from prtr_tf.media import collect_sources
+    from prtr_tf.inference.media import collect_sources
 
     if len(argv) > 1:
         raise usage_error(f"unexpected arguments: {argv[1:]}")
@@ -225,7 +225,7 @@ def main(argv, flags):
     if not files:
         raise usage_error(f"--source {v['source']!r} matches no files")
 
-    from prtr_tf.predict import predict_files
+    from prtr_tf.inference.predict import predict_files
     from prtr_tf.serving.backends import build_estimator
     common.note_precision(v["precision"])
     try:

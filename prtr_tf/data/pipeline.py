@@ -29,7 +29,7 @@ import re
 import numpy as np
 import tensorflow as tf
 
-from prtr_tf.datasets import flip_pairs_of, flip_permutation
+from prtr_tf.data.keypoint_sets import flip_pairs_of, flip_permutation
 from prtr_tf.data.skips import SkipCounter, bad_sample
 from prtr_tf.data.transforms import affine_matrix_tf, transform_joints_tf, warp_affine_tf
 
@@ -97,7 +97,7 @@ class _Augmenter:
         self.pixel_std = float(data_config.pixel_std)
         self.rf = float(data_config.rotation_factor)
         self.rot_prob = float(data_config.rotation_prob)
-        # A set without flip pairs is not mirrored (`prtr_tf.datasets.flip_pairs_of`).
+        # A set without flip pairs is not mirrored (`prtr_tf.data.keypoint_sets.flip_pairs_of`).
         self.flip = bool(data_config.flip) and flip_pairs is not None
         self.perm = tf.constant(flip_permutation(num_joints, flip_pairs or ()), tf.int32)
 

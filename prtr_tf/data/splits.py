@@ -7,7 +7,7 @@ use (`prtr_tf.data.synthetic`).
 import os
 
 from prtr_tf.data.coco import load_coco_detections, load_coco_keypoints
-from prtr_tf.datasets import category_ids
+from prtr_tf.data.keypoint_sets import category_ids
 from prtr_tf.data.mpii import load_mpii
 
 

@@ -32,7 +32,7 @@ import sys
 import numpy as np
 from PIL import Image, ImageDraw
 
-from prtr_tf.datasets import COCO_JOINTS, COCO_SKELETON
+from prtr_tf.data.keypoint_sets import COCO_JOINTS, COCO_SKELETON
 
 VERSION = 1
 ANN_FILE = "person_keypoints.json"

@@ -17,7 +17,8 @@ def evaluate_checkpoint(config, checkpoint, split="val", results_path=None, stre
     detector, computing in ``precision`` (`prtr_tf.nn.precision`). ``options``: the
     kind's ``eval_options`` (e.g. ``det_json``); others are a ValueError. Returns
     (scores, the metrics table, weights file, results path)."""
-    from prtr_tf import registry, weights
+    from prtr_tf.models import registry
+    from prtr_tf.checkpoints import weights
 
     kind = registry.get(config)
     unknown = sorted(k for k, v in options.items() if v is not None

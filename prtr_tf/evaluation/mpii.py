@@ -17,7 +17,7 @@ import warnings
 import numpy as np
 
 from prtr_tf.data.jsonfile import read_json
-from prtr_tf.datasets import MPII_JOINTS
+from prtr_tf.data.keypoint_sets import MPII_JOINTS
 
 SC_BIAS = 0.6  # head size = SC_BIAS x head-box diagonal (official MPII / HRNet)
 # Approximate head size = HEAD_SEGMENT_FACTOR x ||head_top - upper_neck||. PCKh is defined

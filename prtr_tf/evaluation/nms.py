@@ -6,7 +6,7 @@ A pose is a (J, 3) array of [x, y, joint score]; its area is the padded box area
 import numpy as np
 import tensorflow as tf
 
-from prtr_tf.datasets import COCO_SIGMAS
+from prtr_tf.data.keypoint_sets import COCO_SIGMAS
 
 def _sigmas(sigmas, num_joints):
     sigmas = COCO_SIGMAS if sigmas is None else np.asarray(sigmas, np.float64)

@@ -4,7 +4,7 @@
 `convert`: tf2onnx (opset `DEFAULT_OPSET` by default) reads the frozen signature
 graph; the model is then checked with ``onnx.checker``. The file is written under a
 temporary name and moved into place only when it converted and checked
-(`prtr_tf.atomic`): a failed conversion leaves no ``.onnx`` behind.
+(`prtr_tf.files.atomic`): a failed conversion leaves no ``.onnx`` behind.
 ``serve_crops`` (keypoint model + readout on normalised crops) converts;
 ``serving_default`` (the whole pipeline on a uint8 image) converts when the SavedModel
 was exported with ``--onnx_compatible`` (matrix-product resize and crops), otherwise
@@ -16,7 +16,7 @@ tf2onnx has no conversion for the antialiased resize (the TF op ScaleAndTranslat
 """
 import os
 
-from prtr_tf.atomic import atomic_output
+from prtr_tf.files.atomic import atomic_output
 
 DEFAULT_OPSET = 17
 
@@ -46,7 +46,7 @@ def _hint(signature):
         return ""
     return ("; serving_default converts only from a SavedModel exported with "
             "--onnx_compatible: re-export it with `prtr-export saved_model ... "
-            "--onnx_compatible` (export/saved_model.py)")
+            "--onnx_compatible` (export/to_saved_model.py)")
 
 
 def convert(saved_model, output, signature="serve_crops", opset=DEFAULT_OPSET, tag="serve"):

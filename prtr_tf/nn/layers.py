@@ -3,7 +3,7 @@
 Every layer that owns weights of an official PyTorch module carries a
 ``torch_name`` attribute: the dotted module path of that module in the official
 ``state_dict`` (e.g. ``backbone.0.body.layer1.0.conv1``). The checkpoint importer
-(`prtr_tf.nn.torch_import`) walks the model, finds these layers and converts the
+(`prtr_tf.checkpoints.torch_import`) walks the model, finds these layers and converts the
 tensors ``{torch_name}.weight`` etc. by layer type. Use `named` to set it.
 """
 import keras

@@ -75,7 +75,7 @@ class ResNet(Composite):
         frozen = depth != "resnet_tiny" if frozen is None else frozen
         width = WIDTHS.get(depth, 64)
         # torch_prefix: the official module path of the body; an ImageNet checkpoint
-        # names the same tensors without it (`prtr_tf.nn.torch_import.backbone_mapping`).
+        # names the same tensors without it (`prtr_tf.checkpoints.torch_import.backbone_mapping`).
         self.depth, self.torch_prefix = depth, torch_prefix
         p = torch_prefix
         self.conv1 = conv(width, 7, 2, torch_name=f"{p}.conv1", trainable=not frozen)

@@ -1,6 +1,6 @@
 """Exported-model backends for `predict.py`: the same person dicts as `PoseEstimator`.
 
-* `SavedModelEstimator`: a SavedModel written by ``export/saved_model.py`` (detector and
+* `SavedModelEstimator`: a SavedModel written by ``export/to_saved_model.py`` (detector and
   the whole two-stage pipeline in the graph; its ``serving_default`` signature).
 * `TFLiteEstimator`: `PoseEstimator` with the keypoint model + readout running from a
   ``.tflite`` file (`prtr_tf.export.tflite.export`): boxes, crops (`Cropper`), crop -> image
@@ -8,7 +8,7 @@
   step is the interpreter's. Crop size, normalisation, colour order and flip test come
   from the metadata embedded in the file (`prtr_tf.export.tflite.read_metadata`).
 * `TFLiteDetector`: a DETR person detector ``.tflite`` (`prtr_tf.export.tflite.convert_detector`),
-  interchangeable with `prtr_tf.detector.predict.DetrPersonDetector`.
+  interchangeable with `prtr_tf.models.detector.predict.DetrPersonDetector`.
 * `build_estimator`: the estimator of a SavedModel, a .tflite or a Keras checkpoint
   (with its person detector), as ``predict.py`` asks for it.
 
@@ -25,16 +25,16 @@ import tensorflow as tf
 
 from prtr_tf.export import tflite
 from prtr_tf.data.pipeline import normalization
-from prtr_tf import datasets
-from prtr_tf.datasets import DATASETS
-from prtr_tf.keypoint.predict import crop_to_image
+from prtr_tf.data import keypoint_sets
+from prtr_tf.data.keypoint_sets import DATASETS
+from prtr_tf.models.keypoint.predict import crop_to_image
 from prtr_tf.serving.estimator import PoseEstimator
 
-# Post-processing defaults of every shipped keypoint config (`prtr_tf.keypoint.config.two_stage`),
+# Post-processing defaults of every shipped keypoint config (`prtr_tf.models.keypoint.config.two_stage`),
 # used for .tflite files whose metadata predates the "postprocess" entry.
 _DEFAULT_POSTPROCESS = {"image_thre": 0.0, "in_vis_thre": 0.2, "oks_thre": 0.9,
                         "box_padding": 1.25}
-# `prtr_tf.serving.two_stage.DEFAULT_SCORE_THRESHOLD`: the detector .tflite carries no threshold.
+# `prtr_tf.models.keypoint.serving.DEFAULT_SCORE_THRESHOLD`: the detector .tflite carries no threshold.
 _DEFAULT_DETECTOR_THRESHOLD = 0.5
 
 
@@ -49,7 +49,7 @@ def _read_tflite_metadata(path, expected_format, what):
     if meta is None or not str(meta.get("format", "")).startswith(expected_format):
         found = None if meta is None else meta.get("format")
         raise ValueError(f"{what} {path!r} has no {expected_format} metadata (found format "
-                         f"{found!r}); export it with export/tflite.py")
+                         f"{found!r}); export it with export/to_tflite.py")
     return meta
 
 
@@ -99,9 +99,9 @@ def config_from_metadata(meta, config=None):
         "mean": tuple(float(v) for v in inp["mean"]),
         "std": tuple(float(v) for v in inp["std"]),
         "pixel_std": float(inp["pixel_std"]), "box_padding": float(post["box_padding"])})
-    if c.data.dataset == datasets.CUSTOM:  # the keypoint set travels in the metadata
-        c.data.keypoints = datasets.keypoints_config_of(
-            datasets.set_from_metadata(meta, "the .tflite"), "the .tflite metadata")
+    if c.data.dataset == keypoint_sets.CUSTOM:  # the keypoint set travels in the metadata
+        c.data.keypoints = keypoint_sets.keypoints_config_of(
+            keypoint_sets.set_from_metadata(meta, "the .tflite"), "the .tflite metadata")
     c.test = ml_collections.ConfigDict({
         "flip_test": bool(meta["flip_test"]), "image_thre": float(post["image_thre"]),
         "in_vis_thre": float(post["in_vis_thre"]), "oks_thre": float(post["oks_thre"]),
@@ -174,8 +174,8 @@ class TFLiteDetector:
     """
 
     def __init__(self, path, score_threshold=None, use_xnnpack=True, num_threads=None):
-        from prtr_tf.detector.augment import resize_to
-        self.metadata = _read_tflite_metadata(path, "prtr_tf.detector", "--detector_tflite")
+        from prtr_tf.models.detector.augment import resize_to
+        self.metadata = _read_tflite_metadata(path, "prtr_tf.models.detector", "--detector_tflite")
         inp = self.metadata["input"]
         self.threshold = (_DEFAULT_DETECTOR_THRESHOLD if score_threshold is None
                           else float(score_threshold))
@@ -196,7 +196,7 @@ class TFLiteDetector:
         self._prepare = prepare
 
     def __call__(self, image):
-        from prtr_tf.detector.data import unnormalize_boxes
+        from prtr_tf.models.detector.data import unnormalize_boxes
         x = self._prepare(tf.constant(image)).numpy()[None]
         x = np.repeat(x, self.batch, axis=0)
         out = self.runner(images=x)
@@ -207,14 +207,14 @@ class TFLiteDetector:
 
 
 class SavedModelEstimator:
-    """The ``serving_default`` signature of a SavedModel from ``export/saved_model.py``
+    """The ``serving_default`` signature of a SavedModel from ``export/to_saved_model.py``
     (detector, crops, keypoint model, rescoring and OKS-NMS all in the graph; box
     threshold, person cap and flip test fixed at export).
 
     ``box_score`` is the signature's ``box_scores`` output (the detector's P(person) of
     each kept box). SavedModels exported before that output existed lack it: their
     ``box_score`` is None, with one warning at load naming the folder (re-export with
-    export/saved_model.py to get the scores).
+    export/to_saved_model.py to get the scores).
     """
 
     def __init__(self, path):
@@ -222,25 +222,25 @@ class SavedModelEstimator:
             raise FileNotFoundError(f"--saved_model {path!r}: no such folder")
         if not os.path.isfile(os.path.join(path, "saved_model.pb")):
             raise FileNotFoundError(f"--saved_model {path!r} has no saved_model.pb (not a "
-                                    "SavedModel; write one with export/saved_model.py)")
+                                    "SavedModel; write one with export/to_saved_model.py)")
         loaded = tf.saved_model.load(path)
         if "serving_default" not in loaded.signatures:
             raise ValueError(f"--saved_model {path!r} has no serving_default signature (only "
                              f"{sorted(loaded.signatures)}); export it with a detector "
-                             "(export/saved_model.py --detector_config ...)")
+                             "(export/to_saved_model.py --detector_config ...)")
         self._loaded = loaded  # keeps the variables alive
         self.fn = loaded.signatures["serving_default"]
         self.has_box_scores = "box_scores" in self.fn.structured_outputs
         if not self.has_box_scores:
             warnings.warn(f"--saved_model {path!r}: serving_default has no 'box_scores' "
                           "output (exported by an older version); \"box_score\" will be "
-                          "null. Re-export it with export/saved_model.py to get the "
+                          "null. Re-export it with export/to_saved_model.py to get the "
                           "detector's box scores.", stacklevel=2)
 
     @classmethod
     def from_function(cls, fn):
         """The same over a concrete function with serving_default's signature and
-        outputs (e.g. `prtr_tf.serving.end_to_end.EndToEndServing`'s, not exported)."""
+        outputs (e.g. `prtr_tf.models.end_to_end.serving.EndToEndServing`'s, not exported)."""
         self = cls.__new__(cls)
         self._loaded, self.fn = None, fn
         self.has_box_scores = "box_scores" in fn.structured_outputs
@@ -263,7 +263,7 @@ class SavedModelEstimator:
                 for i in range(n)]
 
 
-# The kinds a keypoint --config may be (`prtr_tf.registry`): the two-stage keypoint
+# The kinds a keypoint --config may be (`prtr_tf.models.registry`): the two-stage keypoint
 # Transformer (with a person detector or given boxes) and the end-to-end model.
 POSE_KINDS = ("prtr", "prtr_e2e")
 
@@ -272,7 +272,7 @@ def build_estimator(saved_model=None, tflite=None, config=None, checkpoint=None,
                     detector_config=None, detector_checkpoint=None, detector_tflite=None,
                     box_thr=None, flip_test=None, log=None, precision="float32"):
     """The estimator of one of three backends (what ``predict.py`` runs), and the
-    keypoint set (a `prtr_tf.datasets` set: the exports' metadata, the config's; None
+    keypoint set (a `prtr_tf.data.keypoint_sets` set: the exports' metadata, the config's; None
     when unknown) for drawing.
 
     * ``saved_model``: a SavedModel folder (`SavedModelEstimator`; everything else None);
@@ -280,7 +280,7 @@ def build_estimator(saved_model=None, tflite=None, config=None, checkpoint=None,
       from a Keras detector (``detector_config`` + ``detector_checkpoint``), a
       ``detector_tflite`` or none (boxes given per call);
     * ``config`` + ``checkpoint``: the Keras model of a kind in `POSE_KINDS`
-      (`prtr_tf.weights.load_model`); its kind's ``estimator`` (`prtr_tf.registry`):
+      (`prtr_tf.checkpoints.weights.load_model`); its kind's ``estimator`` (`prtr_tf.models.registry`):
       `PoseEstimator` with the detector, or the end-to-end model (no detector).
 
     ``precision``: of the Keras models ('float32' or 'bfloat16', `prtr_tf.nn.precision`;
@@ -289,7 +289,8 @@ def build_estimator(saved_model=None, tflite=None, config=None, checkpoint=None,
     with one line per loaded model (e.g. ``print``). FileNotFoundError for missing
     files, ValueError for models or configs that do not fit.
     """
-    from prtr_tf import registry, weights
+    from prtr_tf.models import registry
+    from prtr_tf.checkpoints import weights
 
     log = log or (lambda line: None)
     if saved_model:
@@ -298,7 +299,7 @@ def build_estimator(saved_model=None, tflite=None, config=None, checkpoint=None,
         from prtr_tf.serving import metadata
         meta = metadata.read(saved_model)
         if meta is not None:
-            return estimator, datasets.set_from_metadata(meta, saved_model)
+            return estimator, keypoint_sets.set_from_metadata(meta, saved_model)
         # Exported before the metadata existed: the built-in set of that many joints.
         joints = estimator.fn.structured_outputs["keypoints"].shape[1]
         found = [d for d in DATASETS.values() if len(d["joints"]) == joints]
@@ -316,7 +317,7 @@ def build_estimator(saved_model=None, tflite=None, config=None, checkpoint=None,
             weights.resolve(path, what)
     detector = None
     if detector_checkpoint:
-        from prtr_tf.detector.predict import DetrPersonDetector
+        from prtr_tf.models.detector.predict import DetrPersonDetector
         det_model, detector_config, det_file = weights.load_model(
             detector_config, detector_checkpoint, "--detector_checkpoint", kinds=("detr",),
             config_flag="--detector_config", precision=precision)
@@ -330,9 +331,9 @@ def build_estimator(saved_model=None, tflite=None, config=None, checkpoint=None,
         if flip_test is not None and flip_test != estimator.flip_test:
             raise ValueError(f"--flip_test={flip_test} but {tflite!r} was exported with "
                              f"flip_test={estimator.flip_test} (in the graph); re-export "
-                             "(export/tflite.py --flip_test) or drop --flip_test")
+                             "(export/to_tflite.py --flip_test) or drop --flip_test")
         log(f"keypoint model: {tflite}")
-        return estimator, datasets.set_from_metadata(estimator.metadata, tflite)
+        return estimator, keypoint_sets.set_from_metadata(estimator.metadata, tflite)
     model, config, file = weights.load_model(config, checkpoint, "--checkpoint",
                                              kinds=POSE_KINDS, config_flag="--config",
                                              precision=precision)
@@ -340,4 +341,4 @@ def build_estimator(saved_model=None, tflite=None, config=None, checkpoint=None,
     log(f"{'keypoint' if kind.needs_detector else 'end-to-end'} model: {file}")
     estimator = kind.estimator(model, config, detector=detector, box_threshold=box_thr,
                                flip_test=flip_test)
-    return estimator, datasets.of_config(config)
+    return estimator, keypoint_sets.of_config(config)

@@ -15,11 +15,11 @@ filtered by OKS-NMS.
 import numpy as np
 import tensorflow as tf
 
-from prtr_tf import datasets
+from prtr_tf.data import keypoint_sets
 from prtr_tf.data.pipeline import Cropper
 from prtr_tf.data.transforms import box_to_center_scale
 from prtr_tf.evaluation.coco import select_poses
-from prtr_tf.keypoint.predict import crop_to_image, predict_crops
+from prtr_tf.models.keypoint.predict import crop_to_image, predict_crops
 
 
 class PoseEstimator:
@@ -34,9 +34,9 @@ class PoseEstimator:
         self.box_threshold = config.test.image_thre if box_threshold is None else box_threshold
         self.size_hw = tuple(config.model.image_size)
         self.cropper = Cropper(config)
-        flip_pairs = datasets.flip_pairs_of(config, self.flip_test)  # None: no pairs
+        flip_pairs = keypoint_sets.flip_pairs_of(config, self.flip_test)  # None: no pairs
         self.flip_test = flip_pairs is not None
-        self.sigmas = datasets.oks_sigmas(config)
+        self.sigmas = keypoint_sets.oks_sigmas(config)
         pixel_std = float(config.data.pixel_std)
 
         @tf.function(reduce_retracing=True)

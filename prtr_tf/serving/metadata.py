@@ -1,14 +1,15 @@
 """The keypoint set of a SavedModel export (joint names, skeleton, flip pairs, OKS
-sigmas: `prtr_tf.datasets.metadata`), stored in the folder as
+sigmas: `prtr_tf.data.keypoint_sets.metadata`), stored in the folder as
 ``assets.extra/prtr_tf_keypoints.json`` (TensorFlow's place for files the graph does
-not read; TF Serving and ``saved_model_cli`` ignore it). ``export/onnx.py`` copies it
+not read; TF Serving and ``saved_model_cli`` ignore it). ``export/to_onnx.py`` copies it
 into the ONNX file's ``metadata_props`` (key `ONNX_KEY`); ``predict.py`` draws the
 skeleton from it.
 """
 import json
 import os
 
-from prtr_tf import atomic, datasets
+from prtr_tf.files import atomic
+from prtr_tf.data import keypoint_sets
 
 FILE = os.path.join("assets.extra", "prtr_tf_keypoints.json")
 FORMAT = "prtr_tf.keypoint_set/1"
@@ -17,7 +18,7 @@ ONNX_KEY = "prtr_tf_keypoints"
 
 def keypoint_metadata(config):
     """The JSON-ready metadata of a config's keypoint set."""
-    return {"format": FORMAT, **datasets.metadata(config)}
+    return {"format": FORMAT, **keypoint_sets.metadata(config)}
 
 
 def write(folder, config):
@@ -40,7 +41,7 @@ def read(folder):
 
 
 def read_onnx(path):
-    """The metadata dict an ONNX file from ``export/onnx.py`` carries, or None."""
+    """The metadata dict an ONNX file from ``export/to_onnx.py`` carries, or None."""
     import onnx
     model = onnx.load(path, load_external_data=False)
     for prop in model.metadata_props:

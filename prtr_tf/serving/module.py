@@ -3,7 +3,7 @@ and NMS settings, the input signatures and their checks, ``serve_encoded`` and t
 `tf.function`s). A kind's serving module adds its ``serve_image`` and ``functions``."""
 import tensorflow as tf
 
-from prtr_tf import datasets
+from prtr_tf.data import keypoint_sets
 from prtr_tf.data.pipeline import decode_bytes
 from prtr_tf.serving.inputs import checked_image
 from prtr_tf.serving.ops import RESIZE_MODES
@@ -15,13 +15,13 @@ IMAGE_INPUT, IMAGE_SHAPE = "image", (None, None, 3)
 
 
 class ServingModule(tf.Module):
-    """Base of `prtr_tf.serving.two_stage.PoseServing` and
-    `prtr_tf.serving.end_to_end.EndToEndServing`.
+    """Base of `prtr_tf.models.keypoint.serving.PoseServing` and
+    `prtr_tf.models.end_to_end.serving.EndToEndServing`.
 
     Args:
       model: the model that gives the keypoints.
       config: its config (``model.num_joints``, ``test.in_vis_thre``, ``oks_thre``; the
-        keypoint set's OKS sigmas, `prtr_tf.datasets.oks_sigmas`).
+        keypoint set's OKS sigmas, `prtr_tf.data.keypoint_sets.oks_sigmas`).
       score_threshold: minimum person score kept.
       resize: "tf" or "matmul" (`prtr_tf.serving.ops.detector_resize`).
     """
@@ -38,7 +38,7 @@ class ServingModule(tf.Module):
         self.num_joints = int(config.model.num_joints)
         self.in_vis_thre = float(config.test.in_vis_thre)
         self.oks_thre = float(config.test.oks_thre)
-        self.sigmas = datasets.oks_sigmas(config)
+        self.sigmas = keypoint_sets.oks_sigmas(config)
         self.score_threshold = float(score_threshold)
         # Unknown rank: a SavedModel signature does not check the shape it is given, and
         # `checked_image` can only see a wrong rank when the graph does not fix it.

@@ -3,7 +3,7 @@ as matrix products (no ScaleAndTranslate / MatrixInverse / ImageProjectiveTransf
 which tf2onnx cannot convert), and `detector_resize`, which picks either."""
 import tensorflow as tf
 
-from prtr_tf.detector.augment import resize, resize_size
+from prtr_tf.models.detector.augment import resize, resize_size
 
 RESIZE_MODES = ("tf", "matmul")
 
@@ -21,7 +21,7 @@ def _antialias_weights(in_size, out_size):
 
 
 def resize_matmul(image, size, max_size=None):
-    """`prtr_tf.detector.augment.resize` (image only) as two matrix products: the same
+    """`prtr_tf.models.detector.augment.resize` (image only) as two matrix products: the same
     antialiased bilinear weights, without the ScaleAndTranslate op (which tf2onnx cannot
     convert). Before rounding it equals `tf.image.resize` to ~1e-4 (of 255); values
     within that of a .5 round the other way (a few pixels per image)."""
@@ -36,7 +36,7 @@ def resize_matmul(image, size, max_size=None):
 
 def detector_resize(image, test_size, max_size, mode="tf"):
     """uint8 (H, W, 3) -> float32 image resized as the detector evaluates (shortest side
-    ``test_size``, longest <= ``max_size``): `prtr_tf.detector.augment.resize` ("tf") or
+    ``test_size``, longest <= ``max_size``): `prtr_tf.models.detector.augment.resize` ("tf") or
     `resize_matmul` ("matmul": equal up to float rounding, convertible by tf2onnx)."""
     if mode == "matmul":
         return resize_matmul(image, test_size, max_size)

@@ -1,5 +1,5 @@
-"""SavedModel export of a serving module (`prtr_tf.serving.two_stage.PoseServing`,
-`prtr_tf.serving.end_to_end.EndToEndServing`) with `keras.export.ExportArchive`,
+"""SavedModel export of a serving module (`prtr_tf.models.keypoint.serving.PoseServing`,
+`prtr_tf.models.end_to_end.serving.EndToEndServing`) with `keras.export.ExportArchive`,
 which `saved_model_cli run` and TF Serving need."""
 
 

@@ -1,6 +1,6 @@
 """The keypoint set a model was trained on, recorded in its workdir
 (``keypoint_set.json``: joint names, skeleton, flip pairs, sigmas; `record`) and checked
-when the model is loaded for inference (`check`, from `prtr_tf.weights.load_model`).
+when the model is loaded for inference (`check`, from `prtr_tf.checkpoints.weights.load_model`).
 
 A config whose set differs from the recorded one (another annotation file with as
 many joints, names in another order, other flip pairs) loads the weights without
@@ -19,11 +19,12 @@ CHECKED = ("keypoint_names", "flip_pairs")
 def record(workdir, config):
     """Writes (atomically) ``workdir``/keypoint_set.json of ``config``'s keypoint set;
     only for configs of models with joints (``config.model.num_joints``)."""
-    from prtr_tf import atomic, datasets
+    from prtr_tf.files import atomic
+    from prtr_tf.data import keypoint_sets
     if not config.model.get("num_joints"):
         return None
     path = os.path.join(workdir, FILE)
-    atomic.write_text(path, json.dumps(datasets.metadata(config), indent=1) + "\n")
+    atomic.write_text(path, json.dumps(keypoint_sets.metadata(config), indent=1) + "\n")
     return path
 
 
@@ -42,11 +43,11 @@ def recorded(checkpoint):
 def check(checkpoint, config, label="the config"):
     """ValueError when ``config``'s keypoint set differs from the one recorded beside
     ``checkpoint`` (see the module docstring); nothing without a record."""
-    from prtr_tf import datasets
+    from prtr_tf.data import keypoint_sets
     path, saved = recorded(str(checkpoint))
     if saved is None or not config.model.get("num_joints"):
         return
-    current = datasets.metadata(config)
+    current = keypoint_sets.metadata(config)
     for field in CHECKED:
         if field in saved and list(map(_plain, saved[field])) != list(
                 map(_plain, current[field])):

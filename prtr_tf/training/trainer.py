@@ -17,7 +17,9 @@ import time
 
 import tensorflow as tf
 
-from prtr_tf import atomic, registry, weights
+from prtr_tf.files import atomic
+from prtr_tf.models import registry
+from prtr_tf.checkpoints import weights
 from prtr_tf.data.skips import SkipCounter
 from prtr_tf.training.loss_scale import (DEFAULT_GROWTH_STEPS, DEFAULT_INITIAL_SCALE,
                                          DynamicLossScale)
@@ -50,7 +52,7 @@ def set_mixed_precision(name):
 class Trainer:
     """Owns the model, optimisers, data and checkpoints of one training run.
 
-    The config's kind (`prtr_tf.registry`) gives the task: the model, its data,
+    The config's kind (`prtr_tf.models.registry`) gives the task: the model, its data,
     loss and validation metric.
     """
 
@@ -83,7 +85,7 @@ class Trainer:
                 weights.load_into(self.model, t.init_weights, "config.train.init_weights",
                                   description=self.kind.describe(config))
             if t.get("init_backbone"):
-                from prtr_tf.nn.torch_import import load_imagenet_file
+                from prtr_tf.checkpoints.torch_import import load_imagenet_file
                 report = load_imagenet_file(self.model.backbone, t.init_backbone,
                                             "config.train.init_backbone",
                                             description=self.kind.describe(config))

@@ -12,7 +12,7 @@ import json
 import os
 import socket
 
-from prtr_tf import atomic
+from prtr_tf.files import atomic
 
 LOCK_NAME = ".lock"
 

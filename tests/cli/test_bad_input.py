@@ -1,5 +1,5 @@
 """Bad input to the command-line tools, run as users run them (train.py, eval.py,
-predict.py, prtr-export / export/*.py, python -m prtr_tf.convert): the cases of the
+predict.py, prtr-export / export/*.py, python -m prtr_tf.checkpoints.convert): the cases of the
 README's "Bad input" table that no other test covers.
 
 Every case checks the exit status (2: a usage error, 1: a user error), that the
@@ -251,17 +251,17 @@ def test_prtr_export_unknown_or_no_format():
 
 
 @pytest.mark.parametrize("script,args,status,parts", [
-    ("export/tflite.py", ["--config=tiny", "--output=DIR/out", "--quantization=fp32,int4"], 2,
+    ("export/to_tflite.py", ["--config=tiny", "--output=DIR/out", "--quantization=fp32,int4"], 2,
      ["--quantization: unknown ['int4']; choose from ('fp32', 'fp16', 'int8', 'int8_full')"]),
-    ("export/tflite.py", ["--config=tiny", "--output=DIR/out", "--detector_size=800,1333"], 2,
+    ("export/to_tflite.py", ["--config=tiny", "--output=DIR/out", "--detector_size=800,1333"], 2,
      ["--detector_size needs --detector_config"]),
-    ("export/tflite.py", ["--config=tiny", "--output=DIR/out",
+    ("export/to_tflite.py", ["--config=tiny", "--output=DIR/out",
                           "--detector_config=synthetic_detector_tiny", "--detector_size=800"],
      2, ["--detector_size must be H,W (two positive integers), got '800'"]),
-    ("export/saved_model.py", ["--config=e2e_tiny", "--checkpoint=x.weights.h5",
+    ("export/to_saved_model.py", ["--config=e2e_tiny", "--checkpoint=x.weights.h5",
                                "--output=DIR/out", "--max_persons=0"], 2,
      ["flag --max_persons=0: 0 is not a positive integer"]),
-    ("export/onnx.py", ["--saved_model=DIR/empty", "--output=DIR/out.onnx"], 1,
+    ("export/to_onnx.py", ["--saved_model=DIR/empty", "--output=DIR/out.onnx"], 1,
      ["'DIR/empty' is not a SavedModel directory (no saved_model.pb)"]),
 ], ids=["tflite_quantization", "tflite_detector_size_alone", "tflite_detector_size_value",
         "saved_model_max_persons", "onnx_not_a_saved_model"])
@@ -272,7 +272,7 @@ def test_export_errors(script, args, status, parts, tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["empty"]
 
 
-# ------------------------------------------------------------- python -m prtr_tf.convert
+# ------------------------------------------------------------- python -m prtr_tf.checkpoints.convert
 
 
 def _npz(path):
@@ -297,7 +297,7 @@ def test_convert_errors(args, status, parts, tmp_path):
     (tmp_path / "weights.safetensors").write_bytes(b"x")
     (tmp_path / "old.weights.h5").write_bytes(b"mine")
     before = sorted(os.listdir(tmp_path))
-    proc = run("-m", "prtr_tf.convert", *[a.replace("DIR", str(tmp_path)) for a in args])
+    proc = run("-m", "prtr_tf.checkpoints.convert", *[a.replace("DIR", str(tmp_path)) for a in args])
     assert_error(proc, status, *[p.replace("DIR", str(tmp_path)) for p in parts])
     assert sorted(os.listdir(tmp_path)) == before
     assert (tmp_path / "old.weights.h5").read_bytes() == b"mine"
@@ -307,7 +307,7 @@ def test_convert_errors(args, status, parts, tmp_path):
                     reason="PyTorch is installed: a .pth is read")
 def test_convert_pth_without_torch(tmp_path):
     (tmp_path / "official.pth").write_bytes(b"x")
-    proc = run("-m", "prtr_tf.convert", "--config=tiny",
+    proc = run("-m", "prtr_tf.checkpoints.convert", "--config=tiny",
                f"--checkpoint={tmp_path / 'official.pth'}",
                f"--output={tmp_path / 'o.weights.h5'}")
     assert_error(proc, 1, f"reading '{tmp_path / 'official.pth'}' needs PyTorch: pip install "
@@ -349,7 +349,7 @@ def test_train_config_file_without_get_config(tmp_path):
 
 def test_tflite_export_of_a_detector_config_names_config(tmp_path):
     proc = run("--config=synthetic_detector_tiny", f"--output={tmp_path / 'out'}",
-               script="export/tflite.py")
+               script="export/to_tflite.py")
     assert_error(proc, 1, "--config is a DETR person detector config (model.kind 'detr'); "
                  "a PRTR keypoint Transformer config is needed there")
     assert os.listdir(tmp_path) == []
@@ -358,7 +358,7 @@ def test_tflite_export_of_a_detector_config_names_config(tmp_path):
 def test_eval_checkpoint_of_another_model_is_one_line(tmp_path):
     """The misfit names the file and the model, in one line (Keras' message was several)."""
     from prtr_tf.config import load_config
-    from prtr_tf.registry import build_model
+    from prtr_tf.models.registry import build_model
 
     build_model(load_config("synthetic_detector_tiny")).save_weights(
         str(tmp_path / "det.weights.h5"))

@@ -1,5 +1,5 @@
-"""Smoke tests of the benchmark shells (``benchmark.py``, ``benchmarks/train_benchmark.py``
-over `prtr_tf.cli.benchmark`): the tiniest run each one's flags allow, and --help."""
+"""Smoke tests of the benchmark tools (``python -m tools.benchmark``,
+``python -m tools.train_benchmark``, run from anywhere with the checkout on PYTHONPATH): the tiniest run each one's flags allow, and --help."""
 import json
 import os
 import pathlib
@@ -9,13 +9,13 @@ import sys
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-INFERENCE = REPO / "benchmark.py"
-TRAINING = REPO / "benchmarks" / "train_benchmark.py"
+INFERENCE = "tools.benchmark"
+TRAINING = "tools.train_benchmark"
 
 
 def run(script, *args, cwd):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.run([sys.executable, str(script), *args], cwd=cwd, env=env,
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(REPO))
+    return subprocess.run([sys.executable, "-m", script, *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=600)
 
 
@@ -78,7 +78,7 @@ def test_training_benchmark_of_the_tiny_config(tmp_path):
 
 
 def test_ratio_table_compares_rows_at_the_same_batch():
-    from prtr_tf.tools.benchmark import ratio_table
+    from tools.inference_benchmark import ratio_table
     rows = [{"format": f, "batch": b, "median_ms": ms, "per": "crop"}
             for f, b, ms in (("function", 1, 120.0), ("onnx", 1, 80.0), ("pytorch", 1, 300.0),
                              ("function", 8, 800.0), ("onnx", 8, 640.0))]

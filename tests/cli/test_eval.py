@@ -9,7 +9,7 @@ import sys
 
 from prtr_tf.config import load_config
 from prtr_tf.evaluation import coco
-from prtr_tf.keypoint.model import build_model
+from prtr_tf.models.keypoint.model import build_model
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

@@ -1,7 +1,7 @@
-"""The export scripts run as users run them: export/saved_model.py (= prtr-export
-saved_model) and export/tflite.py (= prtr-export tflite).
+"""The export scripts run as users run them: export/to_saved_model.py (= prtr-export
+saved_model) and export/to_tflite.py (= prtr-export tflite).
 
-(The scripts on a trained end-to-end model, and export/onnx.py, stay in
+(The scripts on a trained end-to-end model, and export/to_onnx.py, stay in
 tests/end_to_end/test_training.py, marked ``cli``: they use its trained model.)
 """
 import os
@@ -15,15 +15,15 @@ import tensorflow as tf
 
 from prtr_tf.config import load_config
 from prtr_tf.export.tflite import metadata, runtime
-from prtr_tf.keypoint.model import build_model
-from prtr_tf.keypoint.predict import predict_crops
+from prtr_tf.models.keypoint.model import build_model
+from prtr_tf.models.keypoint.predict import predict_crops
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
 
 
 def test_cli_help_and_clear_errors(tmp_path):
-    script = os.path.join(REPO, "export", "saved_model.py")
+    script = os.path.join(REPO, "export", "to_saved_model.py")
     proc = subprocess.run([sys.executable, script, "--help"], capture_output=True, text=True,
                           env=ENV, cwd=REPO, timeout=120)
     assert "Exports the two-stage (or end-to-end) PRTR pipeline" in proc.stdout  # (exit 1)
@@ -69,13 +69,13 @@ def test_cli_help_and_clear_errors(tmp_path):
 
 @pytest.mark.slow  # ~36 s on 2 CPU cores
 def test_export_script_with_workdir_and_default_detector_size(tmp_path):
-    """export/tflite.py (= prtr-export tflite): --checkpoint takes a training workdir,
+    """export/to_tflite.py (= prtr-export tflite): --checkpoint takes a training workdir,
     the detector's input size defaults to its config's data.test_size x data.max_size."""
     import subprocess
     import sys
 
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    script = os.path.join(repo, "export", "tflite.py")
+    script = os.path.join(repo, "export", "to_tflite.py")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     proc = subprocess.run([sys.executable, script, "--help"], capture_output=True, text=True,
                           env=env, cwd=repo, timeout=120)

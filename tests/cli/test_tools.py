@@ -1,4 +1,4 @@
-"""The smaller tools run as users run them: python -m prtr_tf.tools.parity and
+"""The smaller tools run as users run them: python -m tools.parity and
 python -m prtr_tf.data.synthetic. (The benchmark scripts: test_benchmark.py.)"""
 import json
 import os
@@ -23,7 +23,7 @@ def test_cli_fails_when_an_official_output_differs(tmp_path):
     arrays["pred_logits"] = arrays["pred_logits"].copy()
     arrays["pred_logits"][1, 7, 3] += 2e-4
     np.savez(tmp_path / f"{name}.npz", **arrays)
-    proc = subprocess.run([sys.executable, "-m", "prtr_tf.tools.parity",
+    proc = subprocess.run([sys.executable, "-m", "tools.parity",
                            str(tmp_path / f"{name}.json")], capture_output=True, text=True)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "FAIL pred_logits" in proc.stdout
@@ -32,7 +32,7 @@ def test_cli_fails_when_an_official_output_differs(tmp_path):
 
 def test_cli_reports_a_broken_fixture(tmp_path):
     (tmp_path / "x.json").write_text(json.dumps({"format": "prtr-two-stage"}))
-    proc = subprocess.run([sys.executable, "-m", "prtr_tf.tools.parity", str(tmp_path / "x.json")],
+    proc = subprocess.run([sys.executable, "-m", "tools.parity", str(tmp_path / "x.json")],
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert "x.npz is missing" in proc.stderr

@@ -1,4 +1,4 @@
-"""Keypoint sets from the data (`prtr_tf.datasets`, `prtr_tf.data.joint_names`,
+"""Keypoint sets from the data (`prtr_tf.data.keypoint_sets`, `prtr_tf.data.joint_names`,
 `prtr_tf.data.keypoint_file`): names, skeleton, flip pairs and sigmas of real
 COCO-format files and of synthetic name lists."""
 import json
@@ -7,7 +7,8 @@ import warnings
 import numpy as np
 import pytest
 
-from prtr_tf import datasets, registry
+from prtr_tf.data import keypoint_sets
+from prtr_tf.models import registry
 from prtr_tf.config import load_config
 from prtr_tf.data.joint_names import derive_flip_pairs, words
 from prtr_tf.data.keypoint_file import KeypointSetWarning, read_keypoint_categories
@@ -44,16 +45,16 @@ def test_words_split_separators_camel_case_and_digits():
 
 def test_builtin_sets_are_made_by_the_same_mechanism():
     # The derived pairs are the published ones (HRNet / PRTR flip_pairs).
-    assert datasets.COCO_FLIP_PAIRS == ((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12),
+    assert keypoint_sets.COCO_FLIP_PAIRS == ((1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12),
                                         (13, 14), (15, 16))
-    assert datasets.MPII_FLIP_PAIRS == ((0, 5), (1, 4), (2, 3), (10, 15), (11, 14), (12, 13))
-    np.testing.assert_array_equal(datasets.DATASETS["coco"]["sigmas"], datasets.COCO_SIGMAS)
-    assert datasets.DATASETS["mpii"]["sigmas"] is None  # scored by PCKh
+    assert keypoint_sets.MPII_FLIP_PAIRS == ((0, 5), (1, 4), (2, 3), (10, 15), (11, 14), (12, 13))
+    np.testing.assert_array_equal(keypoint_sets.DATASETS["coco"]["sigmas"], keypoint_sets.COCO_SIGMAS)
+    assert keypoint_sets.DATASETS["mpii"]["sigmas"] is None  # scored by PCKh
 
 
 def test_a_set_without_pairs_disables_flip_with_a_warning():
     with pytest.warns(KeypointSetWarning) as caught:
-        kset = datasets.make_keypoint_set(["a", "b", "c"], default_sigma=0.05)
+        kset = keypoint_sets.make_keypoint_set(["a", "b", "c"], default_sigma=0.05)
     messages = [str(w.message) for w in caught]
     assert any("horizontal flip is disabled" in m for m in messages)
     assert any("default_sigma=0.05" in m for m in messages)  # the stated default
@@ -72,7 +73,7 @@ def test_training_mirrors_only_sets_with_pairs():
         config = custom_config(name)
         assert config.data.flip
         j = config.model.num_joints
-        augment = _Augmenter(config.data, datasets.flip_pairs_of(config), j)
+        augment = _Augmenter(config.data, keypoint_sets.flip_pairs_of(config), j)
         joints = tf.constant(np.tile([[10.0, 20.0, 1.0]], (j, 1)), tf.float32)
         flips = [bool(augment(tf.constant([7, i]), tf.constant([50.0, 60.0]), tf.constant(
             [1.0, 1.0]), joints, 100)[3]) for i in range(40)]
@@ -82,21 +83,21 @@ def test_training_mirrors_only_sets_with_pairs():
 
 
 def test_known_sigmas_match_names_in_any_order_and_spelling():
-    names = ["Right_Shoulder", "L_Shoulder"] + [n for n in datasets.KNOWN_SETS["crowdpose"][0]
+    names = ["Right_Shoulder", "L_Shoulder"] + [n for n in keypoint_sets.KNOWN_SETS["crowdpose"][0]
                                                 if "shoulder" not in n]
-    sigmas, table = datasets.known_sigmas(names)
+    sigmas, table = keypoint_sets.known_sigmas(names)
     assert table == "crowdpose" and sigmas[:2] == (0.079, 0.079) and sigmas[-1] == 0.079
-    assert datasets.known_sigmas(["a", "b"]) == (None, None)
+    assert keypoint_sets.known_sigmas(["a", "b"]) == (None, None)
 
 
 def test_given_pairs_and_sigmas_are_checked():
-    kset = datasets.make_keypoint_set(["a", "b", "c"], flip_pairs=[("a", "c")],
+    kset = keypoint_sets.make_keypoint_set(["a", "b", "c"], flip_pairs=[("a", "c")],
                                       sigmas=[0.1, 0.2, 0.3])
     assert kset["flip_pairs"] == ((0, 2),) and kset["sigma_source"] == "given"
     with pytest.raises(ValueError, match=r"flip_pairs: \('a', 'x'\) names no joint"):
-        datasets.make_keypoint_set(["a", "b"], flip_pairs=[("a", "x")])
+        keypoint_sets.make_keypoint_set(["a", "b"], flip_pairs=[("a", "x")])
     with pytest.raises(ValueError, match="sigmas has 2 values; 3 positive"):
-        datasets.make_keypoint_set(["a", "b", "c"], flip_pairs=(), sigmas=[0.1, 0.2])
+        keypoint_sets.make_keypoint_set(["a", "b", "c"], flip_pairs=(), sigmas=[0.1, 0.2])
 
 
 # ------------------------------------------------------------------ the real files
@@ -117,7 +118,7 @@ def test_custom_config_takes_the_set_from_the_file(name):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         registry.get(config)  # resolves the set
-    kset = datasets.of_config(config)
+    kset = keypoint_sets.of_config(config)
     ann = json.loads((require_shared("data", name) / SETS[name][0]).read_text())
     assert kset["joints"] == tuple(ann["categories"][0]["keypoints"])
     assert config.model.num_joints == SETS[name][1] == len(kset["joints"])
@@ -128,7 +129,7 @@ def test_custom_config_takes_the_set_from_the_file(name):
     assert kset["sigmas"].shape == (SETS[name][1],)
     assert config.data.keypoints.sigma_source == f"published ({EXPECTED_SIGMAS[name]})"
     np.testing.assert_allclose(
-        kset["sigmas"], datasets.KNOWN_SETS[EXPECTED_SIGMAS[name]][1])
+        kset["sigmas"], keypoint_sets.KNOWN_SETS[EXPECTED_SIGMAS[name]][1])
     messages = [str(w.message) for w in caught if issubclass(w.category, KeypointSetWarning)]
     assert any("horizontal flip is disabled" in m for m in messages) == (name ==
                                                                          "onehand10k_mini")
@@ -140,7 +141,7 @@ def test_custom_config_takes_the_set_from_the_file(name):
 
 def test_ap10k_species_are_one_object_class():
     config = custom_config("ap10k_mini")
-    assert len(datasets.category_ids(config)) == 54
+    assert len(keypoint_sets.category_ids(config)) == 54
     from prtr_tf.data.splits import load_records
     records = load_records(config, "val")
     assert sorted(r["category_id"] for r in records) == [1, 26]  # antelope and another
@@ -165,8 +166,8 @@ def test_crowdpose_skeleton_that_does_not_fit_is_reported_and_replaceable():
     config.data.keypoints.skeleton = ((12, 13), (13, 0), (13, 1))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        datasets.resolve(config)
-    assert datasets.of_config(config)["skeleton"] == ((12, 13), (13, 0), (13, 1))
+        keypoint_sets.resolve(config)
+    assert keypoint_sets.of_config(config)["skeleton"] == ((12, 13), (13, 0), (13, 1))
 
 
 def test_bad_config_skeleton_names_the_field():
@@ -176,7 +177,7 @@ def test_bad_config_skeleton_names_the_field():
                                          "no joint"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            datasets.resolve(config)
+            keypoint_sets.resolve(config)
 
 
 def test_skeleton_variants(tmp_path):
@@ -235,11 +236,11 @@ def test_fewer_queries_than_joints_is_an_error_naming_the_field():
 @pytest.mark.parametrize("name", ["custom_detector", "custom_e2e"])
 def test_custom_detector_and_end_to_end_configs_take_the_set(name):
     config = custom_config("ap10k_mini", config_name=name, tiny=False)
-    assert datasets.category_ids(config)[:3] == (1, 2, 3)
-    assert len(datasets.category_ids(config)) == 54
+    assert keypoint_sets.category_ids(config)[:3] == (1, 2, 3)
+    assert len(keypoint_sets.category_ids(config)) == 54
     if name == "custom_e2e":
         assert config.model.num_joints == 17
-    from prtr_tf.detector.task import DetectionTask
+    from prtr_tf.models.detector.task import DetectionTask
     records = DetectionTask(config).load_records("val", None)
     assert sum(len(r["boxes"]) for r in records) == 2  # both animals, of two species
 
@@ -248,12 +249,12 @@ def test_config_fields_replace_the_files_and_are_checked():
     config = point_at(load_config("custom_keypoints"), "onehand10k_mini")
     config.data.keypoints.flip_pairs = (("thumb1", "pinky_finger1"),)  # names or indices
     config.data.keypoints.sigmas = tuple([0.03] * 21)
-    datasets.resolve(config)  # no warning: pairs and sigmas given
-    kset = datasets.of_config(config)
+    keypoint_sets.resolve(config)  # no warning: pairs and sigmas given
+    kset = keypoint_sets.of_config(config)
     assert kset["flip_pairs"] == ((1, 17),) and kset["sigma_source"] == "given"
     np.testing.assert_allclose(kset["sigmas"], 0.03)
     config = point_at(load_config("custom_keypoints"), "onehand10k_mini")
     config.data.keypoints.sigmas = (0.1, 0.2)
     with pytest.raises(ValueError, match=r"config.data.keypoints.sigmas has 2 values; the 21 "
                                          r"joints of .*hand_keypoints.json need one each"):
-        datasets.resolve(config)
+        keypoint_sets.resolve(config)

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from prtr_tf.datasets import COCO_FLIP_PAIRS
+from prtr_tf.data.keypoint_sets import COCO_FLIP_PAIRS
 from prtr_tf.config import load_config
 from prtr_tf.data import SkipCounter, build_dataset, build_eval_dataset
 from prtr_tf.data.coco import load_coco_keypoints

@@ -6,7 +6,7 @@ import os
 import numpy as np
 from PIL import Image
 
-from prtr_tf.datasets import COCO_JOINTS
+from prtr_tf.data.keypoint_sets import COCO_JOINTS
 from prtr_tf.data.synthetic import ANN_FILE, IMAGE_DIR, ensure_synthetic, generate
 
 

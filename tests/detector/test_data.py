@@ -8,11 +8,11 @@ import tensorflow as tf
 from PIL import Image
 
 from prtr_tf.data import SkipCounter
-from prtr_tf.detector.augment import DetectionAugmenter, crop, hflip, resize, resize_size
-from prtr_tf.detector.config import detector
-from prtr_tf.detector.data import build_detection_dataset, unnormalize_boxes
-from prtr_tf.detector.records import load_person_boxes, person_label
-from prtr_tf.end_to_end.config import end_to_end
+from prtr_tf.models.detector.augment import DetectionAugmenter, crop, hflip, resize, resize_size
+from prtr_tf.models.detector.config import detector
+from prtr_tf.models.detector.data import build_detection_dataset, unnormalize_boxes
+from prtr_tf.models.detector.records import load_person_boxes, person_label
+from prtr_tf.models.end_to_end.config import end_to_end
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)

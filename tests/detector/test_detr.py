@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from prtr_tf.nn.torch_import import load_state_dict
+from prtr_tf.checkpoints.torch_import import load_state_dict
 from prtr_tf.config import load_config
-from prtr_tf.detector.config import detector_model_config
-from prtr_tf.detector.convert import reduce_to_person
-from prtr_tf.detector.model import build_detector, downsample_mask
+from prtr_tf.models.detector.config import detector_model_config
+from prtr_tf.models.detector.convert import reduce_to_person
+from prtr_tf.models.detector.model import build_detector, downsample_mask
 from prtr_tf.nn.layers import count_parameters
-from prtr_tf.tools import parity
+from tools import parity
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FIXTURE = "detr_r50_coco.json"
@@ -90,7 +90,7 @@ def test_convert_cli_reduces_a_detr_checkpoint(detr_fixture, tmp_path):
     np.savez(checkpoint, **state_dict)
     output = tmp_path / "person.weights.h5"
     result = subprocess.run(
-        [sys.executable, "-m", "prtr_tf.convert", "--config=configs/detr_r50_person.py",
+        [sys.executable, "-m", "prtr_tf.cli.convert", "--config=configs/detr_r50_person.py",
          f"--checkpoint={checkpoint}", f"--output={output}"],
         cwd=REPO, capture_output=True, text=True, timeout=300,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})

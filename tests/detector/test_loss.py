@@ -10,8 +10,8 @@ import tensorflow as tf
 from scipy.optimize import linear_sum_assignment
 
 from prtr_tf.nn import boxes as box_ops
-from prtr_tf.detector.loss import (DetectionCriterion, global_num_boxes, layer_losses, match_outputs, set_loss, stack_layers)
-from prtr_tf.detector.matcher import hungarian_match, hungarian_match_layers
+from prtr_tf.models.detector.loss import (DetectionCriterion, global_num_boxes, layer_losses, match_outputs, set_loss, stack_layers)
+from prtr_tf.models.detector.matcher import hungarian_match, hungarian_match_layers
 
 # ---------------------------------------------------------------------------------------
 # NumPy references, written after DETR's code (per-image target lists, concatenated GT)
@@ -381,7 +381,7 @@ def test_global_num_boxes_across_replicas_reproduces_the_full_batch_box_terms():
         import numpy as np, tensorflow as tf
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-        from prtr_tf.detector.loss import set_loss, global_num_boxes
+        from prtr_tf.models.detector.loss import set_loss, global_num_boxes
         rng = np.random.default_rng(0)
         B, Q, N = 4, 5, 3
         logits = rng.normal(size=(B, Q, 2)).astype(np.float32)

@@ -5,11 +5,11 @@ import pytest
 import tensorflow as tf
 
 from prtr_tf.config import load_config
-from prtr_tf.end_to_end.config import e2e_model_config, end_to_end
-from prtr_tf.end_to_end import stn
-from prtr_tf.end_to_end.model import (EndToEndPRTR, crop_to_image_coords, keypoint_outputs, select_persons, valid_fraction)
-from prtr_tf.end_to_end.loss import loss, sample_matched_queries
-from prtr_tf.keypoint.readout import readout
+from prtr_tf.models.end_to_end.config import e2e_model_config, end_to_end
+from prtr_tf.models.end_to_end import stn
+from prtr_tf.models.end_to_end.model import (EndToEndPRTR, crop_to_image_coords, keypoint_outputs, select_persons, valid_fraction)
+from prtr_tf.models.end_to_end.loss import loss, sample_matched_queries
+from prtr_tf.models.keypoint.readout import readout
 
 
 # ---------------------------------------------------------------- sampling grid / sampler
@@ -402,8 +402,8 @@ def test_hrnet_levels_are_its_last_stage_branches():
 def test_init_detector_weights_load_into_the_detector(tmp_path):
     """A standalone DETR's weights (same detector config) initialise the end-to-end
     model's backbone and detector; a wrong file is a clear error."""
-    from prtr_tf.detector.model import build_detector
-    from prtr_tf.registry import make_task
+    from prtr_tf.models.detector.model import build_detector
+    from prtr_tf.models.registry import make_task
 
     config = load_config("e2e_tiny")
     tf.keras.utils.set_random_seed(7)

@@ -109,17 +109,17 @@ def test_eval_py_reproduces_the_trainer_metric(trained):
 @pytest.mark.slow
 @pytest.mark.cli
 def test_exported_saved_model_equals_the_keras_model(trained):
-    """export/saved_model.py writes the end-to-end model; its serve_encoded gives the
+    """export/to_saved_model.py writes the end-to-end model; its serve_encoded gives the
     persons of the Keras evaluation path (poses, rescoring, OKS-NMS in NumPy)."""
     import tensorflow as tf
 
-    from prtr_tf.end_to_end.predict import predict_split
-    from prtr_tf.end_to_end.evaluate import results
+    from prtr_tf.models.end_to_end.predict import predict_split
+    from prtr_tf.models.end_to_end.evaluate import results
 
     config = trained["config"]
     output = trained["tmp"] / "saved_model"
     proc = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "export", "saved_model.py"),
+        [sys.executable, os.path.join(ROOT, "export", "to_saved_model.py"),
          f"--config={trained['config_path']}",
          f"--checkpoint={trained['workdir'] / 'best.weights.h5'}", f"--output={output}",
          "--score_threshold=0.0"],
@@ -161,8 +161,8 @@ def test_exported_saved_model_equals_the_keras_model(trained):
 def test_predict_py_runs_the_end_to_end_model(trained):
     """predict.py --config=<end-to-end> --checkpoint finds and draws the persons: the
     same poses as the Keras evaluation path (results.json rounds to 0.01 px)."""
-    from prtr_tf.end_to_end.predict import predict_split
-    from prtr_tf.end_to_end.evaluate import results
+    from prtr_tf.models.end_to_end.predict import predict_split
+    from prtr_tf.models.end_to_end.evaluate import results
 
     config = trained["config"]
     out = trained["tmp"] / "predicted"
@@ -224,7 +224,7 @@ def test_train_and_evaluate_on_real_coco_images(coco_mini, tmp_path):
 @pytest.mark.slow
 @pytest.mark.cli
 def test_onnx_export_of_the_end_to_end_pipeline(trained):
-    """--onnx_compatible (matrix-product resize) + export/onnx.py: the whole
+    """--onnx_compatible (matrix-product resize) + export/to_onnx.py: the whole
     end-to-end serving_default in onnxruntime equals its SavedModel."""
     import onnxruntime as ort
     import tensorflow as tf
@@ -232,11 +232,11 @@ def test_onnx_export_of_the_end_to_end_pipeline(trained):
     from prtr_tf.data.pipeline import decode_bytes
 
     sm, onnx_path = trained["tmp"] / "saved_model_onnx", trained["tmp"] / "e2e.onnx"
-    for cmd in ([os.path.join(ROOT, "export", "saved_model.py"),
+    for cmd in ([os.path.join(ROOT, "export", "to_saved_model.py"),
                  f"--config={trained['config_path']}",
                  f"--checkpoint={trained['workdir'] / 'best.weights.h5'}", f"--output={sm}",
                  "--score_threshold=0.0", "--onnx_compatible"],
-                [os.path.join(ROOT, "export", "onnx.py"), f"--saved_model={sm}",
+                [os.path.join(ROOT, "export", "to_onnx.py"), f"--saved_model={sm}",
                  "--signature=serving_default", f"--output={onnx_path}"]):
         proc = subprocess.run([sys.executable, *cmd], capture_output=True, text=True,
                               timeout=600, cwd=ROOT)

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from prtr_tf import datasets
+from prtr_tf.data import keypoint_sets
 from prtr_tf.data.pipeline import build_eval_dataset
 from prtr_tf.data.splits import load_records
 from prtr_tf.evaluation import coco, pck
-from prtr_tf.keypoint.evaluate import coco_metrics, distance_metrics
-from prtr_tf.keypoint.predict import crop_to_image
+from prtr_tf.models.keypoint.evaluate import coco_metrics, distance_metrics
+from prtr_tf.models.keypoint.predict import crop_to_image
 from tests.custom_sets import SETS, custom_config
 
 
@@ -58,14 +58,14 @@ def test_oks_uses_the_sets_sigmas(name):
     preds = oracle_predictions(config, records)
     preds["keypoints"][..., 0] += 0.04 * np.stack([records[i]["bbox"][2:].max()
                                                    for i in preds["index"]])[:, None]
-    sigmas = datasets.oks_sigmas(config)
+    sigmas = keypoint_sets.oks_sigmas(config)
     ours = coco_metrics(preds, config, "val", records=records)[0]["AP"]
     ann = f"{config.data.root}/{config.data.val_ann}"
     results = coco.results_from_predictions(
         preds["keypoints"], preds["center"], preds["scale"], preds["box_score"],
         preds["image_id"], sigmas=sigmas,
         category_id=[records[i]["category_id"] for i in preds["index"]])
-    cats = datasets.category_ids(config)
+    cats = keypoint_sets.category_ids(config)
     same = coco.evaluate_coco(ann, results, sigmas=sigmas, category_ids=cats)["AP"]
     wider = coco.evaluate_coco(ann, results, sigmas=sigmas * 3, category_ids=cats)["AP"]
     assert ours == pytest.approx(same)

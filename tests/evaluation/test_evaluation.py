@@ -5,9 +5,9 @@ import warnings
 import numpy as np
 import pytest
 
-from prtr_tf.datasets import MPII_JOINTS
+from prtr_tf.data.keypoint_sets import MPII_JOINTS
 from prtr_tf.evaluation import coco, mpii
-from prtr_tf.datasets import COCO_SIGMAS
+from prtr_tf.data.keypoint_sets import COCO_SIGMAS
 from prtr_tf.evaluation.nms import oks_iou, oks_nms
 
 J = {name: i for i, name in enumerate(MPII_JOINTS)}

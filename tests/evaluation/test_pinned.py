@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from prtr_tf.config import load_config
-from prtr_tf.datasets import COCO_SIGMAS
+from prtr_tf.data.keypoint_sets import COCO_SIGMAS
 from prtr_tf.evaluation.coco import results_from_predictions
 from prtr_tf.evaluation.nms import oks_iou, oks_nms
 

@@ -9,14 +9,14 @@ import tensorflow as tf
 
 from prtr_tf.export.tflite import convert, files, flatbuffer, metadata, runtime
 from prtr_tf.export.tflite.calibration import representative_crops
-from prtr_tf.datasets import DATASETS
+from prtr_tf.data.keypoint_sets import DATASETS
 from prtr_tf.config import load_config
 from prtr_tf.data.coco import load_coco_keypoints
 from prtr_tf.data.pipeline import build_eval_dataset
-from prtr_tf.keypoint.predict import predict_crops
-from prtr_tf.keypoint.model import build_model
-from prtr_tf.detector.model import build_detector
-from prtr_tf.keypoint.readout import readout
+from prtr_tf.models.keypoint.predict import predict_crops
+from prtr_tf.models.keypoint.model import build_model
+from prtr_tf.models.detector.model import build_detector
+from prtr_tf.models.keypoint.readout import readout
 from tests.conftest import require_shared
 
 NUM_CROPS = 8

@@ -1,4 +1,4 @@
-"""Held-out AP of TFLite variants (prtr_tf/tools/tflite_accuracy.py) on a tiny trained
+"""Held-out AP of TFLite variants (tools/tflite_accuracy.py) on a tiny trained
 model: the fp32 conversion must score what the Keras model scores.
 
 The model: synthetic_tiny's, trained without augmentation on 3 synthetic images for 100
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from prtr_tf.config import load_config
-from prtr_tf.tools import tflite_accuracy
+from tools import tflite_accuracy
 
 # ~1 CPU minute: the training (100 steps) and two conversions.
 pytestmark = pytest.mark.slow
@@ -41,7 +41,7 @@ def trained(tmp_path_factory):
 
 
 def test_fp32_tflite_scores_as_keras(trained):
-    from prtr_tf.keypoint.evaluate import validate
+    from prtr_tf.models.keypoint.evaluate import validate
     model, config = trained
     rows = tflite_accuracy.measure_variants(model, config, "val",
                                             quantizations=("fp32", "int8_full"),

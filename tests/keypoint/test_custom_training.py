@@ -40,7 +40,7 @@ def overfit_config(name):
 
 def spy_drawing(monkeypatch):
     """The (skeleton, joint names) of every `visualize.draw_poses` call from now on."""
-    from prtr_tf import visualize
+    from prtr_tf.drawing import visualize
     drawn = []
     real_draw = visualize.draw_poses
 
@@ -117,10 +117,12 @@ def test_exports_carry_the_keypoint_set_and_predict_draws_it(trained, tmp_path,
 
     import numpy as np
 
-    from prtr_tf import datasets, registry, weights
+    from prtr_tf.data import keypoint_sets
+    from prtr_tf.models import registry
+    from prtr_tf.checkpoints import weights
     from prtr_tf.export import onnx as onnx_export
     from prtr_tf.export import tflite
-    from prtr_tf.predict import predict_files
+    from prtr_tf.inference.predict import predict_files
     from prtr_tf.serving import metadata
     from prtr_tf.serving.backends import build_estimator
     from prtr_tf.serving.saved_model import export_saved_model
@@ -136,7 +138,7 @@ def test_exports_carry_the_keypoint_set_and_predict_draws_it(trained, tmp_path,
         dataset="custom", keypoint_names=category["keypoints"],
         skeleton=[[a - 1, b - 1] for a, b in category["skeleton"]],
         flip_pairs=[[0, 1], [5, 8], [6, 9], [7, 10], [11, 14], [12, 15], [13, 16]],
-        sigmas=list(datasets.KNOWN_SETS["ap10k"][1]))
+        sigmas=list(keypoint_sets.KNOWN_SETS["ap10k"][1]))
 
     # TFLite: embedded metadata (and its sidecar)
     # (no flip test: the model was trained without mirrored crops)
@@ -176,7 +178,7 @@ def test_exports_carry_the_keypoint_set_and_predict_draws_it(trained, tmp_path,
     export_saved_model(serving, folder)
     saved = metadata.read(folder)
     assert {k: saved[k] for k in expected} == expected
-    saved_set = datasets.set_from_metadata(saved, folder)
+    saved_set = keypoint_sets.set_from_metadata(saved, folder)
     assert [list(e) for e in saved_set["skeleton"]] == expected["skeleton"]
     assert list(saved_set["joints"]) == expected["keypoint_names"]
     np.testing.assert_allclose(saved_set["sigmas"], expected["sigmas"])
@@ -195,8 +197,10 @@ def test_custom_detector_trains_and_predict_reads_the_saved_model_set(trained, t
     import math
     import pathlib
 
-    from prtr_tf import datasets, registry, weights
-    from prtr_tf.predict import predict_files
+    from prtr_tf.data import keypoint_sets
+    from prtr_tf.models import registry
+    from prtr_tf.checkpoints import weights
+    from prtr_tf.inference.predict import predict_files
     from prtr_tf.serving.backends import build_estimator
     from prtr_tf.serving.saved_model import export_saved_model
     from prtr_tf.training.trainer import Trainer
@@ -222,7 +226,7 @@ def test_custom_detector_trains_and_predict_reads_the_saved_model_set(trained, t
 
     drawn = spy_drawing(monkeypatch)
     estimator, kset = build_estimator(saved_model=folder)
-    expected = datasets.of_config(config)  # the file's names and skeleton
+    expected = keypoint_sets.of_config(config)  # the file's names and skeleton
     assert list(kset["joints"]) == list(expected["joints"])
     files = sorted(str(p) for p in pathlib.Path(config.data.root, "images").iterdir())
     counts = predict_files(estimator, files, str(tmp_path / "out"), kset)
@@ -237,12 +241,13 @@ def test_a_config_with_another_keypoint_set_is_refused(trained):
     every joint wrongly: `weights.load_model` refuses it, naming the record."""
     import json
 
-    from prtr_tf import datasets, weights
+    from prtr_tf.data import keypoint_sets
+    from prtr_tf.checkpoints import weights
 
     workdir, _ = trained("ap10k_mini")
     config = overfit_config("ap10k_mini")
     with open(workdir / "keypoint_set.json", encoding="utf-8") as f:
-        assert json.load(f)["keypoint_names"] == list(datasets.of_config(config)["joints"])
+        assert json.load(f)["keypoint_names"] == list(keypoint_sets.of_config(config)["joints"])
     weights.load_model(config, str(workdir))  # the set it was trained on: loads
     config.data.dataset = "coco"
     with pytest.raises(ValueError, match=r"keypoint_set\.json\): keypoint_names"):

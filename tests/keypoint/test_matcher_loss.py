@@ -4,8 +4,8 @@ import pytest
 import tensorflow as tf
 from scipy.optimize import linear_sum_assignment
 
-from prtr_tf.keypoint.loss import layer_losses, match_outputs, set_loss, stack_layers
-from prtr_tf.keypoint.matcher import hungarian_match, hungarian_match_layers
+from prtr_tf.models.keypoint.loss import layer_losses, match_outputs, set_loss, stack_layers
+from prtr_tf.models.keypoint.matcher import hungarian_match, hungarian_match_layers
 
 # ----------------------------------------------------------------------------
 # Reference, written with loops and float64, following the official torch code.

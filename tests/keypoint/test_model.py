@@ -3,8 +3,8 @@ import numpy as np
 import tensorflow as tf
 
 from prtr_tf.config import load_config
-from prtr_tf.keypoint.config import model_config
-from prtr_tf.keypoint.model import build_model
+from prtr_tf.models.keypoint.config import model_config
+from prtr_tf.models.keypoint.model import build_model
 from prtr_tf.nn.position_encoding import sine_position_encoding
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import tensorflow as tf
 
 from prtr_tf.config import load_config
-from prtr_tf.keypoint import predict
-from prtr_tf.keypoint.model import build_model
+from prtr_tf.models.keypoint import predict
+from prtr_tf.models.keypoint.model import build_model
 
 
 def _batches(config, n=3, batch=2):

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 from scipy.optimize import linear_sum_assignment as scipy_lsa
 
-from prtr_tf.keypoint.readout import linear_sum_assignment, readout
+from prtr_tf.models.keypoint.readout import linear_sum_assignment, readout
 
 # One trace each for any (B, R, C): the fully dynamic path of the solver.
 _SOLVE = {

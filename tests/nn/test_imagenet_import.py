@@ -1,5 +1,5 @@
 """ImageNet classification checkpoints into the backbone (`config.train.init_backbone`,
-``python -m prtr_tf.convert --backbone_only``): names, head, errors.
+``python -m prtr_tf.checkpoints.convert --backbone_only``): names, head, errors.
 
 The parity of the real layouts (torchvision ResNet-50, HRNet-W32) with the official
 backbone outputs: tests/tools/test_parity.py (the imagenet-backbone fixtures).
@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from prtr_tf.nn.backbones import build_backbone
-from prtr_tf.nn.torch_import import (CheckpointMismatchError, backbone_mapping,
+from prtr_tf.checkpoints.torch_import import (CheckpointMismatchError, backbone_mapping,
                                      load_imagenet_backbone, load_imagenet_file)
 
 
@@ -114,7 +114,7 @@ def test_init_backbone_loads_into_the_trainers_model_and_convert_matches_it(tmp_
     """`config.train.init_backbone` fills the trainer's backbone; the file that
     ``convert --backbone_only`` writes, given as ``init_weights``, starts the same model."""
     from prtr_tf.config import load_config
-    from prtr_tf.convert import convert_backbone
+    from prtr_tf.checkpoints.convert import convert_backbone
     from prtr_tf.training.trainer import Trainer
 
     config = load_config("synthetic_tiny")

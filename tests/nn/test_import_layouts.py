@@ -4,9 +4,9 @@ what the official (PyTorch-layout) weights give in NumPy."""
 import numpy as np
 
 from prtr_tf.config import load_config
-from prtr_tf.keypoint.model import build_model
+from prtr_tf.models.keypoint.model import build_model
 from prtr_tf.nn.layers import TorchConv2D
-from prtr_tf.nn.torch_import import load_state_dict, official_shapes
+from prtr_tf.checkpoints.torch_import import load_state_dict, official_shapes
 
 
 def _imported_tiny():

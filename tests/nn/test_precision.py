@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from prtr_tf import weights
+from prtr_tf.checkpoints import weights
 from prtr_tf.config import load_config
 from prtr_tf.nn import precision
 
 
 @pytest.mark.parametrize("name", ["tiny", "synthetic_detector_tiny"])
 def test_bfloat16_model_gives_float32_outputs_close_to_float32(name, tmp_path):
-    from prtr_tf import registry
+    from prtr_tf.models import registry
     config = load_config(name)
     model = registry.get(config).build(config.model)
     path = str(tmp_path / "m.weights.h5")
@@ -58,11 +58,11 @@ def test_cpu_flags_of_a_cpuinfo_file(tmp_path):
 
 
 def test_a_bfloat16_saved_model_computes_in_bfloat16(tmp_path):
-    """export/saved_model.py --precision=bfloat16: the exported serve_crops runs
+    """export/to_saved_model.py --precision=bfloat16: the exported serve_crops runs
     bfloat16 convolutions and returns keypoints close to the float32 model's."""
-    from prtr_tf.keypoint.model import build_model
+    from prtr_tf.models.keypoint.model import build_model
     from prtr_tf.serving.saved_model import export_saved_model
-    from prtr_tf.serving.two_stage import PoseServing
+    from prtr_tf.models.keypoint.serving import PoseServing
 
     config = load_config("tiny")
     keras.utils.set_random_seed(3)

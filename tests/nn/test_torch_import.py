@@ -3,11 +3,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from prtr_tf.nn.torch_import import CheckpointMismatchError, load_state_dict, read_state_dict
-from prtr_tf.nn.torch_import import official_shapes
+from prtr_tf.checkpoints.torch_import import CheckpointMismatchError, load_state_dict, read_state_dict
+from prtr_tf.checkpoints.torch_import import official_shapes
 from prtr_tf.config import load_config
-from prtr_tf.convert import convert
-from prtr_tf.keypoint.model import build_model
+from prtr_tf.checkpoints.convert import convert
+from prtr_tf.models.keypoint.model import build_model
 
 
 def _tiny():

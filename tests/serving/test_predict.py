@@ -1,5 +1,5 @@
-"""predict.py (the image / folder / video CLI: prtr_tf.cli.predict, prtr_tf.media,
-prtr_tf.data.boxes_json) and prtr_tf.visualize.
+"""predict.py (the image / folder / video CLI: prtr_tf.cli.predict, prtr_tf.inference.media,
+prtr_tf.data.boxes_json) and prtr_tf.drawing.visualize.
 
 The CLI runs in subprocesses on tiny models with random weights; the drawing and
 figure functions run in-process on the same tiny keypoint model.
@@ -17,7 +17,7 @@ from PIL import Image
 REPO = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from prtr_tf import media  # noqa: E402
+from prtr_tf.inference import media  # noqa: E402
 from prtr_tf.cli import predict  # noqa: E402  (flags are defined only when it runs)
 from prtr_tf.data.boxes_json import load_boxes_json  # noqa: E402
 
@@ -26,8 +26,8 @@ from prtr_tf.data.boxes_json import load_boxes_json  # noqa: E402
 def weights(tmp_path_factory):
     """Random weights of the tiny keypoint model and the tiny DETR, saved to tmp."""
     from prtr_tf.config import load_config
-    from prtr_tf.keypoint.model import build_model
-    from prtr_tf.detector.model import build_detector
+    from prtr_tf.models.keypoint.model import build_model
+    from prtr_tf.models.detector.model import build_detector
 
     root = tmp_path_factory.mktemp("weights")
     model = build_model(load_config(str(REPO / "configs/synthetic_tiny.py")).model)
@@ -215,17 +215,17 @@ def test_flag_defaults_match_the_script():
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    """Tiny random models as Keras weights, a SavedModel (export/saved_model.py's
+    """Tiny random models as Keras weights, a SavedModel (export/to_saved_model.py's
     code), keypoint .tflite files (flip test, as the config) and a detector .tflite at
     the DETR input size of the first test image, plus two coco_mini images with boxes."""
     import keras
 
     from prtr_tf.export import tflite
     from prtr_tf.config import load_config
-    from prtr_tf.detector.augment import resize_size
-    from prtr_tf.keypoint.model import build_model
-    from prtr_tf.detector.model import build_detector
-    from prtr_tf.serving.two_stage import PoseServing
+    from prtr_tf.models.detector.augment import resize_size
+    from prtr_tf.models.keypoint.model import build_model
+    from prtr_tf.models.detector.model import build_detector
+    from prtr_tf.models.keypoint.serving import PoseServing
     from prtr_tf.serving.saved_model import export_saved_model
 
     from tests.conftest import require_shared
@@ -317,7 +317,7 @@ def test_old_saved_model_without_box_scores(exported, tmp_path):
     """A SavedModel whose serving_default lacks box_scores (exported before it existed):
     box_score null, one warning naming the folder; everything else as before."""
     from prtr_tf.serving.backends import SavedModelEstimator
-    from prtr_tf.serving.two_stage import PoseServing
+    from prtr_tf.models.keypoint.serving import PoseServing
     from prtr_tf.serving.saved_model import export_saved_model
 
     class OldServing(PoseServing):
@@ -346,7 +346,7 @@ def test_old_saved_model_without_box_scores(exported, tmp_path):
 def test_exported_backends_before_rounding(exported):
     """The estimators themselves (no JSON rounding): SavedModel and TFLite fp32 vs
     the Keras PoseEstimator, keypoints within 1e-3 image pixels."""
-    from prtr_tf.detector.predict import DetrPersonDetector
+    from prtr_tf.models.detector.predict import DetrPersonDetector
     from prtr_tf.serving.estimator import PoseEstimator
     from prtr_tf.serving.backends import SavedModelEstimator, TFLiteEstimator
 
@@ -503,7 +503,7 @@ def test_boxes_json_coco_layout(tmp_path, coco_mini):
 
 
 def test_draw_poses_pixels():
-    from prtr_tf.visualize import draw_poses
+    from prtr_tf.drawing.visualize import draw_poses
 
     image = np.zeros((200, 200, 3), np.uint8)
     kpts = np.zeros((17, 3))
@@ -540,8 +540,8 @@ def test_figures(tmp_path, weights):
     import tensorflow as tf
 
     from prtr_tf.config import load_config
-    from prtr_tf.keypoint.readout import readout
-    from prtr_tf.visualize import (denormalize_crop, plot_decoder_refinement, plot_query_class_distribution)
+    from prtr_tf.models.keypoint.readout import readout
+    from prtr_tf.drawing.visualize import (denormalize_crop, plot_decoder_refinement, plot_query_class_distribution)
 
     config = load_config(str(REPO / "configs/synthetic_tiny.py"))
     model = weights["model"]

@@ -1,6 +1,6 @@
-"""SavedModel / ONNX export of the two-stage pipeline (`prtr_tf.serving.two_stage`, `export/`).
+"""SavedModel / ONNX export of the two-stage pipeline (`prtr_tf.models.keypoint.serving`, `export/`).
 
-Tiny random-weight models are exported once through `export/saved_model.py`; the
+Tiny random-weight models are exported once through `export/to_saved_model.py`; the
 signatures are checked against the Keras models (`predict_crops`, `PoseEstimator` +
 `DetrPersonDetector`), `saved_model_cli` and ONNX Runtime.
 """
@@ -12,22 +12,22 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from prtr_tf.datasets import DATASETS
+from prtr_tf.data.keypoint_sets import DATASETS
 from prtr_tf.config import load_config
-from prtr_tf.detector.predict import DetrPersonDetector
+from prtr_tf.models.detector.predict import DetrPersonDetector
 from prtr_tf.evaluation.nms import oks_nms
-from prtr_tf.keypoint.predict import predict_crops
-from prtr_tf.keypoint.model import build_model
-from prtr_tf.detector.model import build_detector
+from prtr_tf.models.keypoint.predict import predict_crops
+from prtr_tf.models.keypoint.model import build_model
+from prtr_tf.models.detector.model import build_detector
 from prtr_tf.serving.estimator import PoseEstimator
-from prtr_tf.keypoint.readout import readout
+from prtr_tf.models.keypoint.readout import readout
 from prtr_tf.data.pipeline import Cropper
-from prtr_tf.detector.augment import resize
-from prtr_tf.serving.two_stage import PoseServing
+from prtr_tf.models.detector.augment import resize
+from prtr_tf.models.keypoint.serving import PoseServing
 from prtr_tf.data.transforms import box_to_center_scale_tf
 from prtr_tf.serving.ops import crops_matmul, resize_matmul
 from prtr_tf.serving.saved_model import export_saved_model
-from prtr_tf import weights
+from prtr_tf.checkpoints import weights
 from prtr_tf.export import onnx as onnx_export
 from prtr_tf.evaluation.nms import oks_nms_tf
 
@@ -70,7 +70,7 @@ def exported(tmp_path_factory):
     detector.save_weights(str(tmp / "det.weights.h5"))
     out = tmp / "saved_model"
     proc = subprocess.run(
-        [sys.executable, os.path.join(REPO, "export", "saved_model.py"),
+        [sys.executable, os.path.join(REPO, "export", "to_saved_model.py"),
          f"--config={config_path}", f"--checkpoint={tmp / 'kp_run'}",
          "--detector_config=synthetic_detector_tiny",
          f"--detector_checkpoint={tmp / 'det.weights.h5'}", f"--output={out}",
@@ -326,7 +326,7 @@ def test_matmul_resize_and_crops_match_tf(coco_mini):
 
 
 def test_onnx_full_pipeline(exported, loaded, coco_mini, tmp_path):
-    """resize="matmul" (export/saved_model.py --onnx_compatible): tf2onnx converts
+    """resize="matmul" (export/to_saved_model.py --onnx_compatible): tf2onnx converts
     serving_default; ONNX Runtime matches the SavedModel."""
     _, model, config, detector, det_config = exported
     serving = PoseServing(model, config, detector, det_config, score_threshold=0.0,
@@ -401,8 +401,8 @@ def test_detection_threshold_and_max_persons(exported, coco_mini):
 
 def test_end_to_end_serving_checks_its_image():
     """The end-to-end serving module has the same input checks (`ServingModule`)."""
-    from prtr_tf.registry import build_model
-    from prtr_tf.serving.end_to_end import EndToEndServing
+    from prtr_tf.models.registry import build_model
+    from prtr_tf.models.end_to_end.serving import EndToEndServing
     config = load_config("e2e_tiny")
     fn = EndToEndServing(build_model(config), config).tf_functions()["serving_default"]
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"got a tensor of shape\] \[2 40 60 3\]"):

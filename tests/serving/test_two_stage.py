@@ -10,8 +10,8 @@ from prtr_tf.config import load_config
 from prtr_tf.data.pipeline import build_eval_dataset
 from prtr_tf.data.splits import load_records
 from prtr_tf.evaluation import coco, mpii
-from prtr_tf.keypoint.predict import crop_to_image, predict_crops
-from prtr_tf.keypoint.model import build_model
+from prtr_tf.models.keypoint.predict import crop_to_image, predict_crops
+from prtr_tf.models.keypoint.model import build_model
 
 
 def coco_mini_config(root, name="tiny"):
@@ -110,7 +110,7 @@ def test_pose_estimator_api_on_a_real_image(coco_mini):
 
 def test_mpii_with_official_style_gt_mat_through_eval_path(mpii_mini, tmp_path):
     """validate's gt_valid.mat route: rows re-ordered by annotation index, true head boxes."""
-    from prtr_tf.keypoint.evaluate import mpii_metrics
+    from prtr_tf.models.keypoint.evaluate import mpii_metrics
     from tests.evaluation.test_evaluation import _write_gt_mat
 
     config = load_config("mpii_res50_256x256")

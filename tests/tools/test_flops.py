@@ -4,10 +4,10 @@ import pathlib
 import keras
 import pytest
 
-from prtr_tf.keypoint.config import model_config
+from prtr_tf.models.keypoint.config import model_config
 from prtr_tf.nn.layers import FrozenBatchNorm, conv
-from prtr_tf.keypoint.model import PoseTransformer
-from prtr_tf.tools.flops import count_macs, main
+from prtr_tf.models.keypoint.model import PoseTransformer
+from tools.flops import count_macs, main
 
 HRNET = pathlib.Path(__file__).resolve().parents[2] / "prtr_tf" / "nn" / "hrnet.py"
 
@@ -68,7 +68,7 @@ def test_official_gmacs(backbone, dataset, size, reference):
 
 def test_cli_prints_a_table_row(capsys):
     from prtr_tf.config import load_config
-    from prtr_tf.keypoint.model import build_model
+    from prtr_tf.models.keypoint.model import build_model
     from prtr_tf.nn.layers import count_parameters
 
     main(["--config", "tiny"])

@@ -1,4 +1,4 @@
-"""benchmarks/gpu_check.sh: without a GPU it says so and measures nothing; --cpu_smoke
+"""tools/gpu_check.sh: without a GPU it says so and measures nothing; --cpu_smoke
 runs every part's code (tests, training rows with float16 + XLA, input pipeline,
 inference) on the CPU at tiny sizes and writes the report. No machine of this project
 has a GPU, so the GPU sizes themselves are untested here."""
@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-SCRIPT = REPO / "benchmarks" / "gpu_check.sh"
+SCRIPT = REPO / "tools" / "gpu_check.sh"
 
 
 def test_without_a_gpu_it_says_so_and_measures_nothing(tmp_path):
@@ -27,14 +27,14 @@ def test_without_a_gpu_it_says_so_and_measures_nothing(tmp_path):
 
 
 def test_cpu_smoke_needs_its_own_output():
-    from prtr_tf.tools.gpu_check import Options
+    from tools.gpu_check import Options
     with pytest.raises(ValueError, match="output: name a file for the --cpu_smoke report"):
         Options(cpu_smoke=True)
 
 
 def test_cpu_smoke_runs_every_part_and_writes_the_report(tmp_path):
     import keras
-    from prtr_tf.tools.gpu_check import run_gpu_check, smoke_options
+    from tools.gpu_check import run_gpu_check, smoke_options
 
     out = tmp_path / "smoke.md"
     lines = []

@@ -5,14 +5,14 @@ backbone features, positional encoding, logits, coordinates, auxiliary layers an
 the readout with the official outputs (|Δ| <= 1e-4, identical readout queries).
 The ImageNet backbone fixtures (format imagenet-backbone) go through the ImageNet
 importer: every listed array within 1e-4 of its largest magnitude, the head skipped,
-every other tensor used. The command line (python -m prtr_tf.tools.parity):
+every other tensor used. The command line (python -m tools.parity):
 tests/cli/test_tools.py.
 """
 import io
 
 import pytest
 
-from prtr_tf.tools import parity
+from tools import parity
 from tests.conftest import SHARED, require_shared
 
 FIXTURES = sorted(p.name for p in (SHARED / "golden").glob("prtr_*.json"))
@@ -67,7 +67,7 @@ def test_imagenet_backbone_format_checks_tensor_use_and_every_array(golden_dir, 
     import tensorflow as tf
 
     from prtr_tf.nn.backbones import build_backbone
-    from prtr_tf.nn.torch_import import backbone_mapping
+    from prtr_tf.checkpoints.torch_import import backbone_mapping
 
     backbone = build_backbone("resnet_tiny")
     backbone(tf.zeros((1, 32, 32, 3)))

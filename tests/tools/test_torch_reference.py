@@ -1,4 +1,4 @@
-"""The plain-PyTorch reference (prtr_tf.tools.torch_reference) is the official PRTR
+"""The plain-PyTorch reference (tools.torch_reference) is the official PRTR
 two-stage computation: the ../shared/golden fixtures' official state_dicts load into it
 with strict=True, and on the fixtures' inputs it reproduces the official outputs
 (within 1e-4 of each array's largest magnitude) and the readout's queries."""
@@ -13,7 +13,7 @@ except (ImportError, OSError) as e:
     pytest.skip(f"torch is not importable ({type(e).__name__}: {e}): the PyTorch "
                 "reference cannot be built (pip install 'prtr-tf[torch]', the CPU wheel)",
                 allow_module_level=True)
-from prtr_tf.tools import torch_reference  # noqa: E402
+from tools import torch_reference  # noqa: E402
 
 ARRAYS = ("backbone_features", "pos_embed", "pred_logits", "pred_coords",
           "aux_pred_logits", "aux_pred_coords")
@@ -35,7 +35,7 @@ def _readout_queries(logits, coords):
 
 @pytest.mark.parametrize("name", ["prtr_res50_384x288", "prtr_res50_mpii_256x256"])
 def test_reference_matches_official_fixture(name):
-    from prtr_tf.tools.parity import load_fixture
+    from tools.parity import load_fixture
 
     manifest_path = require_shared("golden", f"{name}.json")
     manifest, _, inputs, expected = load_fixture(str(manifest_path))

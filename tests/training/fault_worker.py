@@ -55,7 +55,7 @@ def install(point, trainer):
     import pycocotools.cocoeval
     from tensorflow.python.checkpoint import checkpoint_management
 
-    from prtr_tf import atomic
+    from prtr_tf.files import atomic
 
     what, n = point.split(":")
     n = int(n)

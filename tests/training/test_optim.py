@@ -4,7 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from prtr_tf.config import load_config
-from prtr_tf.keypoint.model import build_model
+from prtr_tf.models.keypoint.model import build_model
 from prtr_tf.training.optim import TwoGroupAdamW, multistep_schedule
 
 

@@ -17,7 +17,7 @@ graph)::
     query             int32   (B, J)     the query assigned to each joint (unflipped pass)
 
 With ``flip_test`` the mirrored crop runs too and coordinates/scores are averaged as
-in `prtr_tf.keypoint.predict.read_crops`.
+in `prtr_tf.models.keypoint.predict.read_crops`.
 
 Detector (`convert_detector`): input ``images`` float32 (B, H, W, 3) at a fixed size,
 RGB normalised with the detector's mean/std, no padding. Outputs ``boxes`` (B, Q, 4)
@@ -46,11 +46,11 @@ import tensorflow as tf
 from tensorflow.python.framework.convert_to_constants import (
     convert_variables_to_constants_v2)
 
-from prtr_tf import datasets
-from prtr_tf.detector.records import person_label
+from prtr_tf.data import keypoint_sets
+from prtr_tf.models.detector.records import person_label
 from prtr_tf.export.tflite.flatbuffer import list_ops, merge_network_and_readout
 from prtr_tf.export.tflite.metadata import detector_metadata, embed_metadata, keypoint_metadata
-from prtr_tf.keypoint.predict import read_crops
+from prtr_tf.models.keypoint.predict import read_crops
 
 QUANTIZATIONS = ("fp32", "fp16", "int8", "int8_full")
 
@@ -247,7 +247,7 @@ def convert_keypoint_model(model, config, quantization="fp32", representative_cr
         batch_size: the fixed batch size B of the input.
     """
     h, w = (int(s) for s in config.model.image_size)
-    flip_pairs = datasets.flip_pairs_of(config, flip_test)  # None: the set has no pairs
+    flip_pairs = keypoint_sets.flip_pairs_of(config, flip_test)  # None: the set has no pairs
     flip_test = flip_pairs is not None
     if quantization == "int8_full":
         if representative_crops is None:

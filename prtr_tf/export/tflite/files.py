@@ -2,13 +2,13 @@
 and `export_tflite` (a keypoint model, and optionally a person detector, in every
 quantisation asked for, into one folder: what ``prtr-export tflite`` writes).
 
-Files are written atomically (`prtr_tf.atomic`): a failed export leaves no
+Files are written atomically (`prtr_tf.files.atomic`): a failed export leaves no
 partial file.
 """
 import json
 import os
 
-from prtr_tf.atomic import atomic_output, write_bytes
+from prtr_tf.files.atomic import atomic_output, write_bytes
 from prtr_tf.export.tflite.convert import convert_detector, convert_keypoint_model
 from prtr_tf.export.tflite.metadata import read_metadata
 

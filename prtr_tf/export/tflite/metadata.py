@@ -11,8 +11,8 @@ import json
 
 import numpy as np
 
-from prtr_tf import datasets
-from prtr_tf.detector.records import person_label
+from prtr_tf.data import keypoint_sets
+from prtr_tf.models.detector.records import person_label
 from prtr_tf.export.tflite.flatbuffer import load_bytes, pack, rename_outputs, schema, unpack
 
 METADATA_NAME = "prtr_tf_metadata"
@@ -47,7 +47,7 @@ def keypoint_metadata(config, quantization, flip_test=False, batch_size=1):
                         "image_thre": float(config.test.image_thre),
                         "in_vis_thre": float(config.test.in_vis_thre),
                         "oks_thre": float(config.test.oks_thre)},
-        **datasets.metadata(config),  # keypoint_names, skeleton, flip_pairs, sigmas
+        **keypoint_sets.metadata(config),  # keypoint_names, skeleton, flip_pairs, sigmas
     }
 
 
@@ -55,7 +55,7 @@ def detector_metadata(det_config, size_hw, quantization, batch_size=1):
     h, w = (int(s) for s in size_hw)
     data = det_config.data
     return {
-        "format": "prtr_tf.detector/1",
+        "format": "prtr_tf.models.detector/1",
         "model": "DETR person detector",
         "backbone": str(det_config.model.backbone),
         "num_classes": int(det_config.model.num_classes),

@@ -2,7 +2,7 @@
 ``tf.lite.Interpreter`` is deprecated).
 
 XNNPACK (the interpreter's default delegate) is on by default: chosen by held-out
-keypoint AP, not by deviations on random inputs (`benchmarks/tflite_accuracy.py`,
+keypoint AP, not by deviations on random inputs (`tools/measure_tflite.py`,
 README "TFLite chosen by held-out AP"): fp32 with XNNPACK scored exactly the Keras
 model's AP and ran 3.1x faster than the builtin kernels. ``use_xnnpack=False``: the
 builtin (reference) kernels only.

@@ -1,0 +1,79 @@
+"""Converts an official PyTorch checkpoint (PRTR two-stage, DETR) into Keras weights.
+
+    python -m prtr_tf.checkpoints.convert --config=configs/coco_res50_384x288.py \\
+        --checkpoint=pose_transformer_res50_384x288.pth --output=res50_384x288.weights.h5
+
+The checkpoint is a state_dict saved by the official code (``.pth``, read with
+torch: ``pip install 'prtr-tf[torch]'``) or an ``.npz`` holding the same names.
+Every tensor must match the configured model: unknown, missing or mis-shaped
+tensors stop the conversion with the list of names. The output is a Keras weights
+file (``.weights.h5``) for the config's model (`prtr_tf.models.registry.build_model`).
+
+Detector configs (e.g. configs/detr_r50_person.py) take official DETR checkpoints; a
+91-class COCO head is reduced to person + no-object when the config has
+``num_classes=1``. The command line is `prtr_tf.cli.convert` (``prtr-convert``).
+
+``--backbone_only`` takes an ImageNet classification checkpoint instead (torchvision's
+``resnet50-0676ba61.pth``, HRNet's ``hrnetv2_w32_imagenet_pretrained.pth``; the
+classification head is skipped and reported) and writes the config's model with that
+backbone and the rest initialised as the trainer initialises it (seeded by
+``config.train.seed``): ``--config.train.init_weights=OUTPUT`` then starts a run exactly
+as ``--config.train.init_backbone=CHECKPOINT`` would, without torch.
+
+    python -m prtr_tf.checkpoints.convert --backbone_only --config=coco_res50_384x288 \\
+        --checkpoint=resnet50-0676ba61.pth --output=res50_imagenet.weights.h5
+"""
+import os
+
+from absl import logging
+
+
+def _check_output(output_path, overwrite):
+    if not output_path.endswith(".weights.h5"):
+        raise ValueError(f"--output {output_path!r} must end with .weights.h5")
+    if os.path.exists(output_path) and not overwrite:
+        raise FileExistsError(f"{output_path} exists; pass --overwrite to replace it")
+
+
+def convert(config, checkpoint_path, output_path, overwrite=False):
+    """Builds the configured model, imports the official weights, saves them
+    (atomically: a killed conversion leaves no half-written file).
+
+    Returns the built Keras model (with the imported weights).
+    """
+    from prtr_tf.files import atomic
+    from prtr_tf.models import registry
+    from prtr_tf.checkpoints.torch_import import load_state_dict, read_state_dict
+
+    _check_output(output_path, overwrite)
+    state_dict = read_state_dict(checkpoint_path)
+    model, state_dict = registry.get(config).import_official(config.model, state_dict)
+    count = load_state_dict(model, state_dict)
+    atomic.save_weights(model, output_path)
+    logging.info("imported %d tensors from %s into %s", count, checkpoint_path, output_path)
+    return model
+
+
+def convert_backbone(config, checkpoint_path, output_path, overwrite=False):
+    """Builds the configured model as the trainer does (the task's builder, seeded by
+    ``config.train.seed``), imports an ImageNet classification checkpoint into its
+    backbone (`prtr_tf.checkpoints.torch_import.load_imagenet_backbone`), saves the whole model
+    (atomically) for ``config.train.init_weights``.
+
+    Returns (model, `BackboneImport` report: tensors loaded, head skipped).
+    """
+    import keras
+
+    from prtr_tf.files import atomic
+    from prtr_tf.models import registry
+    from prtr_tf.checkpoints.torch_import import load_imagenet_file
+
+    _check_output(output_path, overwrite)
+    kind = registry.get(config)
+    keras.utils.set_random_seed(int(config.train.seed))  # as `Trainer` before its build
+    model = kind.task(config).build_model()
+    report = load_imagenet_file(model.backbone, checkpoint_path, "--checkpoint",
+                                description=kind.describe(config))
+    atomic.save_weights(model, output_path)
+    logging.info("%s from %s; wrote %s", report.summary(), checkpoint_path, output_path)
+    return model, report

@@ -1,0 +1,1 @@
+"""The demo: `python -m prtr_tf.demo` (`make demo`)."""

@@ -1,0 +1,1 @@
+"""Drawing poses on images and plotting curves."""

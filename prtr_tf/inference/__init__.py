@@ -1,0 +1,1 @@
+"""Prediction on images and videos: media I/O, tracking and smoothing."""

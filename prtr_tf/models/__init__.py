@@ -1,0 +1,1 @@
+"""The model families and their registry (`prtr_tf.models.registry`)."""

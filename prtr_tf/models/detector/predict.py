@@ -1,0 +1,62 @@
+"""Person boxes from DETR: P(person) per query, boxes in image pixels, a whole-image
+detector (`DetrPersonDetector`)."""
+import tensorflow as tf
+
+from prtr_tf.data.pipeline import normalization
+from prtr_tf.models.detector.augment import resize
+from prtr_tf.models.detector.data import unnormalize_boxes
+from prtr_tf.models.detector.records import person_label
+
+
+def person_scores(pred_logits, label):
+    """P(person) per query: softmax over all classes (no-object included), DETR's
+    PostProcess for a head whose person class is ``label``."""
+    return tf.nn.softmax(tf.cast(pred_logits, tf.float32), axis=-1)[..., label]
+
+
+def detect_dataset(model, dataset, label):
+    """Runs over batched eval elements; returns a list of (image_id, boxes xywh px, scores)."""
+    @tf.function(reduce_retracing=True)
+    def step(images, mask):
+        out = model(images, mask=mask, training=False)
+        return out["pred_boxes"], person_scores(out["pred_logits"], label)
+
+    found = []
+    for batch in dataset:
+        boxes, scores = step(batch["image"], batch["mask"])
+        for i in range(len(batch["image_id"])):
+            px = unnormalize_boxes(boxes[i].numpy(), batch["orig_size"][i].numpy())
+            found.append((int(batch["image_id"][i]), px, scores[i].numpy()))
+    return found
+
+
+
+class DetrPersonDetector:
+    """Whole RGB uint8 image -> (person boxes [x, y, w, h] pixels (N, 4), scores (N,)).
+
+    Preprocessing is the evaluation pipeline's (`prtr_tf.models.detector.augment.resize`:
+    shortest side ``config.data.test_size``, longest <= ``config.data.max_size``;
+    DETR normalisation); boxes scoring below ``score_threshold`` (default
+    ``config.test.score_thre``) are dropped.
+    """
+
+    def __init__(self, model, config, score_threshold=None):
+        self.model, self.config = model, config
+        self.label = person_label(config)
+        self.threshold = config.test.score_thre if score_threshold is None else score_threshold
+        gain, offset = normalization(config.data.mean, config.data.std)
+        test_size, max_size = int(config.data.test_size), int(config.data.max_size)
+
+        @tf.function(reduce_retracing=True)
+        def run(image):
+            x, _ = resize(tf.cast(image, tf.float32), tf.zeros((0, 4)), test_size, max_size)
+            out = self.model((x * gain - offset)[None], training=False)
+            return out["pred_boxes"][0], person_scores(out["pred_logits"], self.label)[0]
+
+        self._run = run
+
+    def __call__(self, image):
+        boxes, scores = (t.numpy() for t in self._run(tf.constant(image)))
+        boxes = unnormalize_boxes(boxes, image.shape[:2])
+        keep = (scores >= self.threshold) & (boxes[:, 2] > 0) & (boxes[:, 3] > 0)
+        return boxes[keep], scores[keep]

@@ -1,0 +1,55 @@
+"""The two-stage keypoint Transformer as a model kind (``model.kind = "prtr"``)."""
+from prtr_tf.models.registry import Kind
+
+
+class KeypointKind(Kind):
+    name = "prtr"
+    title = "PRTR keypoint Transformer"
+    eval_options = ("use_gt_bbox", "det_json", "flip_test", "gt_mat")
+    needs_detector = True  # on whole images; crops need none
+
+    bfloat16_inference = True  # outputs cast to float32 (prtr_tf.nn.precision)
+
+    def build(self, model_config):
+        from prtr_tf.models.keypoint.model import build_model
+        return build_model(model_config)
+
+    def task(self, config):
+        from prtr_tf.models.keypoint.task import KeypointTask
+        return KeypointTask(config)
+
+    def evaluate(self, model, config, split="val", results_path=None, stream=None,
+                 use_gt_bbox=None, det_json=None, flip_test=None, gt_mat=None):
+        """COCO OKS AP (MPII: PCKh) with ground-truth boxes or a detections JSON."""
+        from prtr_tf.models.keypoint.evaluate import validate
+        if use_gt_bbox and det_json:
+            raise ValueError("use_gt_bbox and det_json exclude each other")
+        if det_json is None and not (use_gt_bbox or config.test.use_gt_bbox):
+            det_json = config.data.det_json or None
+        return validate(model, config, split, flip_test=flip_test, det_json=det_json,
+                        results_path=None if config.data.dataset == "mpii" else results_path,
+                        stream=stream, gt_mat=gt_mat)
+
+    def format_scores(self, scores, name):
+        if "Mean" in scores:  # MPII PCKh
+            from prtr_tf.evaluation.mpii import format_table
+            return format_table({k: v for k, v in scores.items() if k != "PCKh"}, name=name)
+        table = super().format_scores(
+            {k: v for k, v in scores.items() if k not in ("PCK@0.2", "AUC", "EPE")}, name)
+        if "EPE" in scores:  # custom sets on ground-truth boxes
+            from prtr_tf.evaluation import pck
+            table += "\n\n" + pck.format_table(scores, name=name)
+        return table
+
+    def serving(self, model, config, detector=None, detector_config=None, **options):
+        from prtr_tf.models.keypoint.serving import PoseServing
+        # None: PoseServing's default (score threshold, max persons, the config's flip test).
+        options = {k: v for k, v in options.items() if v is not None}
+        return PoseServing(model, config, detector, detector_config, **options)
+
+    def estimator(self, model, config, detector=None, **options):
+        from prtr_tf.serving.estimator import PoseEstimator
+        return PoseEstimator(model, config, detector=detector, **options)
+
+
+KIND = KeypointKind()
