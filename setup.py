@@ -28,11 +28,12 @@ setup(
         "pillow",
         "matplotlib",
         "tensorboard",
-        "imageio",  # predict.py: videos and animated images (frames via Pillow or ffmpeg)
+        "imageio",  # predict.py: animated images (frames via Pillow)
+        "av>=18.1",  # video I/O: files, webcams, streams; H.264 through the libx264 in its wheels
     ],
     extras_require={
         "export": ["tf2onnx", "onnx", "onnxruntime", "ai-edge-litert"],
-        "torch": ["torch"],
+        "torch": ["torch"],  # only for tools/torch_reference.py (the official model in PyTorch)
         # The test suite also checks the exports, so it needs the export tooling.
         "test": ["pytest", "pytest-xdist", "tf2onnx", "onnx", "onnxruntime", "ai-edge-litert"],
         "gpu": ["tensorflow[and-cuda]==2.21.*"],

@@ -10,7 +10,7 @@ category's id). DETR ResNet-50, 100 queries, DETR's schedule and augmentation.
         --config.data.val_images=images/val
 
 Not an official configuration; start from the official DETR
-(``--config.train.init_weights``, converted with python -m prtr_tf.checkpoints.convert and the
+(``--config.train.init_weights``, converted with prtr-convert and the
 ``detr_r50_person`` config's head) or ImageNet (``--config.train.init_backbone``).
 """
 from prtr_tf.data.keypoint_sets import CUSTOM, keypoints_config

@@ -47,7 +47,7 @@ def train_config(batch_size, epochs, lr, lr_backbone, lr_steps, lr_factor, seed=
         checkpoint_every_steps=500,
         eval_every_epochs=1,
         steps_per_epoch=0,  # 0: one pass over the training set
-        init_weights="",  # *.weights.h5 to start from (e.g. from python -m prtr_tf.checkpoints.convert)
+        init_weights="",  # *.weights.h5 to start from (e.g. from prtr-convert)
         # An ImageNet classification checkpoint for the backbone, as the official recipe
         # starts from (torchvision resnet50/101/152 .pth, hrnetv2_w32/w48_imagenet_pretrained
         # .pth, or an .npz of the same names); loaded after init_weights. A placeholder:

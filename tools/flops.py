@@ -209,8 +209,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     configs = list(args.config)
     if args.all:
-        root = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
-            os.path.abspath(__file__)))), "configs")
+        root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                            "configs")
         configs += sorted(glob.glob(os.path.join(root, "*.py")))
     if not configs:
         parser.error("give --config or --all")
@@ -218,7 +218,7 @@ def main(argv=None):
     for path in configs:
         config = load_config(path)
         kind = registry.get(config)
-        if kind.name != "prtr":
+        if kind.inputs != "crops":  # the keypoint Transformer on person crops
             if not args.all:
                 parser.error(f"{path}: counts two-stage keypoint models only (a "
                              f"{kind.title} config)")

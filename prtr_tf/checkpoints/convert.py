@@ -1,10 +1,11 @@
 """Converts an official PyTorch checkpoint (PRTR two-stage, DETR) into Keras weights.
 
-    python -m prtr_tf.checkpoints.convert --config=configs/coco_res50_384x288.py \\
+    prtr-convert --config=configs/coco_res50_384x288.py \\
         --checkpoint=pose_transformer_res50_384x288.pth --output=res50_384x288.weights.h5
 
-The checkpoint is a state_dict saved by the official code (``.pth``, read with
-torch: ``pip install 'prtr-tf[torch]'``) or an ``.npz`` holding the same names.
+The checkpoint is a state_dict saved by the official code (``.pth``, or a training
+checkpoint holding it under ``model``; read without PyTorch by
+`prtr_tf.checkpoints.torch_file`) or an ``.npz`` holding the same names.
 Every tensor must match the configured model: unknown, missing or mis-shaped
 tensors stop the conversion with the list of names. The output is a Keras weights
 file (``.weights.h5``) for the config's model (`prtr_tf.models.registry.build_model`).
@@ -20,7 +21,7 @@ backbone and the rest initialised as the trainer initialises it (seeded by
 ``config.train.seed``): ``--config.train.init_weights=OUTPUT`` then starts a run exactly
 as ``--config.train.init_backbone=CHECKPOINT`` would, without torch.
 
-    python -m prtr_tf.checkpoints.convert --backbone_only --config=coco_res50_384x288 \\
+    prtr-convert --backbone_only --config=coco_res50_384x288 \\
         --checkpoint=resnet50-0676ba61.pth --output=res50_imagenet.weights.h5
 """
 import os

@@ -18,6 +18,8 @@ from typing import NamedTuple
 import keras
 import numpy as np
 
+from prtr_tf.checkpoints.torch_file import read_state_dict  # noqa: F401  (PyTorch-free)
+
 from prtr_tf.nn.layers import FrozenBatchNorm, TorchConv2D
 
 # Buffers that torch keeps for BatchNorm but that carry nothing Keras needs.
@@ -249,7 +251,7 @@ def load_imagenet_backbone(backbone, state_dict, source="the checkpoint", descri
 
 
 def load_imagenet_file(backbone, path, what="checkpoint", description=None):
-    """`load_imagenet_backbone` from a ``.pth`` (needs torch) or ``.npz`` file."""
+    """`load_imagenet_backbone` from a ``.pth`` (read without torch) or ``.npz`` file."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"{what} {path!r} does not exist")
     if str(path).endswith(".h5"):
@@ -258,31 +260,3 @@ def load_imagenet_file(backbone, path, what="checkpoint", description=None):
                          "prtr_tf.checkpoints.convert --backbone_only) goes to config.train.init_weights")
     return load_imagenet_backbone(backbone, read_state_dict(path), f"{what} {path!r}",
                                   description)
-
-
-def read_state_dict(path):
-    """Reads an official state_dict from a ``.pth``/``.pt`` (needs torch) or ``.npz``."""
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"checkpoint {path!r} does not exist")
-    ext = os.path.splitext(path)[1].lower()
-    if ext == ".npz":
-        with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
-    if ext in (".pth", ".pt", ".bin", ".tar"):
-        try:
-            import torch
-        except ImportError as e:
-            raise ImportError(
-                f"reading {path!r} needs PyTorch: pip install 'prtr-tf[torch]' (or convert it "
-                "to .npz with numpy on a machine that has torch: "
-                "np.savez(out, **{k: v.numpy() for k, v in state_dict.items()}))") from e
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-        for key in ("state_dict", "model", "model_state_dict"):
-            if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
-                obj = obj[key]
-                break
-        if not isinstance(obj, dict):
-            raise ValueError(f"{path!r} holds a {type(obj).__name__}, not a state_dict")
-        return {k: v.detach().cpu().numpy() for k, v in obj.items() if hasattr(v, "numpy")}
-    raise ValueError(f"unsupported checkpoint format {ext!r} for {path!r}: expected .pth, .pt "
-                     "or .npz")

@@ -61,14 +61,15 @@ def config_and_name(config, what="config"):
     return config, None
 
 
-def load_model(config, checkpoint, what="checkpoint", kinds=None, config_flag=None,
-               fold=True, precision="float32"):
+def load_model(config, checkpoint, what="checkpoint", role=None, export_format=None,
+               config_flag=None, fold=True, precision="float32"):
     """Builds the model of ``config`` (name, path or ConfigDict) and loads
     ``checkpoint`` into it, for inference: with ``fold``, frozen BatchNorm is folded
     into the convolutions (`prtr_tf.nn.fold`; the same outputs within float rounding,
     fewer ops in exported graphs; not for a model that trains further). ``precision``:
     'float32' or 'bfloat16' compute (`prtr_tf.nn.precision`; float32 outputs either
-    way). ``kinds``: the kinds accepted (None: any); ``config_flag``: the flag that
+    way). ``role``, ``export_format``: what the config's family must be and offer
+    (`prtr_tf.models.registry.require`; None: anything); ``config_flag``: the flag that
     gave the config, for messages. Returns (model, config, weights file)."""
     from prtr_tf.models import registry
     from prtr_tf.nn import precision as precisions
@@ -77,11 +78,7 @@ def load_model(config, checkpoint, what="checkpoint", kinds=None, config_flag=No
 
     config, name = config_and_name(config)
     label = config_flag or (f"config {name!r}" if name else "the config")
-    kind = registry.get(config)
-    if kinds is not None and kind.name not in kinds:
-        expected = " or ".join(registry.get(k).title for k in kinds)
-        raise ValueError(f"{label} is a {kind.title} config (model.kind "
-                         f"{kind.name!r}); {what} needs a {expected} config")
+    kind = registry.require(config, label, what, role=role, export_format=export_format)
     if precision != "float32" and not kind.bfloat16_inference:
         raise ValueError(f"--precision={precision} is not available for the {kind.title} "
                          "(it runs in float32); use --precision=float32")

@@ -7,7 +7,7 @@ COCO person box AP for a DETR person detector.
     python eval.py --config=configs/e2e_r50_coco.py --checkpoint=runs/e2e_r50
     python eval.py --config=configs/synthetic_detector_tiny.py --checkpoint=runs/det
 
---checkpoint is a Keras weights file (*.weights.h5, e.g. from prtr_tf.checkpoints.convert) or a
+--checkpoint is a Keras weights file (*.weights.h5, e.g. from prtr-convert) or a
 training workdir (its best.weights.h5, else last.weights.h5). An end-to-end config
 is evaluated with the persons the model itself detects: the box flags, the flip test
 and --gt_mat do not apply (nor to a detector). COCO results (keypoints, or the

@@ -14,6 +14,7 @@ import os
 import sys
 
 from prtr_tf.cli import common
+from prtr_tf.models import registry  # light: no TensorFlow
 
 SAVED_MODEL_DOC = r"""Exports the two-stage (or end-to-end) PRTR pipeline as a TensorFlow SavedModel.
 
@@ -93,8 +94,6 @@ naming the op (re-export with ``--onnx_compatible``). ``serve_encoded`` (DecodeI
 does not convert. A failed conversion writes no --output.
 """
 
-SAVED_MODEL_KINDS = ("prtr", "prtr_e2e")  # the kinds with a serving module
-DETECTOR_KINDS = ("detr",)
 _DETECTOR_FLAGS = ("detector_config", "detector_checkpoint")
 
 
@@ -148,7 +147,7 @@ def define_saved_model_flags():
 
 
 def _check_detector_flags(kind, v):
-    if kind.name not in SAVED_MODEL_KINDS:
+    if kind.role != registry.POSE or "saved_model" not in kind.export_formats:
         return  # weights.load_model says what is wrong with the config
     given = [n for n in _DETECTOR_FLAGS if v[n] is not None]
     if kind.needs_detector and len(given) < len(_DETECTOR_FLAGS):
@@ -168,7 +167,6 @@ def _describe_signatures(serving):
 
 
 def main_saved_model(argv, f):
-    from prtr_tf.models import registry
     from prtr_tf.checkpoints import weights
     from prtr_tf.files.atomic import atomic_output
     from prtr_tf.serving.saved_model import export_saved_model
@@ -186,13 +184,16 @@ def main_saved_model(argv, f):
         except FileExistsError as e:
             raise FileExistsError(f"--output: {e} (--overwrite replaces it)") from None
         model, config, _ = weights.load_model(v["config"], v["checkpoint"], "--checkpoint",
-                                              kinds=SAVED_MODEL_KINDS, config_flag="--config",
+                                              role=registry.POSE,
+                                              export_format="saved_model",
+                                              config_flag="--config",
                                               precision=v["precision"])
         detector = det_config = None
         if kind.needs_detector:
             detector, det_config, _ = weights.load_model(
                 v["detector_config"], v["detector_checkpoint"], "--detector_checkpoint",
-                kinds=DETECTOR_KINDS, config_flag="--detector_config",
+                role=registry.DETECTOR, export_format="saved_model",
+                config_flag="--detector_config",
                 precision=v["precision"])
         serving = kind.serving(model, config, detector, det_config,
                                score_threshold=v["score_threshold"],
@@ -258,18 +259,16 @@ def _detector_size(value, det_config):
     return size
 
 
-def _weights_or_random(config, checkpoint, config_flag, flag, kind_name):
-    """The model of ``config`` (given as ``config_flag``) with ``checkpoint`` loaded,
-    or with random initial weights when there is none (smoke tests)."""
-    from prtr_tf.models import registry
+def _weights_or_random(config, checkpoint, config_flag, flag, role):
+    """The model of ``config`` (given as ``config_flag``; its family of ``role`` and
+    exported to TFLite) with ``checkpoint`` loaded, or with random initial weights when
+    there is none (smoke tests)."""
     from prtr_tf.checkpoints import weights
 
-    kind, wanted = registry.get(config), registry.get(kind_name)
-    if kind.name != wanted.name:
-        raise ValueError(f"{config_flag} is a {kind.title} config (model.kind "
-                         f"{kind.name!r}); a {wanted.title} config is needed there")
+    kind = registry.require(config, config_flag, "a TFLite export", role=role,
+                            export_format="tflite")
     if checkpoint:
-        return weights.load_model(config, checkpoint, flag, kinds=(kind_name,),
+        return weights.load_model(config, checkpoint, flag, role=role, export_format="tflite",
                                   config_flag=config_flag)[0]
     print(f"warning: no {flag}, exporting random initial weights")
     return kind.build(config.model)
@@ -294,12 +293,13 @@ def main_tflite(argv, f):
         for name in ("detector_checkpoint", "detector_size"):
             if v[name]:
                 raise common.usage_error(f"--{name} needs --detector_config")
-    model = _weights_or_random(config, v["checkpoint"], "--config", "--checkpoint", "prtr")
+    model = _weights_or_random(config, v["checkpoint"], "--config", "--checkpoint",
+                               registry.POSE)
     detector = None
     if det_config is not None:
         detector = _weights_or_random(det_config, v["detector_checkpoint"],
                                       "--detector_config", "--detector_checkpoint",
-                                      DETECTOR_KINDS[0])
+                                      registry.DETECTOR)
     representative = None
     if "int8_full" in quants:
         try:

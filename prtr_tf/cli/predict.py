@@ -131,17 +131,16 @@ def _kind(config):
     """The `prtr_tf.models.registry` kind of --config; usage errors for a config without one
     or of a kind that is no keypoint model."""
     from prtr_tf.models import registry
-    from prtr_tf.serving.backends import POSE_KINDS
 
     try:
         kind = registry.get(config)
     except ValueError as e:
         raise usage_error(f"--config: {e}") from e
-    if kind.name not in POSE_KINDS:
-        expected = " or ".join(registry.get(k).title for k in POSE_KINDS)
+    if kind.role != registry.POSE:
+        expected = " or ".join(f.title for f in registry.families(registry.POSE))
         raise usage_error(f"--config is a {kind.title} config (model.kind {kind.name!r}); "
-                               f"--config needs a {expected} config (a person detector goes "
-                               "in --detector_config)")
+                          f"--config needs a {expected} config (a person detector goes "
+                          "in --detector_config)")
     return kind
 
 

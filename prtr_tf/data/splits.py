@@ -1,8 +1,9 @@
 """Records of a configured split: ``config.data`` -> the readers of this package.
 
 Paths in ``config.data`` are relative to ``config.data.root``. A config with
-``config.data.synthetic`` set generates its synthetic COCO-format data on first
-use (`prtr_tf.data.synthetic`).
+``config.data.synthetic`` set has generated COCO-format data (`prtr_tf.data.synthetic`):
+`generate_synthetic` makes it, an explicit step that training and the demo take;
+reading a split never generates anything.
 """
 import os
 
@@ -21,25 +22,35 @@ def split_paths(config, split):
     return ann, images
 
 
-def ensure_data(config, split):
-    """Generates the synthetic split when the config asks for it; checks the files exist."""
-    ann, images = split_paths(config, split)
+def generate_synthetic(config):
+    """Generates every split of a synthetic config (``config.data.synthetic``) that is
+    missing or was made with other settings; nothing for other configs."""
     synthetic = config.data.get("synthetic")
-    if synthetic:
-        from prtr_tf.data.synthetic import ensure_synthetic
+    if not synthetic:
+        return
+    from prtr_tf.data.synthetic import ensure_synthetic
+    for split in ("train", "val"):
+        ann, _ = split_paths(config, split)
         num_images, seed = synthetic[split]
         ensure_synthetic(os.path.dirname(ann), num_images=num_images, seed=seed)
+
+
+def split_files(config, split):
+    """(annotation file, image folder) of ``split``, checked to exist."""
+    ann, images = split_paths(config, split)
     if not os.path.exists(ann):
+        hint = ("it is generated data: training generates it (or python -m "
+                "prtr_tf.data.synthetic)" if config.data.get("synthetic") else
+                "see the README's 'Data' section (docs/data.md) for the expected layout")
         raise FileNotFoundError(
             f"annotation file {ann} not found (config.data.root={config.data.root!r}, "
-            f"config.data.{split}_ann={config.data[f'{split}_ann']!r}); see the README's "
-            "'Data' section for the expected layout")
+            f"config.data.{split}_ann={config.data[f'{split}_ann']!r}); {hint}")
     return ann, images
 
 
 def load_records(config, split, det_json=None, skip_counter=None):
     """Person records of ``split``; with ``det_json``, test records from detections."""
-    ann, images = ensure_data(config, split)
+    ann, images = split_files(config, split)
     data, model = config.data, config.model
     skip = bool(data.skip_bad_samples)
     if data.dataset == "mpii":

@@ -77,7 +77,7 @@ def demo_pictures(keypoint_model, kpt_config, detector_model, det_config, folder
     """The demo's pictures in ``folder`` (see the module docstring); ``workdirs``:
     {model label: training workdir with metrics.csv}. Persons of the annotated images
     come from the detector's boxes scoring at least ``box_thr``. Returns {what: path}."""
-    from prtr_tf.data.splits import ensure_data
+    from prtr_tf.data.splits import split_files
     from prtr_tf.models.detector.predict import DetrPersonDetector
     from prtr_tf.serving.estimator import PoseEstimator
 
@@ -98,7 +98,7 @@ def demo_pictures(keypoint_model, kpt_config, detector_model, det_config, folder
     refinement_figure(keypoint_model, kpt_config, path)
     written["Figure 4 (decoder-layer refinement)"] = path
 
-    ann, image_dir = ensure_data(kpt_config, "val")
+    ann, image_dir = split_files(kpt_config, "val")
     with open(ann, encoding="utf-8") as f:
         data = json.load(f)
     images = data["images"][:num_images]

@@ -74,9 +74,8 @@ def main(argv=None):
     t0 = time.time()
     with CpuMeter() as meter:
         print("== 1/4 data ==", flush=True)
-        from prtr_tf.data.splits import ensure_data
-        for split in ("train", "val"):  # generated once, before the two trainings read it
-            ensure_data(kpt_config, split)
+        from prtr_tf.data.splits import generate_synthetic
+        generate_synthetic(kpt_config)  # once, before the two trainings read it
         print("== 2/4 training, in two processes: [keypoints] the keypoint Transformer "
               "(configs/demo_keypoints.py), [detector] the DETR person detector "
               "(configs/demo_detector.py) ==", flush=True)

@@ -263,11 +263,6 @@ class SavedModelEstimator:
                 for i in range(n)]
 
 
-# The kinds a keypoint --config may be (`prtr_tf.models.registry`): the two-stage keypoint
-# Transformer (with a person detector or given boxes) and the end-to-end model.
-POSE_KINDS = ("prtr", "prtr_e2e")
-
-
 def build_estimator(saved_model=None, tflite=None, config=None, checkpoint=None,
                     detector_config=None, detector_checkpoint=None, detector_tflite=None,
                     box_thr=None, flip_test=None, log=None, precision="float32"):
@@ -279,7 +274,7 @@ def build_estimator(saved_model=None, tflite=None, config=None, checkpoint=None,
     * ``tflite``: a keypoint .tflite (`TFLiteEstimator`; ``config`` optional), boxes
       from a Keras detector (``detector_config`` + ``detector_checkpoint``), a
       ``detector_tflite`` or none (boxes given per call);
-    * ``config`` + ``checkpoint``: the Keras model of a kind in `POSE_KINDS`
+    * ``config`` + ``checkpoint``: the Keras model of a pose family (`prtr_tf.models.registry.POSE`)
       (`prtr_tf.checkpoints.weights.load_model`); its kind's ``estimator`` (`prtr_tf.models.registry`):
       `PoseEstimator` with the detector, or the end-to-end model (no detector).
 
@@ -319,7 +314,7 @@ def build_estimator(saved_model=None, tflite=None, config=None, checkpoint=None,
     if detector_checkpoint:
         from prtr_tf.models.detector.predict import DetrPersonDetector
         det_model, detector_config, det_file = weights.load_model(
-            detector_config, detector_checkpoint, "--detector_checkpoint", kinds=("detr",),
+            detector_config, detector_checkpoint, "--detector_checkpoint", role=registry.DETECTOR,
             config_flag="--detector_config", precision=precision)
         detector = DetrPersonDetector(det_model, detector_config, score_threshold=box_thr)
         log(f"person detector: {det_file}")
@@ -335,7 +330,7 @@ def build_estimator(saved_model=None, tflite=None, config=None, checkpoint=None,
         log(f"keypoint model: {tflite}")
         return estimator, keypoint_sets.set_from_metadata(estimator.metadata, tflite)
     model, config, file = weights.load_model(config, checkpoint, "--checkpoint",
-                                             kinds=POSE_KINDS, config_flag="--config",
+                                             role=registry.POSE, config_flag="--config",
                                              precision=precision)
     kind = registry.get(config)
     log(f"{'keypoint' if kind.needs_detector else 'end-to-end'} model: {file}")

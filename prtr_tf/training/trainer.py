@@ -59,8 +59,7 @@ class Trainer:
     def __init__(self, config, workdir, strategy="auto", mixed_precision=None, stream=None):
         check_folder(workdir)  # before the data and the model: a file there fails at once
         self.config = config
-        self.kind = registry.get(config)
-        self.task = self.kind.task(config)
+        self.task = registry.make_task(config)  # the config's family, bound to it
         self.workdir = workdir
         self.stream = stream or sys.stdout
         set_mixed_precision(mixed_precision)
@@ -72,6 +71,8 @@ class Trainer:
             raise ValueError(f"config.train.batch_size={t.batch_size} is not divisible by the "
                              f"{self.num_replicas} replicas")
         self.skips = SkipCounter()
+        from prtr_tf.data.splits import generate_synthetic
+        generate_synthetic(config)  # a synthetic config's data, made before it is read
         self.train_records = self.task.load_records("train", self.skips)
         if len(self.train_records) < t.batch_size:
             raise ValueError(f"{len(self.train_records)} training samples are fewer than one "
@@ -83,12 +84,12 @@ class Trainer:
             self.model = self.task.build_model()
             if t.get("init_weights"):
                 weights.load_into(self.model, t.init_weights, "config.train.init_weights",
-                                  description=self.kind.describe(config))
+                                  description=self.task.describe(config))
             if t.get("init_backbone"):
                 from prtr_tf.checkpoints.torch_import import load_imagenet_file
                 report = load_imagenet_file(self.model.backbone, t.init_backbone,
                                             "config.train.init_backbone",
-                                            description=self.kind.describe(config))
+                                            description=self.task.describe(config))
                 self.log(f"config.train.init_backbone {t.init_backbone}: {report.summary()}")
             self.optimizer = TwoGroupAdamW(self.model, t, self.steps_per_epoch)
             # float16: one dynamic loss scale for both optimiser groups.
@@ -183,7 +184,7 @@ class Trainer:
 
     def evaluate(self):
         """The task's validation metrics (keypoint AP with GT boxes, or box AP)."""
-        return self.task.evaluate(self.model, self.stream)
+        return self.task.evaluate_training(self.model, self.stream)
 
     # ---------------------------------------------------------------- loop
 
@@ -240,7 +241,7 @@ class Trainer:
             if self.chief else tf.summary.create_noop_writer()
         csv_path = os.path.join(self.workdir, "metrics.csv")
         history, steps_run = [], 0
-        self.log(f"training {self.kind.describe(self.config)} on "
+        self.log(f"training {self.task.describe(self.config)} on "
                  f"{len(self.train_records)} samples: "
                  f"{self.steps_per_epoch} steps/epoch x {t.epochs} epochs, global batch "
                  f"{t.batch_size} over {self.num_replicas} replica(s); workdir {self.workdir}")

@@ -1,13 +1,12 @@
 """Bad input to the command-line tools, run as users run them (train.py, eval.py,
-predict.py, prtr-export / export/*.py, python -m prtr_tf.checkpoints.convert): the cases of the
-README's "Bad input" table that no other test covers.
+predict.py, prtr-export / export/*.py, prtr-convert): the cases of the
+"Bad input" table that no other test covers.
 
 Every case checks the exit status (2: a usage error, 1: a user error), that the
 message is one ``error: ...`` line naming the bad file, flag or value, whether the
 pointer to ``--help`` follows it, and that there is no traceback. Nothing here
 trains a model: each run stops at its first check (a few seconds, mostly imports).
 """
-import importlib.util
 import os
 import re
 import subprocess
@@ -272,7 +271,7 @@ def test_export_errors(script, args, status, parts, tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["empty"]
 
 
-# ------------------------------------------------------------- python -m prtr_tf.checkpoints.convert
+# ------------------------------------------------------------- prtr-convert (python -m prtr_tf.cli.convert)
 
 
 def _npz(path):
@@ -297,27 +296,27 @@ def test_convert_errors(args, status, parts, tmp_path):
     (tmp_path / "weights.safetensors").write_bytes(b"x")
     (tmp_path / "old.weights.h5").write_bytes(b"mine")
     before = sorted(os.listdir(tmp_path))
-    proc = run("-m", "prtr_tf.checkpoints.convert", *[a.replace("DIR", str(tmp_path)) for a in args])
+    proc = run("-m", "prtr_tf.cli.convert", *[a.replace("DIR", str(tmp_path)) for a in args])
     assert_error(proc, status, *[p.replace("DIR", str(tmp_path)) for p in parts])
     assert sorted(os.listdir(tmp_path)) == before
     assert (tmp_path / "old.weights.h5").read_bytes() == b"mine"
 
 
-@pytest.mark.skipif(importlib.util.find_spec("torch") is not None,
-                    reason="PyTorch is installed: a .pth is read")
-def test_convert_pth_without_torch(tmp_path):
+def test_convert_a_pth_that_is_no_checkpoint(tmp_path):
+    """A .pth is read without PyTorch (`prtr_tf.checkpoints.torch_file`); one that is
+    not a torch.save file is a one-line error naming it, and nothing is written."""
     (tmp_path / "official.pth").write_bytes(b"x")
-    proc = run("-m", "prtr_tf.checkpoints.convert", "--config=tiny",
+    proc = run("-m", "prtr_tf.cli.convert", "--config=tiny",
                f"--checkpoint={tmp_path / 'official.pth'}",
                f"--output={tmp_path / 'o.weights.h5'}")
-    assert_error(proc, 1, f"reading '{tmp_path / 'official.pth'}' needs PyTorch: pip install "
-                 "'prtr-tf[torch]'", "np.savez")
+    assert_error(proc, 1, f"'{tmp_path / 'official.pth'}' is not a PyTorch checkpoint: it is "
+                 "a text file", "torch.save")
     assert not (tmp_path / "o.weights.h5").exists()
 
 
 def test_the_table_lists_these_tests():
-    """Each test of this file is named in the README's "Bad input" table."""
-    readme = (REPO / "README.md").read_text()
+    """Each test of this file is named in the "Bad input" table of docs/errors.md."""
+    readme = (REPO / "docs" / "errors.md").read_text()
     table = readme.split("\n## Bad input", 1)[1].split("\n## ", 1)[0]
     names = [name for name in globals() if name.startswith("test_")
              and name != "test_the_table_lists_these_tests"]
@@ -351,7 +350,7 @@ def test_tflite_export_of_a_detector_config_names_config(tmp_path):
     proc = run("--config=synthetic_detector_tiny", f"--output={tmp_path / 'out'}",
                script="export/to_tflite.py")
     assert_error(proc, 1, "--config is a DETR person detector config (model.kind 'detr'); "
-                 "a PRTR keypoint Transformer config is needed there")
+                 "a TFLite export needs a PRTR keypoint Transformer config")
     assert os.listdir(tmp_path) == []
 
 

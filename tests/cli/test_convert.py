@@ -1,4 +1,4 @@
-"""python -m prtr_tf.checkpoints.convert (= prtr-convert) run as users run it.
+"""prtr-convert (python -m prtr_tf.cli.convert) (= prtr-convert) run as users run it.
 
 (The DETR checkpoint reduction through this CLI stays in tests/detector/test_detr.py,
 marked ``cli``: it uses that file's module fixture of the synthetic DETR R50 weights.)
@@ -12,7 +12,7 @@ import numpy as np
 def test_convert_cli_reports_mismatch(tmp_path):
     np.savez(tmp_path / "bad.npz", **{"foo.weight": np.zeros(2, np.float32)})
     proc = subprocess.run(
-        [sys.executable, "-m", "prtr_tf.checkpoints.convert", "--config=configs/tiny.py",
+        [sys.executable, "-m", "prtr_tf.cli.convert", "--config=configs/tiny.py",
          f"--checkpoint={tmp_path / 'bad.npz'}", f"--output={tmp_path / 'o.weights.h5'}"],
         capture_output=True, text=True, cwd=str(__import__("pathlib").Path(__file__).parents[2]))
     assert proc.returncode == 1
@@ -42,7 +42,7 @@ def test_convert_backbone_only_writes_weights_and_reports_the_head(tmp_path):
     np.savez(tmp_path / "imagenet.npz", **state)
     out = tmp_path / "tiny_imagenet.weights.h5"
     proc = subprocess.run(
-        [sys.executable, "-m", "prtr_tf.checkpoints.convert", "--backbone_only", "--config=tiny",
+        [sys.executable, "-m", "prtr_tf.cli.convert", "--backbone_only", "--config=tiny",
          f"--checkpoint={tmp_path / 'imagenet.npz'}", f"--output={out}"],
         capture_output=True, text=True, cwd=str(__import__("pathlib").Path(__file__).parents[2]))
     assert proc.returncode == 0, proc.stderr

@@ -240,8 +240,8 @@ def test_custom_detector_and_end_to_end_configs_take_the_set(name):
     assert len(keypoint_sets.category_ids(config)) == 54
     if name == "custom_e2e":
         assert config.model.num_joints == 17
-    from prtr_tf.models.detector.task import DetectionTask
-    records = DetectionTask(config).load_records("val", None)
+    from prtr_tf.models.detector.records import load_split
+    records = load_split(config, "val")
     assert sum(len(r["boxes"]) for r in records) == 2  # both animals, of two species
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from prtr_tf.config import load_config
 from prtr_tf.data import synthetic
-from prtr_tf.data.splits import ensure_data
+from prtr_tf.data.splits import generate_synthetic
 
 
 def _snapshot(folder):
@@ -32,7 +32,7 @@ def test_a_users_folder_is_an_error_and_stays_unchanged(tmp_path, truncated):
     config = load_config("synthetic_tiny")
     config.data.root = str(tmp_path)
     with pytest.raises(FileExistsError, match=str(train)):
-        ensure_data(config, "train")
+        generate_synthetic(config)
     assert _snapshot(tmp_path) == before
 
 

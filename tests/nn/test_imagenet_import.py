@@ -1,5 +1,5 @@
 """ImageNet classification checkpoints into the backbone (`config.train.init_backbone`,
-``python -m prtr_tf.checkpoints.convert --backbone_only``): names, head, errors.
+``prtr-convert (python -m prtr_tf.cli.convert) --backbone_only``): names, head, errors.
 
 The parity of the real layouts (torchvision ResNet-50, HRNet-W32) with the official
 backbone outputs: tests/tools/test_parity.py (the imagenet-backbone fixtures).

@@ -16,12 +16,12 @@ def detection_results(model, config, split="val", stream=None):
     person boxes the detector finds on every image of ``split`` (scores >=
     ``config.test.score_thre``): the format of a ``--det_json`` detections file.
     ``category_id`` is the object class's first category (the person: 1)."""
-    from prtr_tf.data.splits import ensure_data
+    from prtr_tf.data.splits import split_files
     from prtr_tf.data.keypoint_sets import category_ids
     from prtr_tf.models.detector.records import load_person_boxes
 
     stream = stream or sys.stdout
-    ann, images = ensure_data(config, split)
+    ann, images = split_files(config, split)
     cats = category_ids(config)
     records = load_person_boxes(ann, images, min_keypoints=0, category_ids=cats)
     dataset = build_detection_dataset(records, config, training=False,

@@ -179,3 +179,15 @@ def records_to_columns(records, max_boxes):
     if with_keypoints:
         columns["keypoints"] = keypoints
     return columns
+
+
+def load_split(config, split, skip_counter=None, num_joints=None):
+    """Person-box records of a configured split (`prtr_tf.data.splits.split_files`): the
+    training data of the detector and, with ``num_joints``, of the end-to-end model."""
+    from prtr_tf.data.keypoint_sets import category_ids
+    from prtr_tf.data.splits import split_files
+    ann, images = split_files(config, split)
+    return load_person_boxes(ann, images, min_keypoints=config.data.min_keypoints,
+                             skip_bad=config.data.skip_bad_samples,
+                             skip_counter=skip_counter, num_joints=num_joints,
+                             category_ids=category_ids(config))

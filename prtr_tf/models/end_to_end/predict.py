@@ -67,13 +67,13 @@ def predict_split(model, config, split="val", stream=None):
     keypoints (N, J, 3) [x, y, score] in original pixels, boxes (N, 4) [x, y, w, h]
     pixels, box_score (N,), image_id (N,), and the number of images."""
     from prtr_tf.data.skips import SkipCounter
-    from prtr_tf.data.splits import ensure_data
+    from prtr_tf.data.splits import split_files
     from prtr_tf.data.keypoint_sets import category_ids
     from prtr_tf.models.detector.data import build_detection_dataset
     from prtr_tf.models.detector.records import load_person_boxes
 
     stream = stream or sys.stdout
-    ann, image_dir = ensure_data(config, split)
+    ann, image_dir = split_files(config, split)
     skips = SkipCounter()
     records = load_person_boxes(ann, image_dir, min_keypoints=0,
                                 skip_bad=bool(config.data.skip_bad_samples),

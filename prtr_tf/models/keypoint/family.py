@@ -1,22 +1,23 @@
-"""The two-stage keypoint Transformer as a model kind (``model.kind = "prtr"``)."""
-from prtr_tf.models.registry import Kind
+"""The two-stage keypoint Transformer family (``model.kind = "prtr"``): PRTR's keypoint
+Transformer on person crops (spec §3-§5), with a person detector on whole images."""
+from prtr_tf.models.registry import POSE, Family
 
 
-class KeypointKind(Kind):
+class KeypointFamily(Family):
     name = "prtr"
     title = "PRTR keypoint Transformer"
-    eval_options = ("use_gt_bbox", "det_json", "flip_test", "gt_mat")
+    role = POSE
+    inputs = "crops"
     needs_detector = True  # on whole images; crops need none
-
+    export_formats = ("saved_model", "tflite", "onnx")
+    eval_options = ("use_gt_bbox", "det_json", "flip_test", "gt_mat")
     bfloat16_inference = True  # outputs cast to float32 (prtr_tf.nn.precision)
+    metric = "AP"  # or PCKh for MPII (also under 'AP', see evaluate_training)
+    loss_keys = ("loss", "loss_ce", "loss_kpt")
 
     def build(self, model_config):
         from prtr_tf.models.keypoint.model import build_model
         return build_model(model_config)
-
-    def task(self, config):
-        from prtr_tf.models.keypoint.task import KeypointTask
-        return KeypointTask(config)
 
     def evaluate(self, model, config, split="val", results_path=None, stream=None,
                  use_gt_bbox=None, det_json=None, flip_test=None, gt_mat=None):
@@ -51,5 +52,33 @@ class KeypointKind(Kind):
         from prtr_tf.serving.estimator import PoseEstimator
         return PoseEstimator(model, config, detector=detector, **options)
 
+    # ---- training (bound to self.config)
 
-KIND = KeypointKind()
+    def load_records(self, split, skip_counter):
+        from prtr_tf.data.splits import load_records
+        return load_records(self.config, split, skip_counter=skip_counter)
+
+    def train_dataset(self, records, seed, batch, skip_counter):
+        from prtr_tf.data.pipeline import build_dataset
+        return build_dataset(records, self.config, training=True, deterministic=True,
+                             seed=seed, batch=batch, drop_remainder=True,
+                             skip_counter=skip_counter)
+
+    def loss(self, model, batch):
+        from prtr_tf.models.keypoint.loss import match_outputs, set_loss
+        c = self.config.loss
+        outputs = model(batch["image"], training=True)
+        indices = match_outputs(outputs, batch["target"], c.cost_class, c.cost_coord)
+        return set_loss(outputs, batch["target"], batch["target_weight"], indices=indices,
+                        eos_coef=c.eos_coef, ce_coef=c.ce_loss_coef, kpt_coef=c.kpt_loss_coef)
+
+    def evaluate_training(self, model, stream):
+        """COCO keypoint AP with ground-truth boxes (MPII: PCKh, also under 'AP')."""
+        from prtr_tf.models.keypoint.evaluate import validate
+        scores = validate(model, self.config, split="val", flip_test=False, stream=stream)
+        if "PCKh" in scores:
+            scores["AP"] = scores["PCKh"]
+        return scores
+
+
+FAMILY = KeypointFamily()
