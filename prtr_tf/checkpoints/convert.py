@@ -28,6 +28,11 @@ import os
 
 from absl import logging
 
+from prtr_tf.checkpoints.torch_import import load_imagenet_file
+from prtr_tf.checkpoints.torch_import import load_state_dict, read_state_dict
+from prtr_tf.files import atomic
+from prtr_tf.models import registry
+
 
 def _check_output(output_path, overwrite):
     if not output_path.endswith(".weights.h5"):
@@ -42,9 +47,6 @@ def convert(config, checkpoint_path, output_path, overwrite=False):
 
     Returns the built Keras model (with the imported weights).
     """
-    from prtr_tf.files import atomic
-    from prtr_tf.models import registry
-    from prtr_tf.checkpoints.torch_import import load_state_dict, read_state_dict
 
     _check_output(output_path, overwrite)
     state_dict = read_state_dict(checkpoint_path)
@@ -65,16 +67,12 @@ def convert_backbone(config, checkpoint_path, output_path, overwrite=False):
     """
     import keras
 
-    from prtr_tf.files import atomic
-    from prtr_tf.models import registry
-    from prtr_tf.checkpoints.torch_import import load_imagenet_file
-
     _check_output(output_path, overwrite)
-    kind = registry.get(config)
+    task = registry.make_task(config)
     keras.utils.set_random_seed(int(config.train.seed))  # as `Trainer` before its build
-    model = kind.task(config).build_model()
+    model = task.build_model()
     report = load_imagenet_file(model.backbone, checkpoint_path, "--checkpoint",
-                                description=kind.describe(config))
+                                description=task.describe(config))
     atomic.save_weights(model, output_path)
     logging.info("%s from %s; wrote %s", report.summary(), checkpoint_path, output_path)
     return model, report

@@ -11,6 +11,10 @@ Errors: FileNotFoundError for what does not exist, ValueError for what does not 
 """
 import os
 
+from prtr_tf.models import registry
+from prtr_tf.nn import precision as precisions
+from prtr_tf.training import keypoint_record
+
 SUFFIX = ".weights.h5"
 WORKDIR_FILES = ("best.weights.h5", "last.weights.h5")
 
@@ -71,8 +75,6 @@ def load_model(config, checkpoint, what="checkpoint", role=None, export_format=N
     way). ``role``, ``export_format``: what the config's family must be and offer
     (`prtr_tf.models.registry.require`; None: anything); ``config_flag``: the flag that
     gave the config, for messages. Returns (model, config, weights file)."""
-    from prtr_tf.models import registry
-    from prtr_tf.nn import precision as precisions
 
     precision = precisions.check(precision, "--precision")
 
@@ -86,7 +88,6 @@ def load_model(config, checkpoint, what="checkpoint", role=None, export_format=N
     with precisions.dtype_policy(precision):
         model = kind.build(config.model)
     file = load_into(model, checkpoint, what, config_flag or name, kind.describe(config))
-    from prtr_tf.training import keypoint_record
     keypoint_record.check(checkpoint, config, label)
     if fold:
         from prtr_tf.nn.fold import fold_frozen_batchnorm

@@ -10,6 +10,7 @@ import os
 from prtr_tf.data.coco import load_coco_detections, load_coco_keypoints
 from prtr_tf.data.keypoint_sets import category_ids
 from prtr_tf.data.mpii import load_mpii
+from prtr_tf.data.synthetic import ensure_synthetic
 
 
 def split_paths(config, split):
@@ -28,7 +29,6 @@ def generate_synthetic(config):
     synthetic = config.data.get("synthetic")
     if not synthetic:
         return
-    from prtr_tf.data.synthetic import ensure_synthetic
     for split in ("train", "val"):
         ann, _ = split_paths(config, split)
         num_images, seed = synthetic[split]

@@ -17,6 +17,11 @@ from prtr_tf.files import atomic
 from prtr_tf.drawing import plots
 from prtr_tf.drawing import visualize
 from prtr_tf.data.keypoint_sets import DATASETS
+from prtr_tf.data.pipeline import build_eval_dataset
+from prtr_tf.data.splits import load_records
+from prtr_tf.data.splits import split_files
+from prtr_tf.models.detector.predict import DetrPersonDetector
+from prtr_tf.serving.estimator import PoseEstimator
 
 
 def _save_png(image, path):
@@ -58,8 +63,6 @@ def annotated_images(estimator, image_paths, folder, skeleton, joint_names=None,
 def refinement_figure(model, config, path, split="val", max_crops=64):
     """Figure 4 for the held-out person (ground-truth box) with the most labelled
     joints among the first ``max_crops``; returns `plot_decoder_refinement`'s dict."""
-    from prtr_tf.data.pipeline import build_eval_dataset
-    from prtr_tf.data.splits import load_records
 
     records = load_records(config, split)[:max_crops]
     batch = next(iter(build_eval_dataset(records, config, batch=len(records))))
@@ -77,9 +80,6 @@ def demo_pictures(keypoint_model, kpt_config, detector_model, det_config, folder
     """The demo's pictures in ``folder`` (see the module docstring); ``workdirs``:
     {model label: training workdir with metrics.csv}. Persons of the annotated images
     come from the detector's boxes scoring at least ``box_thr``. Returns {what: path}."""
-    from prtr_tf.data.splits import split_files
-    from prtr_tf.models.detector.predict import DetrPersonDetector
-    from prtr_tf.serving.estimator import PoseEstimator
 
     os.makedirs(folder, exist_ok=True)
     written = {}

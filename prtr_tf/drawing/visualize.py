@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from prtr_tf.data.keypoint_sets import DATASETS
+from prtr_tf.models.keypoint.readout import readout
 
 LEFT_COLOR = (255, 140, 0)      # orange
 RIGHT_COLOR = (0, 160, 255)     # blue
@@ -185,7 +186,6 @@ def decoder_trajectories(outputs, index=0):
     last layer, `prtr_tf.models.keypoint.readout.readout`), ``scores`` (J,), and ``coords``
     (J, L, 2) normalised (x, y) of that query after decoder layers 1..L.
     """
-    from prtr_tf.models.keypoint.readout import readout
 
     logits = np.asarray(outputs["pred_logits"])[index:index + 1]
     final = np.asarray(outputs["pred_coords"])

@@ -2,6 +2,9 @@
 import os
 import sys
 
+from prtr_tf.checkpoints import weights
+from prtr_tf.models import registry
+
 
 def default_results_path(weights_file, split):
     """``<weights stem>_<split>_results.json`` next to the weights file."""
@@ -17,8 +20,6 @@ def evaluate_checkpoint(config, checkpoint, split="val", results_path=None, stre
     detector, computing in ``precision`` (`prtr_tf.nn.precision`). ``options``: the
     kind's ``eval_options`` (e.g. ``det_json``); others are a ValueError. Returns
     (scores, the metrics table, weights file, results path)."""
-    from prtr_tf.models import registry
-    from prtr_tf.checkpoints import weights
 
     kind = registry.get(config)
     unknown = sorted(k for k, v in options.items() if v is not None

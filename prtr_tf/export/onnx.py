@@ -17,6 +17,8 @@ tf2onnx has no conversion for the antialiased resize (the TF op ScaleAndTranslat
 import os
 
 from prtr_tf.files.atomic import atomic_output
+from prtr_tf.serving import metadata
+from prtr_tf.serving.module import IMAGE_INPUT, IMAGE_SHAPE
 
 DEFAULT_OPSET = 17
 
@@ -60,7 +62,6 @@ def convert(saved_model, output, signature="serve_crops", opset=DEFAULT_OPSET, t
     if not os.path.isfile(os.path.join(saved_model, "saved_model.pb")):
         raise FileNotFoundError(f"{saved_model!r} is not a SavedModel directory "
                                 "(no saved_model.pb)")
-    from prtr_tf.serving.module import IMAGE_INPUT, IMAGE_SHAPE
 
     graph_def, inputs, outputs, tables, renames = tf_loader.from_saved_model(
         saved_model, None, None, tag, [signature], None, False,
@@ -93,7 +94,6 @@ def _copy_metadata(saved_model, onnx_path):
 
     import onnx
 
-    from prtr_tf.serving import metadata
     meta = metadata.read(saved_model)
     if meta is None:
         return

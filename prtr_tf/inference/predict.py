@@ -21,6 +21,7 @@ import numpy as np
 from prtr_tf.files.atomic import atomic_output
 from prtr_tf.inference.media import (VIDEO_EXTENSIONS, InputError, frame_to_rgb, iter_video_frames,
                            load_image)
+from prtr_tf.drawing.visualize import draw_poses
 
 
 def persons_to_original(persons, scale):
@@ -83,7 +84,6 @@ def predict_files(estimator, files, output, keypoint_set=None, boxes_for=None, k
     otherwise); prints one progress line per file and a summary. Files that cannot be
     used are reported and skipped. Returns {"total", "processed", "failed"}.
     """
-    from prtr_tf.drawing.visualize import draw_poses
 
     if keypoint_set is not None:
         skeleton, joint_names = keypoint_set["skeleton"], keypoint_set["joints"]

@@ -29,6 +29,10 @@ from prtr_tf.data import keypoint_sets
 from prtr_tf.data.keypoint_sets import DATASETS
 from prtr_tf.models.keypoint.predict import crop_to_image
 from prtr_tf.serving.estimator import PoseEstimator
+from prtr_tf.checkpoints import weights
+from prtr_tf.models import registry
+from prtr_tf.models.detector.augment import resize_to
+from prtr_tf.models.detector.data import unnormalize_boxes
 
 # Post-processing defaults of every shipped keypoint config (`prtr_tf.models.keypoint.config.two_stage`),
 # used for .tflite files whose metadata predates the "postprocess" entry.
@@ -174,7 +178,6 @@ class TFLiteDetector:
     """
 
     def __init__(self, path, score_threshold=None, use_xnnpack=True, num_threads=None):
-        from prtr_tf.models.detector.augment import resize_to
         self.metadata = _read_tflite_metadata(path, "prtr_tf.models.detector", "--detector_tflite")
         inp = self.metadata["input"]
         self.threshold = (_DEFAULT_DETECTOR_THRESHOLD if score_threshold is None
@@ -196,7 +199,6 @@ class TFLiteDetector:
         self._prepare = prepare
 
     def __call__(self, image):
-        from prtr_tf.models.detector.data import unnormalize_boxes
         x = self._prepare(tf.constant(image)).numpy()[None]
         x = np.repeat(x, self.batch, axis=0)
         out = self.runner(images=x)
@@ -284,8 +286,6 @@ def build_estimator(saved_model=None, tflite=None, config=None, checkpoint=None,
     with one line per loaded model (e.g. ``print``). FileNotFoundError for missing
     files, ValueError for models or configs that do not fit.
     """
-    from prtr_tf.models import registry
-    from prtr_tf.checkpoints import weights
 
     log = log or (lambda line: None)
     if saved_model:

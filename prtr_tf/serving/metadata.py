@@ -10,6 +10,7 @@ import os
 
 from prtr_tf.files import atomic
 from prtr_tf.data import keypoint_sets
+from prtr_tf.data.jsonfile import read_json
 
 FILE = os.path.join("assets.extra", "prtr_tf_keypoints.json")
 FORMAT = "prtr_tf.keypoint_set/1"
@@ -33,7 +34,6 @@ def read(folder):
     path = os.path.join(folder, FILE)
     if not os.path.isfile(path):
         return None
-    from prtr_tf.data.jsonfile import read_json
     meta = read_json(path, "SavedModel keypoint metadata")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ValueError(f"{path}: not prtr_tf keypoint metadata (format {FORMAT!r})")

@@ -2,6 +2,8 @@
 `prtr_tf.models.end_to_end.serving.EndToEndServing`) with `keras.export.ExportArchive`,
 which `saved_model_cli run` and TF Serving need."""
 
+from prtr_tf.serving import metadata
+
 
 def export_saved_model(serving, output, verbose=False):
     """Writes ``serving``'s functions as a SavedModel (`keras.export.ExportArchive`):
@@ -16,6 +18,5 @@ def export_saved_model(serving, output, verbose=False):
     for name, (fn, signature) in serving.functions().items():
         archive.add_endpoint(name, fn, input_signature=signature)
     archive.write_out(output, verbose=verbose)
-    from prtr_tf.serving import metadata
     metadata.write(output, serving.config)
     return output

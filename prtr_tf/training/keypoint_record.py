@@ -10,6 +10,10 @@ Workdirs written before the record existed are not checked.
 import json
 import os
 
+from prtr_tf.data import keypoint_sets
+from prtr_tf.data.jsonfile import read_json
+from prtr_tf.files import atomic
+
 FILE = "keypoint_set.json"
 # What decides the meaning of the model's outputs: the joint at each index, and which
 # joints the flip test swaps. Skeleton and sigmas only change drawing and scoring.
@@ -19,8 +23,6 @@ CHECKED = ("keypoint_names", "flip_pairs")
 def record(workdir, config):
     """Writes (atomically) ``workdir``/keypoint_set.json of ``config``'s keypoint set;
     only for configs of models with joints (``config.model.num_joints``)."""
-    from prtr_tf.files import atomic
-    from prtr_tf.data import keypoint_sets
     if not config.model.get("num_joints"):
         return None
     path = os.path.join(workdir, FILE)
@@ -35,7 +37,6 @@ def recorded(checkpoint):
     path = os.path.join(folder or ".", FILE)
     if not os.path.isfile(path):
         return None, None
-    from prtr_tf.data.jsonfile import read_json
     return path, read_json(path, "the workdir's record of the keypoint set the model was "
                                  "trained on")
 
@@ -43,7 +44,6 @@ def recorded(checkpoint):
 def check(checkpoint, config, label="the config"):
     """ValueError when ``config``'s keypoint set differs from the one recorded beside
     ``checkpoint`` (see the module docstring); nothing without a record."""
-    from prtr_tf.data import keypoint_sets
     path, saved = recorded(str(checkpoint))
     if saved is None or not config.model.get("num_joints"):
         return

@@ -10,6 +10,8 @@ clips over the union of gradients before either applies its update.
 import keras
 import tensorflow as tf
 
+from prtr_tf.training.loss_scale import apply_if_finite
+
 
 def multistep_schedule(base_lr, milestones, factor, steps_per_epoch):
     """torch MultiStepLR stepped once per epoch, as a function of the step counter."""
@@ -109,7 +111,6 @@ class TwoGroupAdamW:
         if loss_scale is None:
             self._apply_both(grads)
             return norm
-        from prtr_tf.training.loss_scale import apply_if_finite
         apply_if_finite(finite, self._apply_both, grads)
         loss_scale.update(finite)
         return norm, finite

@@ -28,6 +28,7 @@ from prtr_tf.training.strategy import make_strategy
 from prtr_tf.training.progress import Progress
 from prtr_tf.training import keypoint_record
 from prtr_tf.training.workdir import WorkdirLock, check_folder, upsert_csv_row
+from prtr_tf.data.splits import generate_synthetic
 
 
 def is_chief(strategy):
@@ -71,7 +72,6 @@ class Trainer:
             raise ValueError(f"config.train.batch_size={t.batch_size} is not divisible by the "
                              f"{self.num_replicas} replicas")
         self.skips = SkipCounter()
-        from prtr_tf.data.splits import generate_synthetic
         generate_synthetic(config)  # a synthetic config's data, made before it is read
         self.train_records = self.task.load_records("train", self.skips)
         if len(self.train_records) < t.batch_size:

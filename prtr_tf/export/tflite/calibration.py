@@ -5,6 +5,10 @@ import tempfile
 
 import numpy as np
 
+from prtr_tf.data.coco import load_coco_keypoints
+from prtr_tf.data.pipeline import build_eval_dataset
+from prtr_tf.data.splits import load_records
+
 CALIBRATION_SOURCES = ("train", "synthetic")
 
 
@@ -18,9 +22,6 @@ def representative_crops(config, num, source="train", seed=0):
     * "synthetic": freshly drawn stick-figure images (`prtr_tf.data.synthetic`, in a
       temporary folder), for when the real data are not at hand (COCO joints).
     """
-    from prtr_tf.data.coco import load_coco_keypoints
-    from prtr_tf.data.pipeline import build_eval_dataset
-    from prtr_tf.data.splits import load_records
 
     if source not in CALIBRATION_SOURCES:
         raise ValueError(f"calibration source must be one of {CALIBRATION_SOURCES}, got "

@@ -10,6 +10,7 @@ from absl import logging
 
 from prtr_tf.checkpoints.torch_import import strip_prefix
 from prtr_tf.models.detector.config import COCO_PERSON
+from prtr_tf.models.detector.model import build_detector
 
 CLASS_HEAD = ("class_embed.weight", "class_embed.bias")
 
@@ -41,7 +42,6 @@ def reduce_to_person(state_dict, person=COCO_PERSON):
 
 def prepare_detector(model_config, state_dict):
     """(built DETR, state_dict to load into it); reduces a 91-class head to person."""
-    from prtr_tf.models.detector.model import build_detector
 
     model = build_detector(model_config)
     rows = num_class_rows(state_dict)

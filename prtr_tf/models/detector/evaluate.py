@@ -6,6 +6,11 @@ import sys
 from prtr_tf.models.detector.data import build_detection_dataset
 from prtr_tf.models.detector.predict import detect_dataset
 from prtr_tf.models.detector.records import person_label
+from prtr_tf.data.keypoint_sets import category_ids
+from prtr_tf.data.splits import split_files
+from prtr_tf.data.splits import split_paths
+from prtr_tf.evaluation.coco import load_coco, one_class
+from prtr_tf.models.detector.records import load_person_boxes
 
 BOX_STATS = ("AP", "AP .5", "AP .75", "AP (S)", "AP (M)", "AP (L)", "AR 1", "AR 10", "AR",
              "AR (S)", "AR (M)", "AR (L)")
@@ -16,9 +21,6 @@ def detection_results(model, config, split="val", stream=None):
     person boxes the detector finds on every image of ``split`` (scores >=
     ``config.test.score_thre``): the format of a ``--det_json`` detections file.
     ``category_id`` is the object class's first category (the person: 1)."""
-    from prtr_tf.data.splits import split_files
-    from prtr_tf.data.keypoint_sets import category_ids
-    from prtr_tf.models.detector.records import load_person_boxes
 
     stream = stream or sys.stdout
     ann, images = split_files(config, split)
@@ -40,10 +42,6 @@ def evaluate_detector(model, config, split="val", stream=None, results=None):
     ``results``: the `detection_results` of ``model`` when already computed. The
     categories of a custom keypoint set are one class (the first one's id)."""
     from pycocotools.cocoeval import COCOeval
-
-    from prtr_tf.data.splits import split_paths
-    from prtr_tf.data.keypoint_sets import category_ids
-    from prtr_tf.evaluation.coco import load_coco, one_class
 
     if results is None:
         results = detection_results(model, config, split, stream)

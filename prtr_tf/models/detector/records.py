@@ -29,6 +29,8 @@ import numpy as np
 
 from prtr_tf.data.coco import PERSON_CATEGORY, _image_table, _load_json, _numbers
 from prtr_tf.data.skips import bad_sample
+from prtr_tf.data.keypoint_sets import category_ids
+from prtr_tf.data.splits import split_files
 
 logger = logging.getLogger("prtr_tf.data")
 
@@ -184,8 +186,6 @@ def records_to_columns(records, max_boxes):
 def load_split(config, split, skip_counter=None, num_joints=None):
     """Person-box records of a configured split (`prtr_tf.data.splits.split_files`): the
     training data of the detector and, with ``num_joints``, of the end-to-end model."""
-    from prtr_tf.data.keypoint_sets import category_ids
-    from prtr_tf.data.splits import split_files
     ann, images = split_files(config, split)
     return load_person_boxes(ann, images, min_keypoints=config.data.min_keypoints,
                              skip_bad=config.data.skip_bad_samples,

@@ -24,6 +24,11 @@ import tensorflow as tf
 
 from prtr_tf.nn.guards import nonempty
 from prtr_tf.models.keypoint.readout import readout
+from prtr_tf.data.keypoint_sets import category_ids
+from prtr_tf.data.skips import SkipCounter
+from prtr_tf.data.splits import split_files
+from prtr_tf.models.detector.data import build_detection_dataset
+from prtr_tf.models.detector.records import load_person_boxes
 
 
 def poses(model, images, mask=None):
@@ -66,11 +71,6 @@ def predict_split(model, config, split="val", stream=None):
     """Every person the model finds on ``split``. Returns NumPy arrays over them:
     keypoints (N, J, 3) [x, y, score] in original pixels, boxes (N, 4) [x, y, w, h]
     pixels, box_score (N,), image_id (N,), and the number of images."""
-    from prtr_tf.data.skips import SkipCounter
-    from prtr_tf.data.splits import split_files
-    from prtr_tf.data.keypoint_sets import category_ids
-    from prtr_tf.models.detector.data import build_detection_dataset
-    from prtr_tf.models.detector.records import load_person_boxes
 
     stream = stream or sys.stdout
     ann, image_dir = split_files(config, split)

@@ -15,6 +15,9 @@ from prtr_tf.data.pipeline import build_eval_dataset
 from prtr_tf.data.skips import SkipCounter
 from prtr_tf.data.splits import load_records, split_paths
 from prtr_tf.models.keypoint.predict import predict_dataset
+from prtr_tf.evaluation import coco
+from prtr_tf.evaluation import mpii
+from prtr_tf.evaluation import pck
 
 
 def predict_split(model, config, split="val", flip_test=None, det_json=None, stream=None):
@@ -49,7 +52,6 @@ def predict_split(model, config, split="val", flip_test=None, det_json=None, str
 
 
 def coco_metrics(preds, config, split="val", results_path=None, records=None):
-    from prtr_tf.evaluation import coco
     sigmas = keypoint_sets.oks_sigmas(config)
     results = coco.results_from_predictions(
         preds["keypoints"], preds["center"], preds["scale"], preds["box_score"],
@@ -75,7 +77,6 @@ def mpii_metrics(preds, records, gt_mat=None):
     """PCKh@0.5. With ``gt_mat`` (the official gt_valid.mat: true head boxes) rows are
     matched to it by annotation index; otherwise the head size is approximated from
     the annotated head_top / upper_neck joints (`prtr_tf.evaluation.mpii`)."""
-    from prtr_tf.evaluation import mpii
     rows = preds["index"]
     if gt_mat:
         gt = mpii.load_gt_mat(gt_mat)
@@ -112,7 +113,6 @@ def validate(model, config, split="val", flip_test=None, det_json=None, results_
 def distance_metrics(preds, records):
     """PCK@0.2 (of the box size), AUC and EPE (`prtr_tf.evaluation.pck`) of predictions
     on ground-truth boxes."""
-    from prtr_tf.evaluation import pck
     rows = preds["index"]
     if not len(rows):
         return {"PCK@0.2": 0.0, "AUC": 0.0, "EPE": 0.0}
