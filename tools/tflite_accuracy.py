@@ -2,7 +2,7 @@
 Keras model itself (`measure_variants`; the command line is
 ``tools/measure_tflite.py``).
 
-The held-out crops (ground-truth boxes, `prtr_tf.data.pipeline.build_eval_dataset`,
+The held-out crops (ground-truth boxes, `prtr_tf.models.keypoint.data.build_eval_dataset`,
 no augmentation) are made once (`eval_crops`). The Keras model reads them with the
 evaluation's own `prtr_tf.models.keypoint.predict.predict_dataset` (model -> readout ->
 crop -> image); every TFLite variant (`prtr_tf.export.tflite.convert_keypoint_model`:
@@ -34,7 +34,7 @@ def eval_crops(config, split="val"):
     """The crops of ``split``'s ground-truth boxes as the evaluation makes them
     (`prtr_tf.models.keypoint.evaluate.predict_split`'s records and dataset): a dict of NumPy
     arrays ``image`` (N, H, W, 3) float32 and the `META` fields, plus ``records``."""
-    from prtr_tf.data.pipeline import build_eval_dataset
+    from prtr_tf.models.keypoint.data import build_eval_dataset
     from prtr_tf.data.skips import SkipCounter
     from prtr_tf.data.splits import load_records
 

@@ -202,7 +202,7 @@ def bench_train(name, config, steps, warmup, strategy, retry, log, precision=Non
 
         row = retry(f"{name} B={b}", measure)
         # Real outputs of the model on one batch, for the matcher timing (shapes as trained).
-        from prtr_tf.data.pipeline import build_dataset
+        from prtr_tf.models.keypoint.data import build_dataset
         batch = next(iter(build_dataset(trainer.train_records, config, training=True,
                                         deterministic=True, batch=b, drop_remainder=True)))
         outputs = trainer.model._model(batch["image"], training=False) if xla else \
@@ -223,7 +223,7 @@ def bench_pipeline(name, config, batch, num_batches, retry, log, data="synthetic
                    parallel=-1):
     """Crops/s of the training input pipeline alone at ``num_parallel_calls=parallel``,
     and crops per CPU-second of this process ('per core')."""
-    from prtr_tf.data.pipeline import build_dataset
+    from prtr_tf.models.keypoint.data import build_dataset
     from prtr_tf.data.splits import load_records
 
     config.data.num_parallel_calls = int(parallel)

@@ -17,7 +17,7 @@ from prtr_tf.files import atomic
 from prtr_tf.drawing import plots
 from prtr_tf.drawing import visualize
 from prtr_tf.data.keypoint_sets import DATASETS
-from prtr_tf.data.pipeline import build_eval_dataset
+from prtr_tf.models.keypoint.data import build_eval_dataset
 from prtr_tf.data.splits import load_records
 from prtr_tf.data.splits import split_files
 from prtr_tf.models.detector.predict import DetrPersonDetector

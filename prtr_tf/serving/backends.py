@@ -24,14 +24,14 @@ import numpy as np
 import tensorflow as tf
 
 from prtr_tf.export import tflite
-from prtr_tf.data.pipeline import normalization
+from prtr_tf.data.image import normalization
 from prtr_tf.data import keypoint_sets
 from prtr_tf.data.keypoint_sets import DATASETS
 from prtr_tf.models.keypoint.predict import crop_to_image
 from prtr_tf.serving.estimator import PoseEstimator
 from prtr_tf.checkpoints import weights
 from prtr_tf.models import registry
-from prtr_tf.models.detector.augment import resize_to
+from prtr_tf.models.detector.resize import resize_to
 from prtr_tf.models.detector.data import unnormalize_boxes
 
 # Post-processing defaults of every shipped keypoint config (`prtr_tf.models.keypoint.config.two_stage`),

@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from prtr_tf.data import keypoint_sets
-from prtr_tf.data.pipeline import Cropper
+from prtr_tf.models.keypoint.data import Cropper
 from prtr_tf.data.transforms import box_to_center_scale
 from prtr_tf.evaluation.coco import select_poses
 from prtr_tf.models.keypoint.predict import crop_to_image, predict_crops

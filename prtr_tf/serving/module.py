@@ -4,7 +4,7 @@ and NMS settings, the input signatures and their checks, ``serve_encoded`` and t
 import tensorflow as tf
 
 from prtr_tf.data import keypoint_sets
-from prtr_tf.data.pipeline import decode_bytes
+from prtr_tf.data.image import decode_bytes
 from prtr_tf.serving.inputs import checked_image
 from prtr_tf.serving.ops import RESIZE_MODES
 
@@ -52,7 +52,7 @@ class ServingModule(tf.Module):
     def serve_encoded(self, image_bytes):
         """JPEG/PNG/BMP/GIF bytes (string scalar) -> as `serve_image` (RGB, first frame;
         JPEGs with the accurate DCT, as PIL and the data pipeline decode them:
-        `prtr_tf.data.pipeline.decode_bytes`)."""
+        `prtr_tf.models.keypoint.data.decode_bytes`)."""
         return self.serve_image(decode_bytes(image_bytes))
 
     def functions(self):

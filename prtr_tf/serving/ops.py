@@ -3,7 +3,7 @@ as matrix products (no ScaleAndTranslate / MatrixInverse / ImageProjectiveTransf
 which tf2onnx cannot convert), and `detector_resize`, which picks either."""
 import tensorflow as tf
 
-from prtr_tf.models.detector.augment import resize, resize_size
+from prtr_tf.models.detector.resize import resize, resize_size
 
 RESIZE_MODES = ("tf", "matmul")
 

@@ -67,7 +67,7 @@ def test_training_mirrors_only_sets_with_pairs():
     none for a set without (onehand10k_mini: 21 hand joints, no sides), config.data.flip
     on in both."""
     import tensorflow as tf
-    from prtr_tf.data.pipeline import _Augmenter
+    from prtr_tf.models.keypoint.data import _Augmenter
     drawn = {}
     for name in ("crowdpose_mini", "onehand10k_mini"):
         config = custom_config(name)

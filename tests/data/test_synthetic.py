@@ -67,7 +67,7 @@ def test_ensure_synthetic_generates_once(tmp_path, capsys):
 
 def test_records_and_crops_from_synthetic(tmp_path):
     from prtr_tf.config import load_config
-    from prtr_tf.data import build_dataset
+    from prtr_tf.models.keypoint.data import build_dataset
     from prtr_tf.data.coco import load_coco_keypoints
 
     ann_file = generate(tmp_path, 4, seed=0, progress=False)

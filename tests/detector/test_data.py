@@ -8,7 +8,8 @@ import tensorflow as tf
 from PIL import Image
 
 from prtr_tf.data import SkipCounter
-from prtr_tf.models.detector.augment import DetectionAugmenter, crop, hflip, resize, resize_size
+from prtr_tf.models.detector.augment import DetectionAugmenter, crop, hflip
+from prtr_tf.models.detector.resize import resize, resize_size
 from prtr_tf.models.detector.config import detector
 from prtr_tf.models.detector.data import build_detection_dataset, unnormalize_boxes
 from prtr_tf.models.detector.records import load_person_boxes, person_label

@@ -149,7 +149,7 @@ def test_exported_saved_model_equals_the_keras_model(trained):
             compared += 1
     assert compared >= 10
     # serving_default (raw uint8 image) gives the same as serve_encoded.
-    from prtr_tf.data.pipeline import decode_bytes
+    from prtr_tf.data.image import decode_bytes
     image = decode_bytes(tf.constant(open(path, "rb").read()))
     direct = loaded.signatures["serving_default"](image=image)
     np.testing.assert_allclose(direct["keypoints"].numpy(), got["keypoints"].numpy(),
@@ -229,7 +229,7 @@ def test_onnx_export_of_the_end_to_end_pipeline(trained):
     import onnxruntime as ort
     import tensorflow as tf
 
-    from prtr_tf.data.pipeline import decode_bytes
+    from prtr_tf.data.image import decode_bytes
 
     sm, onnx_path = trained["tmp"] / "saved_model_onnx", trained["tmp"] / "e2e.onnx"
     for cmd in ([os.path.join(ROOT, "export", "to_saved_model.py"),

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from prtr_tf.data import keypoint_sets
-from prtr_tf.data.pipeline import build_eval_dataset
+from prtr_tf.models.keypoint.data import build_eval_dataset
 from prtr_tf.data.splits import load_records
 from prtr_tf.evaluation import coco, pck
 from prtr_tf.models.keypoint.evaluate import coco_metrics, distance_metrics

@@ -12,7 +12,7 @@ from prtr_tf.export.tflite.calibration import representative_crops
 from prtr_tf.data.keypoint_sets import DATASETS
 from prtr_tf.config import load_config
 from prtr_tf.data.coco import load_coco_keypoints
-from prtr_tf.data.pipeline import build_eval_dataset
+from prtr_tf.models.keypoint.data import build_eval_dataset
 from prtr_tf.models.keypoint.predict import predict_crops
 from prtr_tf.models.keypoint.model import build_model
 from prtr_tf.models.detector.model import build_detector

@@ -14,8 +14,9 @@ from PIL import Image
 
 from prtr_tf.inference import video
 from prtr_tf.inference.synthetic_clip import make_clip
-from prtr_tf.inference.video import (Frame, JsonlWriter, Progress, SourceError, VideoWriter,
-                                     batched, frame_record, open_source)
+from prtr_tf.inference.video import Frame, SourceError, open_source
+from prtr_tf.inference.video_out import (JsonlWriter, Progress, VideoWriter, batched,
+                                         frame_record)
 
 
 @pytest.fixture(scope="module")
@@ -188,7 +189,7 @@ def test_killed_writer_leaves_no_file_under_final_name(tmp_path):
     # ``.partial-`` temporary file (which `remove_partials` recognises).
     script = (
         "import sys, time, numpy as np\n"
-        "from prtr_tf.inference.video import VideoWriter\n"
+        "from prtr_tf.inference.video_out import VideoWriter\n"
         "w = VideoWriter(sys.argv[1], 10)\n"
         "for k in range(10000):\n"
         "    w.write(np.full((64, 64, 3), k % 255, np.uint8))\n"

@@ -222,7 +222,7 @@ def exported(tmp_path_factory):
 
     from prtr_tf.export import tflite
     from prtr_tf.config import load_config
-    from prtr_tf.models.detector.augment import resize_size
+    from prtr_tf.models.detector.resize import resize_size
     from prtr_tf.models.keypoint.model import build_model
     from prtr_tf.models.detector.model import build_detector
     from prtr_tf.models.keypoint.serving import PoseServing

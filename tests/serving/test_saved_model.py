@@ -21,8 +21,8 @@ from prtr_tf.models.keypoint.model import build_model
 from prtr_tf.models.detector.model import build_detector
 from prtr_tf.serving.estimator import PoseEstimator
 from prtr_tf.models.keypoint.readout import readout
-from prtr_tf.data.pipeline import Cropper
-from prtr_tf.models.detector.augment import resize
+from prtr_tf.models.keypoint.data import Cropper
+from prtr_tf.models.detector.resize import resize
 from prtr_tf.models.keypoint.serving import PoseServing
 from prtr_tf.data.transforms import box_to_center_scale_tf
 from prtr_tf.serving.ops import crops_matmul, resize_matmul

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from prtr_tf.config import load_config
-from prtr_tf.data.pipeline import build_eval_dataset
+from prtr_tf.models.keypoint.data import build_eval_dataset
 from prtr_tf.data.splits import load_records
 from prtr_tf.evaluation import coco, mpii
 from prtr_tf.models.keypoint.predict import crop_to_image, predict_crops

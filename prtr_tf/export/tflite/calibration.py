@@ -6,7 +6,7 @@ import tempfile
 import numpy as np
 
 from prtr_tf.data.coco import load_coco_keypoints
-from prtr_tf.data.pipeline import build_eval_dataset
+from prtr_tf.models.keypoint.data import build_eval_dataset
 from prtr_tf.data.splits import load_records
 
 CALIBRATION_SOURCES = ("train", "synthetic")

@@ -1,4 +1,4 @@
-"""DETR's augmentation and resizing, in-graph (DETR ``datasets/transforms.py``).
+"""DETR's training augmentation, in-graph (DETR ``datasets/transforms.py``).
 
 image: float32 (h, w, 3) in [0, 255]; boxes: float32 (n, 4) xyxy pixels; keypoints
 (n, J, 3) [x, y, v] in continuous pixel coordinates follow every geometric step.
@@ -14,13 +14,12 @@ image: float32 (h, w, 3) in [0, 255]; boxes: float32 (n, 4) xyxy pixels; keypoin
   position (boxes clipped to the crop, boxes of zero width or height dropped) and a
   random resize as in the other branch; otherwise a random resize of the shortest
   side to one of ``data.scales`` (longest side <= ``data.max_size``);
-* evaluation (`resize`): the shortest side to ``data.test_size`` (longest side <=
-  ``data.max_size``).
-
-Resizing is bilinear with antialiasing, rounded to uint8 values as PIL does; sizes are
-DETR's ``get_size_with_aspect_ratio`` (int truncation and round-half-even included).
+* evaluation: `prtr_tf.models.detector.resize` (the inference preprocessing, which
+  the resizing steps here share).
 """
 import tensorflow as tf
+
+from prtr_tf.models.detector.resize import resize, resize_size, resize_to
 
 
 def hflip(image, boxes):
@@ -28,39 +27,6 @@ def hflip(image, boxes):
     width = tf.cast(tf.shape(image)[1], boxes.dtype)
     x0, y0, x1, y1 = tf.unstack(boxes, 4, axis=-1)
     return tf.reverse(image, axis=[1]), tf.stack([width - x1, y0, width - x0, y1], axis=-1)
-
-
-def resize_size(height, width, size, max_size=None):
-    """DETR ``get_size_with_aspect_ratio``: the (h, w) int32 output size that gives the
-    shortest side ``size``, reduced so the longest side stays <= ``max_size``."""
-    h = tf.cast(height, tf.float64)
-    w = tf.cast(width, tf.float64)
-    size = tf.cast(size, tf.float64)
-    if max_size is not None:
-        short, long = tf.minimum(h, w), tf.maximum(h, w)
-        size = tf.where(long / short * size > max_size,
-                        tf.round(float(max_size) * short / long), size)
-    out_h = tf.where(w < h, tf.floor(size * h / w), size)
-    out_w = tf.where(w < h, size, tf.floor(size * w / h))
-    return tf.cast(out_h, tf.int32), tf.cast(out_w, tf.int32)
-
-
-def resize_to(image, boxes, out_h, out_w):
-    """Resizes image (bilinear, antialiased, rounded to uint8 values) and boxes."""
-    shape = tf.shape(image)
-    ratio_w = tf.cast(out_w, tf.float32) / tf.cast(shape[1], tf.float32)
-    ratio_h = tf.cast(out_h, tf.float32) / tf.cast(shape[0], tf.float32)
-    resized = tf.image.resize(image, tf.stack([out_h, out_w]), method="bilinear",
-                              antialias=True)
-    resized = tf.clip_by_value(tf.round(resized), 0.0, 255.0)
-    return resized, boxes * tf.stack([ratio_w, ratio_h, ratio_w, ratio_h])
-
-
-def resize(image, boxes, size, max_size=None):
-    """DETR ``resize``: shortest side to ``size`` (longest <= ``max_size``)."""
-    shape = tf.shape(image)
-    out_h, out_w = resize_size(shape[0], shape[1], size, max_size)
-    return resize_to(image, boxes, out_h, out_w)
 
 
 def resize_with_keypoints(image, boxes, keypoints, size, max_size=None):

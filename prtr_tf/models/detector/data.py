@@ -37,13 +37,13 @@ padding (DETR's NestedTensor mask); the rest gain a leading B.
 
 Bad image files (missing, unreadable, undecodable) are skipped with a warning naming
 the file and the image id and counted in ``dataset.skip_counter``, or raise an error
-when ``data.skip_bad_samples`` is False (as `prtr_tf.data.pipeline`).
+when ``data.skip_bad_samples`` is False (as `prtr_tf.models.keypoint.data`).
 """
 import numpy as np
 import tensorflow as tf
 
 from prtr_tf.data.keypoint_sets import flip_pairs_of, flip_permutation
-from prtr_tf.data.pipeline import decode_image, finish, load_robustly, normalization
+from prtr_tf.data.image import decode_image, finish, load_robustly, normalization
 from prtr_tf.data.skips import SkipCounter
 from prtr_tf.models.detector.augment import DetectionAugmenter, resize_with_keypoints
 from prtr_tf.models.detector.records import person_label, records_to_columns

@@ -2,8 +2,8 @@
 detector (`DetrPersonDetector`)."""
 import tensorflow as tf
 
-from prtr_tf.data.pipeline import normalization
-from prtr_tf.models.detector.augment import resize
+from prtr_tf.data.image import normalization
+from prtr_tf.models.detector.resize import resize
 from prtr_tf.models.detector.data import unnormalize_boxes
 from prtr_tf.models.detector.records import person_label
 

@@ -24,7 +24,7 @@ pixel-index convention), keypoint_scores (N, J), num_persons () int32.
 """
 import tensorflow as tf
 
-from prtr_tf.data.pipeline import normalization
+from prtr_tf.data.image import normalization
 from prtr_tf.models.end_to_end.predict import poses
 from prtr_tf.evaluation.coco import rescore_tf
 from prtr_tf.evaluation.nms import oks_nms_tf

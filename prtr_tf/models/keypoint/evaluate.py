@@ -11,7 +11,7 @@ import time
 import numpy as np
 
 from prtr_tf.data import keypoint_sets
-from prtr_tf.data.pipeline import build_eval_dataset
+from prtr_tf.models.keypoint.data import build_eval_dataset
 from prtr_tf.data.skips import SkipCounter
 from prtr_tf.data.splits import load_records, split_paths
 from prtr_tf.models.keypoint.predict import predict_dataset

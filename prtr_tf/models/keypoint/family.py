@@ -59,7 +59,7 @@ class KeypointFamily(Family):
         return load_records(self.config, split, skip_counter=skip_counter)
 
     def train_dataset(self, records, seed, batch, skip_counter):
-        from prtr_tf.data.pipeline import build_dataset
+        from prtr_tf.models.keypoint.data import build_dataset
         return build_dataset(records, self.config, training=True, deterministic=True,
                              seed=seed, batch=batch, drop_remainder=True,
                              skip_counter=skip_counter)

@@ -1,7 +1,7 @@
 """Keypoints from crops: model -> readout -> flip test -> original image coordinates.
 
 `predict_crops` is the in-graph part (usable in exported models); `predict_dataset`
-runs it over an evaluation dataset (`prtr_tf.data.pipeline.build_eval_dataset`)
+runs it over an evaluation dataset (`prtr_tf.models.keypoint.data.build_eval_dataset`)
 and collects NumPy arrays for the COCO / MPII evaluation.
 """
 import weakref

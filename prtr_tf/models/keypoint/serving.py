@@ -37,7 +37,8 @@ empty. (SavedModels exported before box_scores existed lack that output.)
 import tensorflow as tf
 
 from prtr_tf.data import keypoint_sets
-from prtr_tf.data.pipeline import Cropper, normalization
+from prtr_tf.data.image import normalization
+from prtr_tf.models.keypoint.data import Cropper
 from prtr_tf.data.transforms import box_to_center_scale_tf
 from prtr_tf.models.detector.predict import person_scores
 from prtr_tf.models.detector.records import person_label

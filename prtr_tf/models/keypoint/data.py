@@ -1,4 +1,5 @@
-"""The tf.data input pipeline: records -> normalised crops and coordinate targets (spec §5).
+"""The keypoint family's tf.data input pipeline: records -> normalised person crops and
+coordinate targets (spec §5); the shared image steps are in `prtr_tf.data.image`.
 
 Every step after the record list runs in-graph: read and decode the image, draw the
 augmentation (scale, rotation with probability, flip; spec §5.3) with stateless random
@@ -24,17 +25,14 @@ file and the annotation id and counted in ``dataset.skip_counter`` (a `SkipCount
 or raise an error naming the file when ``config.data.skip_bad_samples`` is False.
 """
 import os
-import re
 
 import numpy as np
 import tensorflow as tf
 
+from prtr_tf.data.image import decode_image, finish, load_robustly, normalization
 from prtr_tf.data.keypoint_sets import flip_pairs_of, flip_permutation
-from prtr_tf.data.skips import SkipCounter, bad_sample
+from prtr_tf.data.skips import SkipCounter
 from prtr_tf.data.transforms import affine_matrix_tf, transform_joints_tf, warp_affine_tf
-
-AUTOTUNE = tf.data.AUTOTUNE
-
 
 def records_to_columns(records, num_joints):
     """A list of records -> dict of NumPy arrays, one row per record (plus ``index``)."""
@@ -54,34 +52,6 @@ def records_to_columns(records, num_joints):
         ann_id=np.array([r.get("ann_id", -1) for r in records], np.int64),
         index=np.arange(len(records), dtype=np.int64),
     )
-
-
-def normalization(mean, std):
-    """(gain, offset), float32 constants with x * gain - offset = (x / 255 - mean) / std
-    for uint8-range pixel values x (computed in float64)."""
-    mean, std = np.asarray(mean, np.float64), np.asarray(std, np.float64)
-    return (tf.constant(1.0 / (255.0 * std), tf.float32),
-            tf.constant(mean / std, tf.float32))
-
-
-def decode_image(path):
-    """Reads an image file into (h, w, 3) uint8 RGB, in-graph (`decode_bytes`)."""
-    return decode_bytes(tf.io.read_file(path))
-
-
-def decode_bytes(raw):
-    """Encoded image bytes (string scalar) -> (h, w, 3) uint8 RGB, in-graph.
-
-    JPEGs use the accurate integer DCT (as libjpeg's default in cv2 and PIL; TF's
-    default fast DCT moves pixel values by a few levels); other formats go through
-    ``tf.io.decode_image`` (first frame). EXIF orientation is ignored, as in HRNet.
-    """
-    image = tf.cond(
-        tf.io.is_jpeg(raw),
-        lambda: tf.io.decode_jpeg(raw, channels=3, dct_method="INTEGER_ACCURATE"),
-        lambda: tf.io.decode_image(raw, channels=3, expand_animations=False))
-    image.set_shape([None, None, 3])
-    return image
 
 
 class _Augmenter:
@@ -204,75 +174,6 @@ class _SampleLoader:
             rotation=tf.constant(0.0), image_id=rec["image_id"], box_score=rec["box_score"],
             flipped=tf.constant(0.0), index=rec["index"], _ok=tf.constant(False),
             _path=rec["image_path"], _ann_id=rec["ann_id"])
-
-
-def _diagnose(path):
-    """Why an image file failed to load (run eagerly, on the failure path only)."""
-    if not os.path.exists(path):
-        return "image file not found"
-    try:
-        decode_image(tf.constant(path))
-    except (tf.errors.OpError, OSError) as e:
-        lines = getattr(e, "message", str(e)).strip().splitlines() or [repr(e)]
-        message = re.sub(r"\s*\[Op:.*$", "", re.sub(r"\{\{[^}]*\}\}\s*", "", lines[0]))
-        return f"cannot read or decode image file: {message}"
-    return ("the image decodes, but building the sample failed (an error in the input "
-            "pipeline?)")
-
-
-def load_robustly(columns, loader, training, deterministic, seed, num_parallel_calls,
-                  skip_bad, counter, id_key, id_name):
-    """Records (a dict of columns) -> loaded elements, bad image files skipped.
-
-    Shared by the keypoint and detection pipelines. In training the records are
-    shuffled every iteration (all of them: records are small, like a PyTorch sampler)
-    and each gets an int64 ``seed`` for its stateless augmentation. ``loader`` maps a
-    record to an element with ``_ok`` True and ``_path``; ``loader.placeholder`` to one
-    with ``_ok`` False. A record whose loading fails (missing file, corrupt image) is
-    reported with its path and ``id_name`` ``rec[id_key]`` and counted in ``counter``
-    (or raises when not ``skip_bad``). Private ``_`` keys are dropped from the result.
-    """
-    ordered = deterministic or not training
-    parallel = AUTOTUNE if int(num_parallel_calls) < 0 else int(num_parallel_calls)
-    ds = tf.data.Dataset.from_tensor_slices(columns)
-    if training:
-        seeds = tf.data.Dataset.random(seed=seed if deterministic else None,
-                                       rerandomize_each_iteration=True)
-        ds = tf.data.Dataset.zip(ds, seeds).map(lambda rec, s: dict(rec, seed=s))
-        ds = ds.shuffle(len(columns["index"]), seed=seed if deterministic else None,
-                        reshuffle_each_iteration=True)
-
-    def load_or_mark(rec):
-        # A one-element dataset that cannot fail: the loaded sample, or on any error
-        # (missing file, corrupt image) the placeholder with _ok False.
-        one = tf.data.Dataset.from_tensors(rec)
-        good = one.map(loader).ignore_errors()
-        return good.concatenate(one.map(loader.placeholder)).take(1)
-
-    ds = ds.interleave(load_or_mark, cycle_length=parallel, block_length=1,
-                       num_parallel_calls=parallel, deterministic=ordered)
-
-    def report(path, ident):
-        path = path.numpy().decode("utf-8", "replace")
-        bad_sample(f"{path} ({id_name} {int(ident)}): {_diagnose(path)}", skip_bad, counter)
-        return False
-
-    def keep(elem):
-        return tf.cond(elem["_ok"], lambda: tf.constant(True), lambda: tf.reshape(
-            tf.py_function(report, [elem["_path"], elem[id_key]], tf.bool), []))
-
-    ds = ds.filter(keep)
-    return ds.map(lambda e: {k: v for k, v in e.items() if not k.startswith("_")})
-
-
-def finish(ds, ordered, counter):
-    """Prefetch, the determinism option, and the skip counter on the dataset."""
-    ds = ds.prefetch(AUTOTUNE)
-    options = tf.data.Options()
-    options.deterministic = ordered
-    ds = ds.with_options(options)
-    ds.skip_counter = counter
-    return ds
 
 
 def build_dataset(records, config, training, deterministic=False, seed=0, batch=None,

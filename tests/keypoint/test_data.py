@@ -8,7 +8,8 @@ from PIL import Image
 
 from prtr_tf.data.keypoint_sets import COCO_FLIP_PAIRS
 from prtr_tf.config import load_config
-from prtr_tf.data import SkipCounter, build_dataset, build_eval_dataset
+from prtr_tf.data import SkipCounter
+from prtr_tf.models.keypoint.data import build_dataset, build_eval_dataset
 from prtr_tf.data.coco import load_coco_keypoints
 from prtr_tf.data.transforms import (affine_transform_points, get_affine_transform, warp_affine_numpy)
 
