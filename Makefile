@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test benchmark clean
+.PHONY: demo test benchmark train-benchmark parity flops clean
 
 $(STAMP): setup.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,19 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder -q $(PYTEST_ARGS) tests
+
+# Developer tools (tools/, not installed; docs/benchmarks.md and docs/checkpoints.md).
+benchmark: $(STAMP)
+	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m tools.benchmark $(ARGS)
+
+train-benchmark: $(STAMP)
+	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m tools.train_benchmark $(ARGS)
+
+parity: $(STAMP)
+	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m tools.parity ../shared/golden/*.json $(ARGS)
+
+flops: $(STAMP)
+	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m tools.flops --all $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

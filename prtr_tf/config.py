@@ -9,6 +9,22 @@ builders share `data_config` and `train_config`.
 """
 import ml_collections
 
+# The Transformer fields of a DETR-style model (``config.model``) and their defaults
+# (DETR's and the official PRTR's; the detector's dropout is 0.1).
+TRANSFORMER_DEFAULTS = dict(hidden_dim=256, nheads=8, enc_layers=6, dec_layers=6,
+                            dim_feedforward=2048, num_queries=100, dropout=0.0)
+
+
+def transformer_fields(**values):
+    """The Transformer fields of ``config.model``: `TRANSFORMER_DEFAULTS` with
+    ``values`` (which may only name those fields)."""
+    unknown = set(values) - set(TRANSFORMER_DEFAULTS)
+    if unknown:
+        raise TypeError(f"unknown Transformer field(s): {sorted(unknown)}; expected "
+                        f"{sorted(TRANSFORMER_DEFAULTS)}")
+    return dict(TRANSFORMER_DEFAULTS, **values)
+
+
 def data_config(fields, overrides):
     """``config.data``: the dataset's ``fields``, the loader fields every pipeline reads,
     then ``overrides`` (which may only name existing fields)."""

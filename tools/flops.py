@@ -198,7 +198,6 @@ def main(argv=None):
     from prtr_tf.config import load_config
     from prtr_tf.nn.layers import count_parameters
     from prtr_tf.models import registry
-    from prtr_tf.models.keypoint.model import PoseTransformer
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", nargs="+", action="extend", default=[],
@@ -224,7 +223,7 @@ def main(argv=None):
                              f"{kind.title} config)")
             continue
         model_config = config.model
-        model = PoseTransformer(model_config)  # count_macs builds it with its first call
+        model = kind.build(model_config)  # the family's architecture (vanilla, deformable)
         counts = count_macs(model, model_config.image_size, batch=args.batch)
         name = os.path.splitext(os.path.basename(path))[0]
         print(table_row(name, count_parameters(model), counts, reference_gmacs(model_config)),

@@ -74,12 +74,43 @@ def _parse_flags(argv):
     sys.exit(2)
 
 
-def run(define_flags, main, argv=None, doc=None):
+HELP_FLAGS = ("-h", "--help", "--helpshort")
+
+
+def print_help(doc, holders, required=()):
+    """``doc`` and the tool's own flags (absl's text for them), the ``required`` ones
+    marked, on stdout."""
+    from absl import flags
+    for name in required:
+        flag = flags.FLAGS[name]
+        if not flag.help.startswith("(required)"):
+            flag.help = f"(required) {flag.help}"
+    own = [flags.FLAGS[h.name] for h in holders.values()]
+    lines = [(doc or "").rstrip(), "", "flags:"]
+    for flag in sorted(own, key=lambda f: f.name):
+        lines.append(flags.text_wrap(_flag_line(flag), indent="    ",
+                                     firstline_indent="  "))
+    lines += ["", "Try --helpfull to get a list of all flags."]
+    print("\n".join(lines))
+
+
+def _flag_line(flag):
+    name = f"--[no]{flag.name}" if flag.boolean else f"--{flag.name}"
+    default = flag.default_as_str if flag.default is not None else None
+    text = f"{name}: {flag.help}"
+    if default is not None and flag.default != "" and not flag.boolean:
+        text += f" (default: {default})"
+    elif flag.boolean:
+        text += f" (default: {'true' if flag.default else 'false'})"
+    return text
+
+
+def run(define_flags, main, argv=None, doc=None, required=None):
     """Defines the flags (``define_flags()`` -> {name: FlagHolder}), parses them and
     calls ``main(argv, flags)``; returns its exit status through ``sys.exit``.
 
-    ``--help`` prints ``doc`` (default: the docstring of ``main``'s module) and the
-    flags. Config-file flags take a file or the name of a shipped config. FileNotFoundError,
+    ``--help`` (``-h``) prints ``doc`` (default: the docstring of ``main``'s module)
+    and the flags, ``required`` (default: the module's ``REQUIRED``) marked, and exits 0. Config-file flags take a file or the name of a shipped config. FileNotFoundError,
     FileExistsError, ValueError and `UserError` raised by ``main`` are user mistakes:
     ``error: ...`` on stderr and exit status 1; a usage error (and any mistake in the
     flags) is ``error: ...`` plus a pointer to ``--help``, status 2 unless it says
@@ -94,9 +125,14 @@ def run(define_flags, main, argv=None, doc=None):
     for holder in holders.values():  # key flags of the running program: --help lists them
         flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[holder.name])
     argv = list(sys.argv if argv is None else argv)
+    if set(HELP_FLAGS) & set(argv[1:]):
+        if required is None:
+            required = getattr(sys.modules[main.__module__], "REQUIRED", ())
+        print_help(doc, holders, required)
+        sys.exit(0)
     from prtr_tf.cli import malloc
     malloc.tune()  # before TensorFlow allocates (`prtr_tf.cli.malloc`)
-    if not {"-h", "--help", "--helpshort", "--helpfull"} & set(argv):  # help stays fast
+    if "--helpfull" not in argv:  # help stays fast
         from prtr_tf.cli.startup import import_tensorflow
         import_tensorflow()  # its start-up banner once, not twice (`prtr_tf.cli.startup`)
     try:

@@ -10,6 +10,8 @@
 """
 from prtr_tf.cli import common
 
+REQUIRED = ("config", "checkpoint", "output")  # marked in --help
+
 
 def define_flags():
     from absl import flags

@@ -16,6 +16,8 @@ detector's boxes in the format of --det_json) are written as a COCO results JSON
 """
 from prtr_tf.cli import common
 
+REQUIRED = ("config", "checkpoint")  # marked in --help
+
 
 def define_flags():
     from absl import flags

@@ -16,11 +16,11 @@ tf2onnx has no conversion for the antialiased resize (the TF op ScaleAndTranslat
 """
 import os
 
+from prtr_tf.export import DEFAULT_OPSET
 from prtr_tf.files.atomic import atomic_output
 from prtr_tf.serving import metadata
 from prtr_tf.serving.module import IMAGE_INPUT, IMAGE_SHAPE
 
-DEFAULT_OPSET = 17
 
 
 class OnnxConversionError(ValueError):

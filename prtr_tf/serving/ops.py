@@ -1,8 +1,12 @@
-"""ONNX-friendly twins of the serving ops: the detector resize and the person crops
-as matrix products (no ScaleAndTranslate / MatrixInverse / ImageProjectiveTransformV3,
-which tf2onnx cannot convert), and `detector_resize`, which picks either."""
+"""In-graph ops every family's serving shares: pose selection (`select_poses_tf`, the
+twin of the evaluation's `prtr_tf.evaluation.coco.select_poses` on one image), and
+ONNX-friendly twins of the detector resize and the person crops as matrix products
+(no ScaleAndTranslate / MatrixInverse / ImageProjectiveTransformV3, which tf2onnx
+cannot convert), with `detector_resize`, which picks either."""
 import tensorflow as tf
 
+from prtr_tf.evaluation.coco import rescore_tf
+from prtr_tf.evaluation.nms import oks_nms_tf
 from prtr_tf.models.detector.resize import resize, resize_size
 
 RESIZE_MODES = ("tf", "matmul")
@@ -82,3 +86,17 @@ def crops_matmul(cropper, image, centers, scales):
     if not cropper.color_rgb:
         crops = tf.reverse(crops, axis=[-1])
     return tf.round(crops) * cropper.gain - cropper.offset
+
+
+def select_poses_tf(xy, kpt_scores, box_scores, areas, in_vis_thre, oks_thre, sigmas):
+    """The persons of one image to keep, best first (spec §5.7): rescoring
+    (`rescore_tf`), then greedy OKS-NMS at ``oks_thre`` over ``areas`` (N,) with the set's
+    ``sigmas`` (J,) (None: a set without OKS sigmas, no NMS). ``xy`` (N, J, 2) pixels,
+    ``kpt_scores`` (N, J), ``box_scores`` (N,). Returns (kept indices, rescored scores
+    (N,)); the NumPy path (`prtr_tf.evaluation.coco.select_poses`) keeps the same."""
+    scores = rescore_tf(kpt_scores, box_scores, in_vis_thre)
+    if sigmas is not None:
+        kept = oks_nms_tf(xy, scores, areas, oks_thre, sigmas)
+    else:  # no OKS sigmas for this joint set: no NMS, best first
+        kept = tf.reverse(tf.argsort(scores, stable=True), axis=[0])
+    return kept, scores

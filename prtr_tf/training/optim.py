@@ -46,8 +46,16 @@ def warmup_schedule(schedule, warmup_steps):
     return LinearWarmup(schedule, warmup_steps)
 
 
+def backbone_lr_variables(model):
+    """The variables trained at ``lr_backbone``: the backbone's, and those a model adds
+    by a ``backbone_lr_variables()`` method (the deformable models' sampling offsets and
+    reference points, as their official optimisers do)."""
+    own = getattr(model, "backbone_lr_variables", None)
+    return list(own()) if own is not None else list(model.backbone.trainable_variables)
+
+
 def is_backbone_variable(model, variable):
-    return any(variable is v for v in model.backbone.trainable_variables)
+    return any(variable is v for v in backbone_lr_variables(model))
 
 
 class TwoGroupAdamW:
@@ -66,7 +74,7 @@ class TwoGroupAdamW:
         self.backbone = adamw(t.lr_backbone)
         self.rest = adamw(t.lr)
         self.clip_norm = t.clip_norm
-        backbone_ids = {id(v) for v in model.backbone.trainable_variables}
+        backbone_ids = {id(v) for v in backbone_lr_variables(model)}
         self.variables = list(model.trainable_variables)
         self.is_backbone = [id(v) in backbone_ids for v in self.variables]
         # Create the moment slots now (inside the caller's strategy scope), not lazily in

@@ -6,7 +6,7 @@ is ``"detr"`` (`prtr_tf.models.registry`).
 """
 import ml_collections
 
-from prtr_tf.config import data_config, train_config
+from prtr_tf.config import data_config, train_config, transformer_fields
 
 # DETR's own backbones are ResNet-50/101; HRNet serves the end-to-end PRTR (spec §8:
 # "The paper uses ResNet-101 or HRNet-W48"), its last level being the 2048-channel
@@ -17,24 +17,19 @@ DETR_SCALES = tuple(range(480, 801, 32))
 COCO_PERSON = 1  # "person" in COCO's 91-id category space (index 1 of DETR's head)
 
 
-def detector_model_config(backbone="resnet50", num_classes=1, hidden_dim=256, nheads=8,
-                          enc_layers=6, dec_layers=6, dim_feedforward=2048, num_queries=100,
-                          dropout=0.1, frozen_backbone=None):
+def detector_model_config(backbone="resnet50", num_classes=1, frozen_backbone=None,
+                          **transformer):
     """Model fields of a DETR. The class head has num_classes + 1 outputs, no-object last:
-    91 (+1) for the official COCO DETR, 1 (+1) for the person detector."""
+    91 (+1) for the official COCO DETR, 1 (+1) for the person detector. ``transformer``:
+    the Transformer fields (`prtr_tf.config.transformer_fields`); DETR's dropout 0.1
+    (also attention dropout; only when training) unless given."""
     if backbone not in DETR_BACKBONES:
         raise ValueError(f"unknown DETR backbone {backbone!r}; choose one of {DETR_BACKBONES}")
     return ml_collections.ConfigDict(dict(
         kind="detr",
         backbone=backbone,
         num_classes=num_classes,
-        hidden_dim=hidden_dim,
-        nheads=nheads,
-        enc_layers=enc_layers,
-        dec_layers=dec_layers,
-        dim_feedforward=dim_feedforward,
-        num_queries=num_queries,
-        dropout=dropout,  # DETR's default 0.1, also attention dropout; only when training
+        **transformer_fields(**dict(dict(dropout=0.1), **transformer)),
         # ResNet: frozen BN + frozen stem/layer1 (None: yes for the ImageNet-initialised
         # depths, no for resnet_tiny and HRNet).
         frozen_backbone=frozen_backbone,

@@ -9,16 +9,10 @@ ignores padded keys -> class head (K+1, no-object LAST) and a sigmoid box head
 Boxes are normalised by each image's unpadded size (that is what DETR's targets
 are); the network only outputs the sigmoid values, whatever the padding.
 """
-import keras
 import tensorflow as tf
 
 from prtr_tf.models.detector.config import DETR_BACKBONES
-from prtr_tf.nn.backbones import build_backbone
-from prtr_tf.nn.layers import conv, dense
-from prtr_tf.nn.heads import MLP, query_embedding, torch_linear_init
-from prtr_tf.nn.position_encoding import sine_position_encoding
-from prtr_tf.nn.transformer import Transformer
-
+from prtr_tf.nn.set_predictor import SetPredictor, layer_outputs
 
 
 def downsample_mask(mask, size):
@@ -40,7 +34,7 @@ def downsample_mask(mask, size):
     return tf.gather(mask, source_index(size[1], shape[2]), axis=2)
 
 
-class DETR(keras.Model):
+class DETR(SetPredictor):
     """DETR detector.
 
     ``call(images, mask=None)`` takes a zero-padded batch (B, H, W, 3) of normalised
@@ -53,31 +47,17 @@ class DETR(keras.Model):
 
     def __init__(self, config, **kw):
         kw.setdefault("name", "detr")
-        super().__init__(**kw)
         if config.backbone not in DETR_BACKBONES:
             raise ValueError(f"unknown DETR backbone {config.backbone!r}; choose one of "
                              f"{DETR_BACKBONES}")
-        self.config = config
-        d = config.hidden_dim
+        super().__init__(config, config.num_classes, 4, "bbox_embed", **kw)
         self.num_classes = config.num_classes
-        self.backbone = build_backbone(config.backbone, frozen=config.get("frozen_backbone"))
-        self.input_proj = conv(d, 1, padding=0, use_bias=True, torch_name="input_proj")
-        self.query_embed = query_embedding(config.num_queries, d)
-        self.transformer = Transformer(d, config.nheads, config.enc_layers, config.dec_layers,
-                                       config.dim_feedforward, config.dropout)
-        self.class_embed = dense(config.num_classes + 1, "class_embed",
-                                 kernel_initializer=torch_linear_init())
-        self.bbox_embed = MLP(d, 4, 3, "bbox_embed", name="bbox_embed")
         # ``mask`` is the padding mask. Keras treats a ``mask`` argument as a Keras mask:
         # accept it without the "destroys the mask" warning and attach none to outputs.
         self.supports_masking = True
 
     def compute_mask(self, inputs, mask=None):
         return None
-
-    def build(self, input_shape):
-        # Sublayers build themselves on their first call (`prtr_tf.nn.layers.Composite`).
-        self.built = True
 
     def initialize(self, size=(64, 64)):
         """Creates the weights by running one small zero image (any size works)."""
@@ -98,31 +78,8 @@ class DETR(keras.Model):
     def decode(self, features, mask=None, training=False):
         """Transformer and heads on backbone features (B, h, w, C) with their mask
         (B, h, w), True on padding (None: no padding)."""
-        src = self.input_proj(features)
-        shape = tf.shape(src)
-        b, h, w, d = shape[0], shape[1], shape[2], src.shape[-1]
-        if mask is None:
-            pos = sine_position_encoding(tf.stack([b, h, w]), d // 2, dtype=src.dtype)
-            key_padding_mask = None
-        else:
-            mask = tf.cast(mask, tf.bool)
-            pos = sine_position_encoding(mask, d // 2, dtype=src.dtype)
-            key_padding_mask = tf.reshape(mask, [b, h * w])
-        tokens = tf.reshape(src, [b, h * w, d])
-        pos = tf.reshape(pos, [b, h * w, d])
-        query = self.query_embed.embeddings
-        hs, _ = self.transformer(tokens, pos, tf.cast(query, src.dtype),
-                                 key_padding_mask=key_padding_mask, training=training)
-        # float32 outputs also under a bfloat16 policy (prtr_tf.nn.precision); a no-op
-        # in float32.
-        logits = tf.cast(self.class_embed(hs), tf.float32)
-        boxes = tf.sigmoid(tf.cast(self.bbox_embed(hs), tf.float32))
-        return {
-            "pred_logits": logits[-1],
-            "pred_boxes": boxes[-1],
-            "aux_pred_logits": logits[:-1],
-            "aux_pred_boxes": boxes[:-1],
-        }
+        logits, boxes = self.predict_sets(features, mask, training=training)
+        return layer_outputs(logits, boxes, "boxes")
 
 
 def build_detector(model_config):

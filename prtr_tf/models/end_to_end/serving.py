@@ -26,10 +26,8 @@ import tensorflow as tf
 
 from prtr_tf.data.image import normalization
 from prtr_tf.models.end_to_end.predict import poses
-from prtr_tf.evaluation.coco import rescore_tf
-from prtr_tf.evaluation.nms import oks_nms_tf
 from prtr_tf.serving.module import DEFAULT_SCORE_THRESHOLD, ServingModule
-from prtr_tf.serving.ops import detector_resize
+from prtr_tf.serving.ops import detector_resize, select_poses_tf
 
 
 class EndToEndServing(ServingModule):
@@ -69,12 +67,9 @@ class EndToEndServing(ServingModule):
         scale = tf.stack([size[1], size[0]])
         xy = kpts * scale - 0.5
         centre, wh = boxes[:, :2] * scale, boxes[:, 2:] * scale
-        scores = rescore_tf(kpt_scores, box_scores, self.in_vis_thre)
-        if self.sigmas is not None:
-            areas = tf.reduce_prod(wh * self.enlarge, axis=1)
-            kept = oks_nms_tf(xy, scores, areas, self.oks_thre, self.sigmas)
-        else:  # no OKS sigmas for this joint set: no NMS, best first
-            kept = tf.reverse(tf.argsort(scores, stable=True), axis=[0])
+        areas = tf.reduce_prod(wh * self.enlarge, axis=1)
+        kept, scores = select_poses_tf(xy, kpt_scores, box_scores, areas, self.in_vis_thre,
+                                       self.oks_thre, self.sigmas)
         xyxy = tf.concat([centre - wh / 2, centre + wh / 2], axis=-1)
         return {"boxes": tf.reshape(tf.gather(xyxy, kept), [-1, 4]),
                 "scores": tf.gather(scores, kept),

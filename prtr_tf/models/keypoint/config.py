@@ -6,15 +6,17 @@ as in the spec; the official YAML files store ``IMAGE_SIZE`` as [W, H].
 """
 import ml_collections
 
-from prtr_tf.config import data_config, train_config
+from prtr_tf.config import data_config, train_config, transformer_fields
 from prtr_tf.data.keypoint_sets import CUSTOM, DATASETS, keypoints_config
 
 BACKBONES = ("resnet50", "resnet101", "resnet152", "hrnet_w32", "hrnet_w48", "resnet_tiny")
 
 
-def model_config(backbone="resnet50", dataset="coco", image_size=(384, 288), hidden_dim=256,
-                 nheads=8, enc_layers=6, dec_layers=6, dim_feedforward=2048, num_queries=100,
-                 dropout=0.0, frozen_backbone=None):
+def model_config(backbone="resnet50", dataset="coco", image_size=(384, 288),
+                 frozen_backbone=None, **transformer):
+    """Model fields of the keypoint Transformer; ``transformer``: the Transformer fields
+    (`prtr_tf.config.transformer_fields`: hidden_dim, nheads, enc_layers, dec_layers,
+    dim_feedforward, num_queries, dropout)."""
     if backbone not in BACKBONES:
         raise ValueError(f"unknown backbone {backbone!r}; choose one of {BACKBONES}")
     if dataset not in DATASETS and dataset != CUSTOM:
@@ -26,13 +28,7 @@ def model_config(backbone="resnet50", dataset="coco", image_size=(384, 288), hid
         # custom: 0 until `prtr_tf.data.keypoint_sets.resolve` reads the annotation file
         num_joints=len(DATASETS[dataset]["joints"]) if dataset in DATASETS else 0,
         image_size=tuple(image_size),  # (H, W) of the crop
-        hidden_dim=hidden_dim,
-        nheads=nheads,
-        enc_layers=enc_layers,
-        dec_layers=dec_layers,
-        dim_feedforward=dim_feedforward,
-        num_queries=num_queries,
-        dropout=dropout,
+        **transformer_fields(**transformer),
         # ResNet: frozen BN + frozen stem/layer1 (None: yes for the ImageNet-initialised
         # official depths, no for resnet_tiny, which trains from scratch).
         frozen_backbone=frozen_backbone,

@@ -42,13 +42,11 @@ from prtr_tf.models.keypoint.data import Cropper
 from prtr_tf.data.transforms import box_to_center_scale_tf
 from prtr_tf.models.detector.predict import person_scores
 from prtr_tf.models.detector.records import person_label
-from prtr_tf.evaluation.coco import rescore_tf
-from prtr_tf.evaluation.nms import oks_nms_tf
 from prtr_tf.models.keypoint.predict import crop_to_image, predict_crops
 from prtr_tf.nn.guards import nonempty
 from prtr_tf.serving.inputs import checked_crops
 from prtr_tf.serving.module import DEFAULT_SCORE_THRESHOLD, ServingModule
-from prtr_tf.serving.ops import crops_matmul, detector_resize
+from prtr_tf.serving.ops import crops_matmul, detector_resize, select_poses_tf
 
 DEFAULT_MAX_PERSONS = 20
 
@@ -154,12 +152,9 @@ class PoseServing(ServingModule):
         coords, kpt_scores, _ = self._predict(crops)
         xy = crop_to_image(coords, centers_p, scales_p, self.size_hw, self.pixel_std)
         xy, kpt_scores = xy[:n], kpt_scores[:n]
-        scores = rescore_tf(kpt_scores, box_scores, self.in_vis_thre)
-        if self.sigmas is not None:
-            areas = tf.reduce_prod(scales * self.pixel_std, axis=1)
-            kept = oks_nms_tf(xy, scores, areas, self.oks_thre, self.sigmas)
-        else:  # no OKS sigmas for this joint set: no NMS, best first
-            kept = tf.reverse(tf.argsort(scores, stable=True), axis=[0])
+        areas = tf.reduce_prod(scales * self.pixel_std, axis=1)
+        kept, scores = select_poses_tf(xy, kpt_scores, box_scores, areas, self.in_vis_thre,
+                                       self.oks_thre, self.sigmas)
         boxes = tf.cast(tf.gather(boxes, kept), tf.float32)
         xyxy = tf.concat([boxes[:, :2], boxes[:, :2] + boxes[:, 2:]], axis=-1)
         return {"boxes": tf.reshape(xyxy, [-1, 4]),
