@@ -1,6 +1,6 @@
 """Multiply-accumulate (MAC) counts as the paper reports "GFLOPs" (spec §9).
 
-    python -m tools.flops --config configs/coco_res50_384x288.py [more configs]
+    python -m tools.flops --config=configs/coco_res50_384x288.py [--config=... more]
     python -m tools.flops --all
 
 The paper's GFLOPs are fvcore ``FlopCountAnalysis`` totals, which count one
@@ -29,7 +29,6 @@ counts only in HRNet: 0.10 G of W32's 21.80 at 384x288, with the upsampling
 adding another 0.005 G. torch's FlopCounterMode counts only conv, mm and bmm,
 which makes conv + linear + attention = 21.70, the "torch counter" figure.
 """
-import argparse
 import contextlib
 import glob
 import math
@@ -38,8 +37,10 @@ import sys
 
 import keras
 import tensorflow as tf
+from absl import flags
 
 from prtr_tf.nn.layers import FrozenBatchNorm
+from tools.flags import parse, usage_error
 
 CATEGORIES = ("conv", "linear", "attention", "norm", "upsample")
 
@@ -199,28 +200,31 @@ def main(argv=None):
     from prtr_tf.nn.layers import count_parameters
     from prtr_tf.models import registry
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", nargs="+", action="extend", default=[],
-                        help="config files or names in configs/")
-    parser.add_argument("--all", action="store_true",
-                        help="every two-stage keypoint config in configs/")
-    parser.add_argument("--batch", type=int, default=1)
-    args = parser.parse_args(argv)
+    def define(values):
+        flags.DEFINE_multi_string("config", [], "Config files or names in configs/ (repeat "
+                                  "the flag for more).", flag_values=values)
+        flags.DEFINE_bool("all", False, "Every keypoint config (on crops) in configs/.",
+                          flag_values=values)
+        flags.DEFINE_integer("batch", 1, "Batch size of the counted pass.", flag_values=values)
+
+    args = parse(argv, define, __doc__.split("\n\n")[0], "python -m tools.flops")
+    if args.positional:
+        usage_error(f"unexpected arguments: {args.positional}")
     configs = list(args.config)
     if args.all:
         root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                             "configs")
         configs += sorted(glob.glob(os.path.join(root, "*.py")))
     if not configs:
-        parser.error("give --config or --all")
+        usage_error("give --config or --all")
     print(TABLE_HEADER)
     for path in configs:
         config = load_config(path)
         kind = registry.get(config)
         if kind.inputs != "crops":  # the keypoint Transformer on person crops
             if not args.all:
-                parser.error(f"{path}: counts two-stage keypoint models only (a "
-                             f"{kind.title} config)")
+                usage_error(f"{path}: counts keypoint models on crops only (a "
+                            f"{kind.title} config)")
             continue
         model_config = config.model
         model = kind.build(model_config)  # the family's architecture (vanilla, deformable)

@@ -222,23 +222,34 @@ def fixture_errors(manifest_path):
 
 
 def main(argv=None):
-    import argparse
     import json
     from pathlib import Path
-    parser = argparse.ArgumentParser(prog="python -m tools.torch_reference",
-                                     description=__doc__.split("\n\n")[0])
-    parser.add_argument("fixture", nargs="?", help="check parity with this manifest first")
-    parser.add_argument("--batch", type=int, nargs="+", default=[1, 8])
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=10)
-    args = parser.parse_args(argv)
+
+    from absl import flags
+
+    from tools.flags import parse, usage_error
+
+    def define(values):
+        flags.DEFINE_string("fixture", None, "Check parity with this manifest (NAME.json) "
+                            "first, and time its model.", flag_values=values)
+        flags.DEFINE_list("batch", ["1", "8"], "Batch sizes.", flag_values=values)
+        flags.DEFINE_integer("threads", 2, "torch threads.", flag_values=values)
+        flags.DEFINE_integer("repeats", 10, "Timed runs.", flag_values=values)
+
+    args = parse(argv, define, __doc__.split("\n\n")[0], "python -m tools.torch_reference")
+    if args.positional:
+        usage_error(f"unexpected arguments: {args.positional} (the fixture is --fixture)")
+    try:
+        batches = [int(b) for b in args.batch]
+    except ValueError:
+        usage_error(f"--batch: expected comma-separated integers, got {args.batch}")
     spec = {"backbone": "resnet50", "num_joints": 17, "image_size_hw": [384, 288]}
     if args.fixture:
         for name, err in fixture_errors(args.fixture).items():
             print(f"{name:<18} max|Δ|/max|ref| {err:.2e}")
         spec = json.loads(Path(args.fixture).read_text())["model"]
     model = build_reference(spec)  # default init: latency does not depend on values
-    for batch in args.batch:
+    for batch in batches:
         t = time_reference(model, batch, args.threads, args.repeats)
         print(f"batch {batch}, {args.threads} threads: median {1e3 * statistics.median(t):.1f}"
               f" ms (min {1e3 * min(t):.1f}, {len(t)} runs)")
