@@ -24,21 +24,20 @@ as ``--config.train.init_backbone=CHECKPOINT`` would, without torch.
     prtr-convert --backbone_only --config=coco_res50_384x288 \\
         --checkpoint=resnet50-0676ba61.pth --output=res50_imagenet.weights.h5
 """
-import os
-
 from absl import logging
 
 from prtr_tf.checkpoints.torch_import import load_imagenet_file
 from prtr_tf.checkpoints.torch_import import load_state_dict, read_state_dict
 from prtr_tf.files import atomic
+from prtr_tf.files.outputs import check_output
 from prtr_tf.models import registry
 
 
-def _check_output(output_path, overwrite):
+def _check_output(output_path, overwrite, checkpoint_path):
     if not output_path.endswith(".weights.h5"):
         raise ValueError(f"--output {output_path!r} must end with .weights.h5")
-    if os.path.exists(output_path) and not overwrite:
-        raise FileExistsError(f"{output_path} exists; pass --overwrite to replace it")
+    check_output(output_path, "--output", overwrite,
+                 inputs=[("--checkpoint", checkpoint_path)])
 
 
 def convert(config, checkpoint_path, output_path, overwrite=False):
@@ -48,7 +47,7 @@ def convert(config, checkpoint_path, output_path, overwrite=False):
     Returns the built Keras model (with the imported weights).
     """
 
-    _check_output(output_path, overwrite)
+    _check_output(output_path, overwrite, checkpoint_path)
     state_dict = read_state_dict(checkpoint_path)
     model, state_dict = registry.get(config).import_official(config.model, state_dict)
     count = load_state_dict(model, state_dict)
@@ -67,7 +66,7 @@ def convert_backbone(config, checkpoint_path, output_path, overwrite=False):
     """
     import keras
 
-    _check_output(output_path, overwrite)
+    _check_output(output_path, overwrite, checkpoint_path)
     task = registry.make_task(config)
     keras.utils.set_random_seed(int(config.train.seed))  # as `Trainer` before its build
     model = task.build_model()

@@ -39,7 +39,9 @@ def define_flags():
                                    "head boxes); without it PCKh uses an approximate head "
                                    "size."),
         output=flags.DEFINE_string("output", None, "Where to write the COCO results JSON "
-                                   "(default: next to the checkpoint)."),
+                                   "(default: next to the checkpoint). An existing file "
+                                   "is kept unless --overwrite."),
+        overwrite=flags.DEFINE_bool("overwrite", False, "Replace an existing --output."),
         precision=common.define_precision_flag(),
     )
 
@@ -66,6 +68,11 @@ def main(argv, f):
     if given:
         raise common.usage_error(f"{', '.join(given)} does not apply to {kind.title} "
                                  "configs")
+    if v["output"]:  # checked before the model is built and the split evaluated
+        from prtr_tf.files.outputs import check_output
+        check_output(v["output"], "--output", v["overwrite"],
+                     inputs=[("--checkpoint", v["checkpoint"]), ("--det_json", v["det_json"]),
+                             ("--gt_mat", v["gt_mat"])])
     common.note_precision(v["precision"])
     scores, table, weights_file, results = evaluate_checkpoint(
         v["config"], v["checkpoint"], v["split"], v["output"], precision=v["precision"],

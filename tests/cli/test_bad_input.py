@@ -288,7 +288,7 @@ def _npz(path):
     (["--config=tiny", "--checkpoint=DIR/ok.npz", "--output=DIR/o.h5"], 1,
      ["--output 'DIR/o.h5' must end with .weights.h5"]),
     (["--config=tiny", "--checkpoint=DIR/ok.npz", "--output=DIR/old.weights.h5"], 1,
-     ["DIR/old.weights.h5 exists; pass --overwrite to replace it"]),
+     ["--output 'DIR/old.weights.h5' exists; pass --overwrite to replace it"]),
 ], ids=["missing_output", "missing_checkpoint", "unknown_format", "output_suffix",
         "existing_output"])
 def test_convert_errors(args, status, parts, tmp_path):
@@ -312,6 +312,22 @@ def test_convert_a_pth_that_is_no_checkpoint(tmp_path):
     assert_error(proc, 1, f"'{tmp_path / 'official.pth'}' is not a PyTorch checkpoint: it is "
                  "a text file", "torch.save")
     assert not (tmp_path / "o.weights.h5").exists()
+
+
+def test_eval_output_that_exists_or_is_an_input(tmp_path):
+    """eval's --output: an existing file is kept (exit 1 before any model is built,
+    naming --overwrite), and the checkpoint itself is never the output, --overwrite or
+    not (`prtr_tf.files.outputs`)."""
+    old, weights = tmp_path / "old.json", tmp_path / "w.weights.h5"
+    old.write_text("mine")
+    weights.write_bytes(b"weights")
+    proc = run("--config=tiny", f"--checkpoint={weights}", f"--output={old}", script="eval.py")
+    assert_error(proc, 1, f"--output '{old}' exists; pass --overwrite to replace it")
+    assert old.read_text() == "mine"
+    proc = run("--config=tiny", f"--checkpoint={weights}", f"--output={weights}",
+               "--overwrite", script="eval.py")
+    assert_error(proc, 1, f"--output '{weights}' is the same path as --checkpoint")
+    assert weights.read_bytes() == b"weights"
 
 
 def test_the_table_lists_these_tests():
