@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test benchmark train-benchmark parity flops clean
+.PHONY: demo test benchmark train-benchmark parity flops mutation clean
 
 $(STAMP): setup.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,12 @@ parity: $(STAMP)
 
 flops: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m tools.flops --all $(ARGS)
+
+# Mutation testing of the fast modules (docs/mutation.md; mutmut is not a dependency).
+mutation: $(STAMP)
+	$(BIN)/python -m pip install --quiet 'mutmut>=3.8,<4'
+	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m tools.mutation_hand
+	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m tools.mutation $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
