@@ -24,6 +24,8 @@ import sys
 
 import numpy as np
 
+from tools.parity_deformable_detr import run_deformable_detr
+
 TOLERANCE = 1e-4
 # Intermediate feature maps are compared relative to their largest magnitude: with
 # the fixtures' random weights HRNet features reach ~3e4, where one float32 step
@@ -234,8 +236,94 @@ def run_imagenet_backbone(manifest, state_dict, inputs):
             [tensor_usage(manifest, report)])
 
 
+def run_deformable(manifest, state_dict, inputs, fold=False, expected=None):
+    """Official deformable PRTR (``prtr-deformable``) outputs in the fixture's layout,
+    for any depth, crop size, number of levels and layers the manifest gives: every
+    level's ``src_proj_l*`` / ``pos_embed_l*`` / ``memory_l*`` (NCHW), their ``*_mean``,
+    decoder layer 0's and (for the last level's queries) encoder layer 0's sampling,
+    outputs and readout; the import check (every tensor used, head copies equal) as a
+    row; ``msda_output`` (the sampling core alone) when ``expected`` holds its inputs."""
+    import tensorflow as tf
+
+    from prtr_tf.nn.ms_deform_attn import ms_deform_attn_core
+
+    from prtr_tf.models.keypoint.deformable import (build_deformable_model,
+                                                    deformable_two_stage,
+                                                    import_official_state_dict)
+    from prtr_tf.models.keypoint.readout import readout
+    from prtr_tf.nn.deformable_transformer import (OfficialWeightsError,
+                                                   encoder_reference_points)
+
+    m = manifest["model"]
+    config = deformable_two_stage(
+        m["backbone"], tuple(m["image_size_hw"]), lr_backbone=1e-5, lr_steps=(50, 70),
+        batch_size=1, num_feature_levels=m["num_feature_levels"],
+        enc_n_points=m["enc_n_points"], dec_n_points=m["dec_n_points"],
+        model_overrides={k: m[k] for k in ("hidden_dim", "nheads", "enc_layers",
+                                           "dec_layers", "dim_feedforward", "num_queries")})
+    config.model.num_joints = m["num_joints"]
+    model = build_deformable_model(config.model)
+    try:
+        copied = import_official_state_dict(model, state_dict)
+    except OfficialWeightsError as e:
+        return {}, [("tensors", "import failed", False, f": {e}")]
+    tied = len(state_dict) - len(copied)
+    row = ("tensors", "every tensor used", len(copied) + tied == len(manifest["tensors"]),
+           f": {len(copied)} copied, {tied} per-layer head copies checked equal to copy 0")
+    images = tf.constant(np.transpose(inputs["images"], (0, 2, 3, 1)))
+    features = model.backbone_levels(images)
+    out = model.transformer_outputs(features)
+    hs, ref = out["hs"], out["reference_points"]
+    result = model.decode(features)
+    nchw = lambda t: np.transpose(np.asarray(t), (0, 3, 1, 2))  # noqa: E731
+    arrays = {"backbone_features": nchw(features[-1]), "reference_points": ref.numpy(),
+              "decoder_output": hs[-1].numpy()}
+    shapes, starts = out["spatial_shapes"], list(out["level_start_index"])
+    memory = out["memory"].numpy()
+    ends = starts[1:] + [memory.shape[1]]
+    for lvl, (h, w) in enumerate(shapes):
+        arrays[f"src_proj_l{lvl}"] = nchw(out["srcs"][lvl])
+        arrays[f"pos_embed_l{lvl}"] = nchw(out["pos"][lvl])
+        arrays[f"memory_l{lvl}"] = nchw(memory[:, starts[lvl]:ends[lvl]].reshape(
+            memory.shape[0], h, w, -1))
+    arrays["src_proj_mean"] = np.stack([np.asarray(s).mean((1, 2)) for s in out["srcs"]], 1)
+    arrays["memory_mean"] = np.stack([memory[:, a:b].mean(1) for a, b in zip(starts, ends)],
+                                     1)
+    tr, levels = model.transformer, len(shapes)
+    tgt, qpos, _ = tr.decoder_inputs(model.query_embed.embeddings, images.shape[0])
+    dec0 = tr.decoder_layers[0]
+    loc, attw = dec0.cross_attn.sampling(dec0.self_attention(tgt, qpos) + qpos, tf.tile(
+        ref[:, :, None], [1, 1, levels, 1]), shapes)
+    arrays.update(dec0_sampling_locations=loc.numpy(), dec0_attention_weights=attw.numpy())
+    last = levels - 1
+    n = shapes[last][0] * shapes[last][1]
+    src = tf.reshape(out["srcs"][last], [images.shape[0], n, -1])
+    query = src + tf.reshape(out["pos"][last], tf.shape(src)) + tr.level_embed.vector(last)
+    enc_ref = tf.tile(encoder_reference_points(shapes)[:, -n:], [images.shape[0], 1, 1, 1])
+    loc, attw = tr.encoder_layers[0].self_attn.sampling(query, enc_ref, shapes)
+    arrays.update({f"enc0_sampling_locations_l{last}": loc.numpy(),
+                   f"enc0_attention_weights_l{last}": attw.numpy()})
+    arrays.update({k: v.numpy() for k, v in result.items()})
+    picked = readout(result["pred_logits"], result["pred_coords"])
+    arrays.update({f"readout_{k}": picked[k].numpy() for k in ("query", "scores", "coords")})
+    msda = ("msda_value", "msda_spatial_shapes", "msda_sampling_locations",
+            "msda_attention_weights")
+    if expected is not None and all(k in expected for k in msda):
+        value, shapes, loc, attw = (expected[k] for k in msda)
+        arrays["msda_output"] = ms_deform_attn_core(
+            value.astype(np.float32), [tuple(int(v) for v in s) for s in shapes],
+            sampling_locations=loc.astype(np.float32),
+            attention_weights=attw.astype(np.float32)).numpy()
+    return arrays, [row]
+
+
+run_deformable.reads_expected = True  # msda_* inputs are in the expected arrays
+
+
 RUNNERS = {"prtr-two-stage": run_two_stage, "detr": run_detr,
-           "imagenet-backbone": run_imagenet_backbone}
+           "imagenet-backbone": run_imagenet_backbone,
+           "prtr-deformable": run_deformable,
+           "deformable-detr": run_deformable_detr}
 # The arrays compared relative to their largest magnitude, by format (True: every one).
 RELATIVE_ARRAYS = {"imagenet-backbone": True}
 # Formats whose every listed array must be compared (an array not computed fails).
@@ -278,7 +366,9 @@ def check(manifest_path, tolerance=TOLERANCE, out=sys.stdout):
     if fmt not in RUNNERS:
         raise FixtureError(f"{manifest_path}: unsupported format {fmt!r} "
                            f"(supported: {', '.join(sorted(RUNNERS))})")
-    actual = RUNNERS[fmt](manifest, state_dict, inputs)
+    runner = RUNNERS[fmt]  # a runner with ``reads_expected`` also gets the expected arrays
+    actual = (runner(manifest, state_dict, inputs, expected=expected)
+              if getattr(runner, "reads_expected", False) else runner(manifest, state_dict, inputs))
     actual, checks = actual if isinstance(actual, tuple) else (actual, [])
     rows = compare(expected, actual, tolerance, RELATIVE_ARRAYS.get(fmt, RELATIVE))
     skipped = sorted(set(expected) - {r[0] for r in rows})

@@ -27,7 +27,7 @@ as ``--config.train.init_backbone=CHECKPOINT`` would, without torch.
 from absl import logging
 
 from prtr_tf.checkpoints.torch_import import load_imagenet_file
-from prtr_tf.checkpoints.torch_import import load_state_dict, read_state_dict
+from prtr_tf.checkpoints.torch_import import read_state_dict
 from prtr_tf.files import atomic
 from prtr_tf.files.outputs import check_output
 from prtr_tf.models import registry
@@ -49,8 +49,7 @@ def convert(config, checkpoint_path, output_path, overwrite=False):
 
     _check_output(output_path, overwrite, checkpoint_path)
     state_dict = read_state_dict(checkpoint_path)
-    model, state_dict = registry.get(config).import_official(config.model, state_dict)
-    count = load_state_dict(model, state_dict)
+    model, count = registry.get(config).import_official(config.model, state_dict)
     atomic.save_weights(model, output_path)
     logging.info("imported %d tensors from %s into %s", count, checkpoint_path, output_path)
     return model

@@ -2,15 +2,18 @@
 
 Every config declares its family in ``config.model.kind``:
 
-========== ============================================ ==============================
-kind       model                                        package
-========== ============================================ ==============================
-prtr       two-stage keypoint Transformer (on crops)    `prtr_tf.models.keypoint`
-detr       DETR person detector                         `prtr_tf.models.detector`
-prtr_e2e   end-to-end PRTR (detector + STN + keypoints) `prtr_tf.models.end_to_end`
-========== ============================================ ==============================
+=============== ============================================ ==================================
+kind            model                                        module
+=============== ============================================ ==================================
+prtr            two-stage keypoint Transformer (on crops)    `prtr_tf.models.keypoint.family`
+prtr_deformable deformable keypoint Transformer (on crops)   `prtr_tf.models.keypoint.deformable`
+detr            DETR person detector                         `prtr_tf.models.detector.family`
+deformable_detr Deformable DETR person detector              `prtr_tf.models.detector.deformable`
+prtr_e2e        end-to-end PRTR (detector + STN + keypoints) `prtr_tf.models.end_to_end.family`
+=============== ============================================ ==================================
 
-Each package's ``family.py`` defines ``FAMILY``, an instance of a `Family` subclass: the
+Each of these modules (a family's ``family.py``, or an architecture's file in its
+family's folder) defines ``FAMILY``, an instance of a `Family` subclass: the
 one face of a family. Its attributes say what it is (``role``: a pose model or a person
 detector; ``needs_detector``; ``export_formats``; ``eval_options``), its methods build,
 evaluate, serve and import the model, and the same object bound to a config
@@ -23,7 +26,9 @@ import importlib
 
 FAMILIES = {
     "prtr": "prtr_tf.models.keypoint.family",
+    "prtr_deformable": "prtr_tf.models.keypoint.deformable",
     "detr": "prtr_tf.models.detector.family",
+    "deformable_detr": "prtr_tf.models.detector.deformable",
     "prtr_e2e": "prtr_tf.models.end_to_end.family",
 }
 
@@ -92,8 +97,13 @@ class Family:
         raise ValueError(f"{self.title} models do not predict poses")
 
     def import_official(self, model_config, state_dict):
-        """(built model, state_dict to load into it) for an official checkpoint."""
-        return self.build(model_config), state_dict
+        """(the built model with an official checkpoint's tensors loaded, the number of
+        tensors used); unknown, missing or mis-shaped tensors raise an error naming
+        them (`prtr_tf.checkpoints.torch_import.load_state_dict`)."""
+        # Lazy: the registry is imported by the command lines before TensorFlow.
+        from prtr_tf.checkpoints.torch_import import load_state_dict
+        model = self.build(model_config)
+        return model, load_state_dict(model, state_dict)
 
     # ---- the training task (bound to self.config)
 
@@ -150,6 +160,12 @@ def families(role=None, export_format=None):
             and (export_format is None or export_format in f.export_formats)]
 
 
+def titles(found):
+    """The families' titles for a message: "A", "A or B", "A, B or C"."""
+    names = [f.title for f in found]
+    return " or ".join(names) if len(names) < 3 else ", ".join(names[:-1]) + " or " + names[-1]
+
+
 def require(config, label, use, role=None, export_format=None):
     """The family of ``config`` (given as ``label``, e.g. "--config"), which must have
     ``role`` and offer ``export_format``; otherwise a ValueError: "<label> is a <title>
@@ -157,7 +173,7 @@ def require(config, label, use, role=None, export_format=None):
     family = get(config)
     wanted = families(role, export_format)
     if family not in wanted:
-        expected = " or ".join(f.title for f in wanted)
+        expected = titles(wanted)
         raise ValueError(f"{label} is a {family.title} config (model.kind "
                          f"{family.name!r}); {use} needs a {expected} config")
     return family

@@ -207,7 +207,8 @@ KEYPOINT = ["--config=synthetic_tiny", "--checkpoint=x.weights.h5"]
     (["--source=DIR/image.png", "--output=DIR/out", "--config=synthetic_detector_tiny",
       "--checkpoint=x.weights.h5", "--boxes_json=DIR/boxes.json"],
      ["--config is a DETR person detector config (model.kind 'detr'); --config needs a "
-      "PRTR keypoint Transformer or end-to-end PRTR config"]),
+      "PRTR keypoint Transformer, deformable PRTR keypoint Transformer or end-to-end PRTR "
+      "config"]),
     (["--source=DIR/image.png", "--output=DIR/out", *KEYPOINT, "--boxes_json=DIR/boxes.json",
       "--max_side=-1"], ["--max_side and --max_frames must be >= 0"]),
     (["--source=DIR/image.png", "--output=DIR/out", "--saved_model=DIR/empty",
@@ -366,7 +367,8 @@ def test_tflite_export_of_a_detector_config_names_config(tmp_path):
     proc = run("--config=synthetic_detector_tiny", f"--output={tmp_path / 'out'}",
                script="export/to_tflite.py")
     assert_error(proc, 1, "--config is a DETR person detector config (model.kind 'detr'); "
-                 "a TFLite export needs a PRTR keypoint Transformer config")
+                 "a TFLite export needs a PRTR keypoint Transformer or deformable PRTR keypoint "
+                 "Transformer config")
     assert os.listdir(tmp_path) == []
 
 

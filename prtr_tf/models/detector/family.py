@@ -37,8 +37,10 @@ class DetectorFamily(Family):
                          "--detector_config/--detector_checkpoint with a keypoint model")
 
     def import_official(self, model_config, state_dict):
+        from prtr_tf.checkpoints.torch_import import load_state_dict
         from prtr_tf.models.detector.convert import prepare_detector
-        return prepare_detector(model_config, state_dict)
+        model, state_dict = prepare_detector(model_config, state_dict)
+        return model, load_state_dict(model, state_dict)
 
     # ---- training (bound to self.config)
 

@@ -14,12 +14,27 @@ def person_scores(pred_logits, label):
     return tf.nn.softmax(tf.cast(pred_logits, tf.float32), axis=-1)[..., label]
 
 
+def model_person_scores(model, outputs, label):
+    """P(person) per query of ``model``'s ``outputs``: the model's own ``person_scores``
+    when it has one (Deformable DETR: sigmoid classes), else DETR's softmax
+    (`person_scores`)."""
+    own = getattr(model, "person_scores", None)
+    return own(outputs, label) if own is not None else person_scores(outputs["pred_logits"],
+                                                                     label)
+
+
+def relax_shapes(model):
+    """Whether a tf.function of ``model`` may relax its input shapes to None (False for
+    models whose spatial shapes must be static per trace: one trace per padded size)."""
+    return not getattr(model, "static_spatial_shapes", False)
+
+
 def detect_dataset(model, dataset, label):
     """Runs over batched eval elements; returns a list of (image_id, boxes xywh px, scores)."""
-    @tf.function(reduce_retracing=True)
+    @tf.function(reduce_retracing=relax_shapes(model))
     def step(images, mask):
         out = model(images, mask=mask, training=False)
-        return out["pred_boxes"], person_scores(out["pred_logits"], label)
+        return out["pred_boxes"], model_person_scores(model, out, label)
 
     found = []
     for batch in dataset:
@@ -34,7 +49,7 @@ def detect_dataset(model, dataset, label):
 class DetrPersonDetector:
     """Whole RGB uint8 image -> (person boxes [x, y, w, h] pixels (N, 4), scores (N,)).
 
-    Preprocessing is the evaluation pipeline's (`prtr_tf.models.detector.augment.resize`:
+    Preprocessing is the evaluation pipeline's (`prtr_tf.models.detector.resize.resize`:
     shortest side ``config.data.test_size``, longest <= ``config.data.max_size``;
     DETR normalisation); boxes scoring below ``score_threshold`` (default
     ``config.test.score_thre``) are dropped.
@@ -47,11 +62,11 @@ class DetrPersonDetector:
         gain, offset = normalization(config.data.mean, config.data.std)
         test_size, max_size = int(config.data.test_size), int(config.data.max_size)
 
-        @tf.function(reduce_retracing=True)
+        @tf.function(reduce_retracing=relax_shapes(model))
         def run(image):
             x, _ = resize(tf.cast(image, tf.float32), tf.zeros((0, 4)), test_size, max_size)
             out = self.model((x * gain - offset)[None], training=False)
-            return out["pred_boxes"][0], person_scores(out["pred_logits"], self.label)[0]
+            return out["pred_boxes"][0], model_person_scores(self.model, out, self.label)[0]
 
         self._run = run
 

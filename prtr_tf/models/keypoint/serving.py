@@ -40,7 +40,7 @@ from prtr_tf.data import keypoint_sets
 from prtr_tf.data.image import normalization
 from prtr_tf.models.keypoint.data import Cropper
 from prtr_tf.data.transforms import box_to_center_scale_tf
-from prtr_tf.models.detector.predict import person_scores
+from prtr_tf.models.detector.predict import model_person_scores
 from prtr_tf.models.detector.records import person_label
 from prtr_tf.models.keypoint.predict import crop_to_image, predict_crops
 from prtr_tf.nn.guards import nonempty
@@ -121,7 +121,7 @@ class PoseServing(ServingModule):
         x = detector_resize(image, self.test_size, self.max_size, self.resize)
         out = self.detector((x * self.det_gain - self.det_offset)[None], training=False)
         boxes = tf.cast(out["pred_boxes"][0], tf.float64)
-        scores = person_scores(out["pred_logits"], self.label)[0]
+        scores = model_person_scores(self.detector, out, self.label)[0]
         shape = tf.cast(tf.shape(image), tf.float64)
         h, w = shape[0], shape[1]
         cx, cy, bw, bh = tf.unstack(boxes, 4, axis=-1)
