@@ -3,20 +3,30 @@ policy for every CLI and task.
 
 * `resolve`: a file, or a workdir's ``best.weights.h5`` (else ``last.weights.h5``);
 * `load_into`: loads it into a built model; a file that does not fit names the file,
-  the config and what it describes;
+  the config and what it describes (eval, predict, export: strict);
+* `load_fitting`: training's ``init_weights``: every tensor whose name and shape fit
+  is loaded, the rest keeps its initial values (fine-tuning onto another keypoint
+  set or query count), unless almost nothing fits (another backbone: an error);
 * `load_model`: config (name, path or ConfigDict) + checkpoint -> (model, config),
   optionally checking the config's kind.
 
 Errors: FileNotFoundError for what does not exist, ValueError for what does not fit.
 """
 import os
+import tempfile
 
+import h5py
+
+from prtr_tf.data import keypoint_sets
 from prtr_tf.models import registry
 from prtr_tf.nn import precision as precisions
 from prtr_tf.training import keypoint_record
 
 SUFFIX = ".weights.h5"
 WORKDIR_FILES = ("best.weights.h5", "last.weights.h5")
+# `load_fitting` refuses a file that fills less than this share of the model's values:
+# a keypoint set's or a query count's tensors are a few percent of any model.
+MIN_FITTING_SHARE = 0.5
 
 
 def resolve(path, what="checkpoint"):
@@ -57,6 +67,98 @@ def load_into(model, path, what="checkpoint", config_name=None, description=None
     return file
 
 
+def _datasets(h5):
+    """{path: dataset} of every array in an open .weights.h5 (Keras' layout: one path
+    per variable, named by the layers that hold it)."""
+    found = {}
+    h5.visititems(lambda name, obj: found.__setitem__(name, obj)
+                  if isinstance(obj, h5py.Dataset) else None)
+    return found
+
+
+def _short(path):
+    return path.replace("/vars/", ":").replace("layers/", "")
+
+
+class FitReport:
+    """What `load_fitting` did: ``loaded`` and ``reinitialised`` lists of (path, shape
+    in the model, shape in the file or None), ``unused`` (paths of the file the model
+    has no variable for), the file."""
+
+    def __init__(self, file, loaded, reinitialised, unused):
+        self.file, self.loaded = file, loaded
+        self.reinitialised, self.unused = reinitialised, unused
+
+    def summary(self, limit=6):
+        """One line: how much was loaded, and what was re-initialised and why."""
+        n = len(self.loaded) + len(self.reinitialised)
+        line = f"loaded {len(self.loaded)} of the model's {n} tensors"
+        if not self.reinitialised:
+            return line + " (all)"
+        parts = [f"{_short(p)} {list(shape)} (file: {list(old) if old else 'none'})"
+                 for p, shape, old in self.reinitialised[:limit]]
+        more = len(self.reinitialised) - limit
+        return (f"{line}; re-initialised {len(self.reinitialised)}: {', '.join(parts)}"
+                + (f" and {more} more" if more > 0 else "")
+                + (f"; {len(self.unused)} tensors of the file unused" if self.unused else ""))
+
+
+def load_fitting(model, path, what="checkpoint", description=None, reinitialise=()):
+    """Loads into the built ``model`` every tensor of the weights ``path`` names
+    (`resolve`) whose name and shape match the model's; the others keep their initial
+    values, as do the tensors under the layer names of ``reinitialise`` (e.g. a class
+    head whose joints mean something else). Returns a `FitReport`. ValueError when
+    less than `MIN_FITTING_SHARE` of the model's values, or of its backbone's (the
+    variables under a layer named ``backbone``), fit: another backbone or
+    architecture, nothing to fine-tune from."""
+    file = resolve(path, what)
+    forced = tuple(str(name).strip("/") + "/" for name in reinitialise)
+    with tempfile.TemporaryDirectory(prefix="prtr-init-") as folder:
+        merged = os.path.join(folder, "merged" + SUFFIX)
+        model.save_weights(merged)  # the model's own layout and initial values
+        loaded, redone = [], []
+        values = {"all": [0, 0], "backbone": [0, 0]}  # [fitting, total] values
+        with h5py.File(file, "r") as source, h5py.File(merged, "r+") as target:
+            theirs, ours = _datasets(source), _datasets(target)
+            for name, dataset in ours.items():
+                other = theirs.get(name)
+                fits = other is not None and other.shape == dataset.shape
+                for part in ("all", "backbone") if "backbone" in name.split("/") else ("all",):
+                    values[part][0] += dataset.size if fits else 0
+                    values[part][1] += dataset.size
+                if not fits or name.startswith(forced):
+                    redone.append((name, dataset.shape, None if other is None else other.shape))
+                    continue
+                dataset[...] = other[...]
+                loaded.append((name, dataset.shape, other.shape))
+            unused = sorted(set(theirs) - set(ours))
+        for part, (fitting, total) in values.items():
+            if total and fitting < MIN_FITTING_SHARE * total:
+                desc = f" ({description})" if description else ""
+                raise ValueError(
+                    f"{what} {file!r} does not fit the model{desc}: "
+                    f"{100.0 * fitting / total:.1f}% of the values of "
+                    f"{'its backbone' if part == 'backbone' else 'the model'} have a tensor "
+                    f"of the same name and shape in the file ({len(loaded)} of the model's "
+                    f"{len(ours)} tensors fit). It is a model of another architecture "
+                    "(another backbone?): fine-tuning starts from a model of the same "
+                    "architecture with another keypoint set or query count; ImageNet "
+                    "backbones go in config.train.init_backbone")
+        model.load_weights(merged)
+    return FitReport(file, loaded, redone, unused)
+
+
+def recorded_set(config, checkpoint):
+    """A custom ``config`` whose keypoint set cannot come from itself (no annotation
+    file where its data fields point: `prtr_tf.data.keypoint_sets.has_own_set`)
+    takes the set recorded in ``checkpoint``'s workdir (keypoint_set.json), when there
+    is one; returns whether it did."""
+    if not checkpoint or keypoint_sets.has_own_set(config):
+        return False
+    path, saved = keypoint_record.recorded(str(checkpoint))
+    return saved is not None and keypoint_sets.adopt(config, saved, path)
+
+
 def config_and_name(config, what="config"):
     """(ConfigDict, name for messages) of a config name, path or ConfigDict."""
     if isinstance(config, str):
@@ -74,12 +176,15 @@ def load_model(config, checkpoint, what="checkpoint", role=None, export_format=N
     'float32' or 'bfloat16' compute (`prtr_tf.nn.precision`; float32 outputs either
     way). ``role``, ``export_format``: what the config's family must be and offer
     (`prtr_tf.models.registry.require`; None: anything); ``config_flag``: the flag that
-    gave the config, for messages. Returns (model, config, weights file)."""
+    gave the config, for messages. A custom config whose annotation files are absent
+    takes the keypoint set recorded in the checkpoint's workdir (keypoint_set.json).
+    Returns (model, config, weights file)."""
 
     precision = precisions.check(precision, "--precision")
 
     config, name = config_and_name(config)
     label = config_flag or (f"config {name!r}" if name else "the config")
+    recorded_set(config, checkpoint)
     kind = registry.require(config, label, what, role=role, export_format=export_format)
     if precision != "float32" and not kind.bfloat16_inference:
         raise ValueError(f"--precision={precision} is not available for the {kind.title} "

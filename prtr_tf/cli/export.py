@@ -95,6 +95,9 @@ does not convert. A failed conversion writes no --output.
 """
 
 _DETECTOR_FLAGS = ("detector_config", "detector_checkpoint")
+# Marked in each format's --help (checked by `_required` when it runs).
+REQUIRED = {"saved_model": ("config", "checkpoint", "output"), "tflite": ("config", "output"),
+            "onnx": ("saved_model", "output")}
 
 
 def _no_arguments(argv):
@@ -168,12 +171,14 @@ def _describe_signatures(serving):
 
 def main_saved_model(argv, f):
     from prtr_tf.checkpoints import weights
+    from prtr_tf.data import keypoint_sets
     from prtr_tf.files.atomic import atomic_output
     from prtr_tf.serving.saved_model import export_saved_model
 
     _no_arguments(argv)
     v = common.values(f)
     _required(v, "config", "checkpoint", "output")
+    weights.recorded_set(v["config"], v["checkpoint"])  # a custom set without data flags
     kind = registry.get(v["config"])
     _check_detector_flags(kind, v)
     common.note_precision(v["precision"])
@@ -190,6 +195,7 @@ def main_saved_model(argv, f):
                                               precision=v["precision"])
         detector = det_config = None
         if kind.needs_detector:
+            keypoint_sets.adopt(v["detector_config"], config, "--config")  # one set
             detector, det_config, _ = weights.load_model(
                 v["detector_config"], v["detector_checkpoint"], "--detector_checkpoint",
                 role=registry.DETECTOR, export_format="saved_model",
@@ -275,6 +281,8 @@ def _weights_or_random(config, checkpoint, config_flag, flag, role):
 
 
 def main_tflite(argv, f):
+    from prtr_tf.checkpoints import weights
+    from prtr_tf.data import keypoint_sets
     from prtr_tf.export import tflite
 
     _no_arguments(argv)
@@ -293,10 +301,12 @@ def main_tflite(argv, f):
         for name in ("detector_checkpoint", "detector_size"):
             if v[name]:
                 raise common.usage_error(f"--{name} needs --detector_config")
+    weights.recorded_set(config, v["checkpoint"])  # a custom set without data flags
     model = _weights_or_random(config, v["checkpoint"], "--config", "--checkpoint",
                                registry.POSE)
     detector = None
     if det_config is not None:
+        keypoint_sets.adopt(det_config, config, "--config")  # the pose model's set
         detector = _weights_or_random(det_config, v["detector_checkpoint"],
                                       "--detector_config", "--detector_checkpoint",
                                       registry.DETECTOR)
@@ -328,7 +338,7 @@ def main_tflite(argv, f):
 def define_onnx_flags():
     from absl import flags
 
-    from prtr_tf.export.onnx import DEFAULT_OPSET
+    from prtr_tf.export import DEFAULT_OPSET
     return dict(
         saved_model=flags.DEFINE_string("saved_model", None, "SavedModel directory to convert."),
         output=flags.DEFINE_string("output", None, "ONNX file to write."),
@@ -374,7 +384,7 @@ def run_format(name, argv=None):
     """Runs the exporter of format ``name`` on ``argv`` (default sys.argv): its
     docstring is what --help prints, its flags the ones defined."""
     doc, define_flags, main = FORMATS[name]
-    common.run(define_flags, main, argv, doc=doc)
+    common.run(define_flags, main, argv, doc=doc, required=REQUIRED[name])
 
 
 def run():

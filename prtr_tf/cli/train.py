@@ -12,6 +12,8 @@ from its last checkpoint. Several machines: set TF_CONFIG on each worker
 """
 from prtr_tf.cli import common
 
+REQUIRED = ("config", "workdir")  # marked in --help
+
 
 def define_flags():
     from absl import flags
@@ -33,8 +35,10 @@ def define_flags():
             "Compute dtype (variables stay float32). float16 trains with a dynamic loss "
             "scale (config.train.loss_scale_initial, loss_scale_growth_steps); steps "
             "with a non-finite gradient are skipped and logged."),
-        max_steps=flags.DEFINE_integer("max_steps", None, "Stop after this many steps "
-                                       "(debugging)."),
+        max_steps=flags.DEFINE_integer("max_steps", None, "Stop after this many more "
+                                       "steps, with a checkpoint and last.weights.h5 (eval, "
+                                       "predict and export take the workdir); the same "
+                                       "command resumes."),
     )
 
 

@@ -13,7 +13,15 @@ A record is a dict::
 Readers parse the JSON themselves (same order as pycocotools: images in file order,
 each image's annotations in file order). A malformed entry is a counted skip with a
 warning naming the file, the entry and the field, or a ValueError with ``skip_bad=False``.
+
+Fields that files converted from other formats often lack get defaults
+(`with_annotation_defaults`, also applied to the ground truth given to pycocotools):
+``iscrowd`` 0, ``area`` the box's w x h (OKS then normalises by the box area, not the
+segmentation area COCO's own files hold: mmpose's ``use_area=False``), and
+``num_keypoints`` counted from the visibility flags (v > 0). One warning per file
+(per process) names the defaulted fields and how many annotations lacked each.
 """
+import logging
 import math
 import os
 
@@ -24,6 +32,10 @@ from prtr_tf.data.skips import bad_sample
 from prtr_tf.data.transforms import BOX_PADDING, PIXEL_STD, box_to_center_scale, sanitize_box
 
 PERSON_CATEGORY = 1
+DEFAULTED_FIELDS = ("iscrowd", "area", "num_keypoints")
+_DEFAULTS_WARNED = set()  # (file, mtime, size) of the files whose defaults were reported
+
+logger = logging.getLogger("prtr_tf.data")
 
 
 def _load_json(path_or_data):
@@ -59,7 +71,7 @@ def _image_table(data, name, skip_bad, skip_counter):
 def _check_annotation(ann, index, images, num_joints, name):
     """The reason ``ann`` is malformed (a message naming file, id and field), or None."""
     where = f"{name}: annotation id {ann.get('id', f'#{index}')}"
-    for field in ("image_id", "category_id", "bbox", "keypoints", "iscrowd"):
+    for field in ("image_id", "category_id", "bbox", "keypoints"):
         if field not in ann:
             return f"{where}: missing field {field!r}"
     if ann["image_id"] not in images:
@@ -93,19 +105,85 @@ def area_of(ann):
     return float(ann["bbox"][2]) * float(ann["bbox"][3])
 
 
+def _labelled(keypoints):
+    """The number of labelled keypoints (v > 0) of a ``keypoints`` list, or None."""
+    try:
+        return int(sum(float(v) > 0 for v in keypoints[2::3]))
+    except (TypeError, ValueError):
+        return None
+
+
+def _defaults(ann):
+    """The fields of `DEFAULTED_FIELDS` ``ann`` lacks, with their defaults (those that
+    can be computed: ``area`` needs a valid box, ``num_keypoints`` a keypoints list)."""
+    if not isinstance(ann, dict):
+        return {}
+    out = {}
+    if "iscrowd" not in ann:
+        out["iscrowd"] = 0
+    box = _numbers(ann.get("bbox"), 4)
+    if "area" not in ann and box is not None:
+        out["area"] = box[2] * box[3]
+    if "num_keypoints" not in ann and isinstance(ann.get("keypoints"), (list, tuple)):
+        count = _labelled(ann["keypoints"])
+        if count is not None:
+            out["num_keypoints"] = count
+    return out
+
+
+def _file_key(name):
+    try:
+        stat = os.stat(name)
+    except OSError:
+        return None  # in-memory JSON: reported every time
+    return os.path.abspath(name), stat.st_mtime_ns, stat.st_size
+
+
+def with_annotation_defaults(data, name):
+    """``data`` (a loaded COCO-format dict; not modified) with the fields its
+    annotations lack filled in (see the module docstring): a new dict when any was
+    missing, else ``data`` itself. The first time a file (``name``) lacks any, one
+    warning names the fields and counts."""
+    annotations = data.get("annotations") if isinstance(data, dict) else None
+    if not isinstance(annotations, list):
+        return data
+    counts = dict.fromkeys(DEFAULTED_FIELDS, 0)
+    filled, changed = [], False
+    for ann in annotations:
+        extra = _defaults(ann)
+        for field in extra:
+            counts[field] += 1
+        changed = changed or bool(extra)
+        filled.append(dict(ann, **extra) if extra else ann)
+    if not changed:
+        return data
+    key = _file_key(name)
+    if key is None or key not in _DEFAULTS_WARNED:
+        if key is not None:
+            _DEFAULTS_WARNED.add(key)
+        meaning = {"iscrowd": "0", "area": "the box's w x h, so OKS scales with the box",
+                   "num_keypoints": "counted from the visibility flags"}
+        logger.warning("%s: annotations without some fields, given defaults (of %d "
+                       "annotations): %s", name, len(annotations),
+                       ", ".join(f"{counts[f]} without {f!r} ({meaning[f]})"
+                                 for f in DEFAULTED_FIELDS if counts[f]))
+    return dict(data, annotations=filled)
+
+
 def load_coco_keypoints(ann_file, image_dir, image_size_hw, num_joints=17,
                         pixel_std=PIXEL_STD, padding=BOX_PADDING, skip_bad=True,
                         skip_counter=None, category_ids=(PERSON_CATEGORY,)):
     """Training/validation records from GT boxes (HRNet ``_load_coco_keypoint_annotations``).
 
     Keeps non-crowd annotations of ``category_ids`` (default: the person) with area > 0
-    (the box's w x h when the file has no ``area``), a valid sanitised box and at least
-    one labelled keypoint (v > 0); the sanitised box gives center/scale at the aspect
-    ratio W/H of ``image_size_hw`` with 1.25 padding. ``ann_file`` is a path or the
+    (missing ``iscrowd``, ``area``: `with_annotation_defaults`), a valid sanitised box
+    and at least one labelled keypoint (v > 0); the sanitised box gives center/scale at
+    the aspect ratio W/H of ``image_size_hw`` with 1.25 padding. ``ann_file`` is a path or the
     loaded JSON dict. Records also hold the annotation's ``category_id`` and ``bbox``
     (as in the file: PCK's normaliser).
     """
     data, name = _load_json(ann_file)
+    data = with_annotation_defaults(data, name)
     images = _image_table(data, name, skip_bad, skip_counter)
     aspect_ratio = image_size_hw[1] / image_size_hw[0]
     categories = set(category_ids)

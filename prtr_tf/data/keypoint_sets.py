@@ -253,12 +253,58 @@ def resolve(config):
     kp.joints = tuple(joints)
     kp.skeleton = tuple(tuple(e) for e in kset["skeleton"])
     kp.flip_pairs = tuple(tuple(p) for p in kset["flip_pairs"])
-    kp.sigmas = tuple(float(s) for s in kset["sigmas"])
+    kp.sigmas = () if kset["sigmas"] is None else tuple(float(s) for s in kset["sigmas"])
     if not kp.category_ids:
         kp.category_ids = tuple(info["category_ids"]) if info else (1,)
     kp.sigma_source = kset["sigma_source"]
     kp.resolved_from = source
     return config
+
+
+def _unresolved_custom(config):
+    data = config.get("data") if hasattr(config, "get") else None
+    return (data is not None and data.get("dataset") == CUSTOM
+            and not data.keypoints.resolved_from)
+
+
+def has_own_set(config):
+    """False for a custom config whose set cannot come from itself: not resolved, no
+    ``config.data.keypoints.joints`` and no annotation file where its data fields
+    point (e.g. a detector config given without the data flags of its pose model)."""
+    if not _unresolved_custom(config):
+        return True
+    return bool(config.data.keypoints.joints) or _annotation_file(config) is not None
+
+
+def adopt(config, source, where):
+    """Gives the unresolved custom ``config`` the keypoint set of ``source``: a
+    resolved config (the two-stage pipeline's detector takes its pose model's set,
+    so one set of data flags serves both) or a workdir's keypoint_set.json / an
+    export's metadata (a dict, `metadata`); ``where`` names the source for messages.
+    Other configs, and configs already resolved, are left as they are. Returns
+    whether ``config`` took the set."""
+    if not _unresolved_custom(config):
+        return False
+    if isinstance(source, dict):
+        kset = set_from_metadata(source, where)
+        kp = keypoints_config_of(kset, where)
+        kp.category_ids = tuple(int(c) for c in source.get("category_ids", ())) or (1,)
+    else:
+        if source.data.dataset != CUSTOM:
+            return False
+        kp = resolve(source).data.keypoints
+    num = len(kp.joints)
+    if "num_joints" in config.model and int(config.model.num_joints) not in (0, num):
+        raise ValueError(f"config.model.num_joints={config.model.num_joints} but {where} "
+                         f"has {num} joints (0: take the number from it)")
+    for field in ("joints", "skeleton", "flip_pairs", "sigmas", "category_ids",
+                  "sigma_source"):
+        config.data.keypoints[field] = kp[field]
+    config.data.keypoints.resolved_from = f"{where} ({kp.resolved_from})" \
+        if kp.resolved_from and kp.resolved_from != where else str(where)
+    if "num_joints" in config.model:
+        config.model.num_joints = num
+    return True
 
 
 def of_config(config):
@@ -268,7 +314,7 @@ def of_config(config):
         return keypoint_set(config.data.dataset)
     kp = resolve(config).data.keypoints
     return dict(name=CUSTOM, joints=tuple(kp.joints), skeleton=tuple(kp.skeleton),
-                flip_pairs=tuple(kp.flip_pairs), sigmas=np.asarray(kp.sigmas, np.float64),
+                flip_pairs=tuple(kp.flip_pairs), sigmas=np.asarray(kp.sigmas, np.float64) if len(kp.sigmas) else None,
                 sigma_source=kp.sigma_source)
 
 

@@ -15,9 +15,10 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
-from prtr_tf.data.coco import area_of
+from prtr_tf.data.coco import with_annotation_defaults
 from prtr_tf.data.jsonfile import read_json
 from prtr_tf.evaluation.nms import oks_nms
+from prtr_tf.files import atomic
 
 STATS_NAMES = ("AP", "AP .5", "AP .75", "AP (M)", "AP (L)",
                "AR", "AR .5", "AR .75", "AR (M)", "AR (L)")
@@ -95,12 +96,8 @@ def results_from_predictions(keypoints, center, scale, box_score, image_id, in_v
 
 
 def write_results(results, path):
-    """Writes a results list as JSON (directories created); returns ``path``."""
-    folder = os.path.dirname(os.fspath(path))
-    if folder:
-        os.makedirs(folder, exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(results, f)
+    """Writes a results list as JSON, atomically (directories created); returns ``path``."""
+    atomic.write_text(path, json.dumps(results))
     return path
 
 
@@ -114,20 +111,19 @@ def _quiet(verbose):
 
 
 def load_coco(gt, verbose=False):
-    """A pycocotools COCO object from a COCO object or an annotation JSON path."""
+    """A pycocotools COCO object from a COCO object or an annotation JSON path; the
+    fields its annotations lack get the readers' defaults
+    (`prtr_tf.data.coco.with_annotation_defaults`: iscrowd 0, area from the box,
+    num_keypoints from the visibility flags)."""
     from pycocotools.coco import COCO
 
     if isinstance(gt, COCO):
         return gt
     if not os.path.exists(gt):
         raise FileNotFoundError(f"COCO annotation file {os.fspath(gt)!r} does not exist")
-    data = read_json(gt, "COCO annotation file")
-    for ann in data.get("annotations", []) if isinstance(data, dict) else ():
-        # Files without these fields (CrowdPose has no 'area'): pycocotools needs them.
-        if "area" not in ann and "bbox" in ann:
-            ann["area"] = area_of(ann)
-        if "num_keypoints" not in ann and "keypoints" in ann:
-            ann["num_keypoints"] = int(sum(v > 0 for v in ann["keypoints"][2::3]))
+    # pycocotools needs 'iscrowd', 'area' and 'num_keypoints': a file without them
+    # (CrowdPose has no 'area', converters often write none) gets the readers' defaults.
+    data = with_annotation_defaults(read_json(gt, "COCO annotation file"), os.fspath(gt))
     with _quiet(verbose):
         coco = COCO()
         coco.dataset = data

@@ -31,6 +31,10 @@ from prtr_tf.training.workdir import WorkdirLock, check_folder, upsert_csv_row
 from prtr_tf.data.splits import generate_synthetic
 
 
+# The layers whose outputs are the joint classes (keypoint and end-to-end models).
+JOINT_CLASS_HEADS = ("class_embed", "kpt_class_embed")
+
+
 def is_chief(strategy):
     resolver = getattr(strategy, "cluster_resolver", None)
     if resolver is None or not getattr(resolver, "task_type", None):
@@ -83,8 +87,7 @@ class Trainer:
         with self.strategy.scope():
             self.model = self.task.build_model()
             if t.get("init_weights"):
-                weights.load_into(self.model, t.init_weights, "config.train.init_weights",
-                                  description=self.task.describe(config))
+                self._init_weights(t.init_weights)
             if t.get("init_backbone"):
                 from prtr_tf.checkpoints.torch_import import load_imagenet_file
                 report = load_imagenet_file(self.model.backbone, t.init_backbone,
@@ -133,6 +136,20 @@ class Trainer:
             self.lock = WorkdirLock(workdir, name=f".lock.worker_{task_id}")
         self.manager = tf.train.CheckpointManager(self.checkpoint, ckpt_dir, max_to_keep=2)
         self._train_step = None
+
+    def _init_weights(self, path):
+        """``config.train.init_weights``: every tensor that fits is loaded, the rest
+        re-initialised (`prtr_tf.checkpoints.weights.load_fitting`: a model of another
+        keypoint set or query count), and the joint class head also when the set
+        recorded beside the file names other joints (with as many of them); one line
+        says what was re-initialised."""
+        what = "config.train.init_weights"
+        other = keypoint_record.other_joints(weights.resolve(path, what), self.config)
+        heads = [n for n in JOINT_CLASS_HEADS if hasattr(self.model, n)] if other else []
+        report = weights.load_fitting(self.model, path, what,
+                                      self.task.describe(self.config), reinitialise=heads)
+        why = f" (the joint class head {', '.join(heads)}: {other})" if heads else ""
+        self.log(f"{what} {report.file}: {report.summary()}{why}")
 
     # ---------------------------------------------------------------- steps
 
@@ -220,8 +237,10 @@ class Trainer:
         return self.manager.save(checkpoint_number=self.global_step())
 
     def fit(self, max_steps=None):
-        """Trains until ``config.train.epochs`` (or ``max_steps`` more steps); returns the
-        metrics rows of the epochs finished by this call. Holds the workdir's lock
+        """Trains until ``config.train.epochs`` (or ``max_steps`` more steps: the run then
+        ends with a checkpoint and ``last.weights.h5``, and with the epoch's end when the
+        last step is an epoch's last); returns the metrics rows of the epochs finished
+        by this call. Holds the workdir's lock
         (`prtr_tf.training.workdir.WorkdirLock`) while it runs."""
         with self.lock:
             if self.lock.note:
@@ -281,8 +300,8 @@ class Trainer:
                 if checkpoint_now or stop:
                     self.save(elapsed=time.time() - t0)
                     t0 = time.time()
-                if stop:
-                    return history
+                if stop and step + 1 < self.steps_per_epoch:
+                    return self._stop_within_epoch(history, epoch, step + 1)
             # The epoch's input pipeline stops here, before the evaluation and the next
             # epoch's pipeline: left alive, its prefetching threads competed with both
             # (measured, one thread: 5.6 s between epochs against 1.7 s).
@@ -315,6 +334,19 @@ class Trainer:
             self.save()
             self.log(_summary(row))
             history.append(row)
+            if max_steps is not None and steps_run >= max_steps:
+                break  # --max_steps reached at the epoch's last step: it ended as every one
+        return history
+
+    def _stop_within_epoch(self, history, epoch, step):
+        """``--max_steps`` reached within an epoch (its checkpoint is written): the model
+        goes to ``last.weights.h5`` (atomically, as at an epoch's end), so that eval,
+        predict and export take the workdir; the next run resumes at the next step."""
+        if self.chief:
+            atomic.save_weights(self.model, os.path.join(self.workdir, "last.weights.h5"))
+        self.log(f"stopped by max_steps at epoch {epoch + 1} step {step}/"
+                 f"{self.steps_per_epoch}: wrote last.weights.h5 (the same command resumes "
+                 "from the checkpoint)")
         return history
 
     def _note_loss_scale(self, metrics, epoch, step):
@@ -353,7 +385,8 @@ class Trainer:
 
 def _summary(row):
     parts = [f"epoch {row['epoch']}", f"loss {row['loss']:.4f}"]
-    parts += [f"{k[5:]} {row[k]:.4f}" for k in row if k.startswith("loss_")]
+    parts += [f"{k[5:]} {row[k]:.4f}" for k in row
+              if k.startswith("loss_") and k != "loss_scale"]
     parts += [f"{row['epoch_time_s']:.0f}s", f"skipped {row['skipped_samples']}"]
     if "loss_scale" in row:
         parts.append(f"float16: {row['skipped_steps']} step(s) skipped on overflow, "

@@ -50,7 +50,7 @@ def evaluate_detector(model, config, split="val", stream=None, results=None):
     ann, _ = split_paths(config, split)
     cats = category_ids(config)
     with contextlib.redirect_stdout(io.StringIO()):
-        gt = load_coco(ann)  # fills in fields some files lack (CrowdPose: 'area')
+        gt = load_coco(ann)  # iscrowd, area, num_keypoints: the readers' defaults
         if len(cats) > 1:  # one object class: every instance of the set's categories
             gt, results = one_class(gt, results, cats)
         evaluator = COCOeval(gt, gt.loadRes(results), "bbox")

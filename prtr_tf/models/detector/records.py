@@ -15,7 +15,8 @@ Records (`load_person_boxes`), one per image, in the JSON's image order::
 Kept: non-crowd category-1 annotations with at least ``min_keypoints`` labelled
 keypoints (v > 0; spec §8: "persons without visible keypoints are dropped") whose box
 has a positive width and height after clipping to the image (DETR's
-``ConvertCocoPolysToMask``). Every image is kept, also with zero persons (DETR trains
+``ConvertCocoPolysToMask``); a missing ``iscrowd`` is 0 (`prtr_tf.data.coco.
+with_annotation_defaults`: one warning per file). Every image is kept, also with zero persons (DETR trains
 on those: all queries are no-object).
 
 `records_to_columns` turns the records into the NumPy columns the tf.data pipeline
@@ -27,7 +28,8 @@ import os
 
 import numpy as np
 
-from prtr_tf.data.coco import PERSON_CATEGORY, _image_table, _load_json, _numbers
+from prtr_tf.data.coco import (PERSON_CATEGORY, _image_table, _load_json, _numbers,
+                               with_annotation_defaults)
 from prtr_tf.data.skips import bad_sample
 from prtr_tf.data.keypoint_sets import category_ids
 from prtr_tf.data.splits import split_files
@@ -70,6 +72,7 @@ def load_person_boxes(ann_file, image_dir, min_keypoints=1, skip_bad=True, skip_
       bad_annotations.
     """
     data, name = _load_json(ann_file)
+    data = with_annotation_defaults(data, name)  # iscrowd, area, num_keypoints
     images = _image_table(data, name, skip_bad, skip_counter)
     summary = dict(images=len(images), images_without_persons=0, persons=0,
                    dropped_no_keypoints=0, dropped_crowd=0, dropped_empty_box=0,
@@ -94,7 +97,7 @@ def load_person_boxes(ann_file, image_dir, min_keypoints=1, skip_bad=True, skip_
                                                                    (list, tuple)):
             reason = f"{where}: missing field 'keypoints'"
         keypoints = None
-        if reason is None and num_joints is not None and not ann.get("iscrowd", 0):
+        if reason is None and num_joints is not None and not ann["iscrowd"]:
             keypoints = _numbers(ann.get("keypoints", ()), 3 * num_joints)
             if keypoints is None:
                 reason = (f"{where}: field 'keypoints' is not {3 * num_joints} finite numbers "
@@ -103,7 +106,7 @@ def load_person_boxes(ann_file, image_dir, min_keypoints=1, skip_bad=True, skip_
             summary["bad_annotations"] += 1
             bad_sample(reason, skip_bad, skip_counter)
             continue
-        if ann.get("iscrowd", 0):
+        if ann["iscrowd"]:
             summary["dropped_crowd"] += 1
             continue
         if min_keypoints > 0:
