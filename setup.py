@@ -28,7 +28,6 @@ setup(
         "pillow",
         "matplotlib",
         "tensorboard",
-        "imageio",  # predict.py: animated images (frames via Pillow)
         "av>=18.1",  # video I/O: files, webcams, streams; H.264 through the libx264 in its wheels
     ],
     extras_require={

@@ -56,7 +56,7 @@ LONG_FIRST = ("tests/end_to_end/test_training.py", "tests/keypoint/test_custom_t
               "tests/serving/test_saved_model.py", "tests/serving/test_predict.py",
               "tests/cli/test_bad_input.py", "tests/detector/test_deformable_detr.py",
               "tests/keypoint/test_deformable.py", "tests/training/test_finetune_sets.py",
-              "tests/nn/test_deformable_transformer.py")
+              "tests/nn/test_deformable_transformer.py", "tests/inference/test_predict_video.py")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -251,8 +251,8 @@ def run_deformable(manifest, state_dict, inputs, fold=False, expected=None):
                                                     deformable_two_stage,
                                                     import_official_state_dict)
     from prtr_tf.models.keypoint.readout import readout
-    from prtr_tf.nn.deformable_transformer import (OfficialWeightsError,
-                                                   encoder_reference_points)
+    from prtr_tf.checkpoints.deformable_import import OfficialWeightsError
+    from prtr_tf.nn.deformable_transformer import encoder_reference_points
 
     m = manifest["model"]
     config = deformable_two_stage(

@@ -58,7 +58,7 @@ def _to_pil_rgb(image):
 
 
 def draw_poses(image, persons, skeleton, kpt_thr=0.3, box_thr=0.0, joint_names=None,
-               faint=0.35):
+               faint=0.35, color_of=None):
     """Returns a new RGB PIL image with ``persons`` drawn on ``image``.
 
     Params:
@@ -75,6 +75,10 @@ def draw_poses(image, persons, skeleton, kpt_thr=0.3, box_thr=0.0, joint_names=N
             MPII convention) colour joints and limbs by side, others are centre.
             Default: the names of the dataset with J joints, if any.
         faint: opacity of the joints and limbs below ``kpt_thr`` (0 hides them).
+        color_of: None, or callable(person) -> RGB colour of that person (e.g. per
+            track id, `prtr_tf.inference.tracking.track_color`): its box, label and
+            limbs are drawn in it (joints keep their left/right colours), and a
+            person's ``track_id`` (when not None) leads its label ("#3 0.71 | ...").
 
     Each box is labelled with the person score and, when given, the box score
     ("0.71 | box 0.94") in a font sized to the image; labels of stacked boxes are
@@ -99,14 +103,17 @@ def draw_poses(image, persons, skeleton, kpt_thr=0.3, box_thr=0.0, joint_names=N
         names = joint_names if joint_names is not None else default_joint_names(len(kpts))
         sides = [_side(names[j]) if names is not None and j < len(names) else "center"
                  for j in range(len(kpts))]
+        own = None if color_of is None else tuple(int(c) for c in color_of(person))
         box = person.get("box")
         if box is not None:
             x1, y1, x2, y2 = (float(v) for v in box)
-            strong.rectangle([x1, y1, x2, y2], outline=BOX_COLOR, width=line)
+            strong.rectangle([x1, y1, x2, y2], outline=own or BOX_COLOR, width=line)
             label = f"{score:.2f}"
             if person.get("box_score") is not None:
                 label += f" | box {float(person['box_score']):.2f}"
-            labels.append((label, x1, y1, y2))
+            if color_of is not None and person.get("track_id") is not None:
+                label = f"#{int(person['track_id'])} {label}"
+            labels.append((label, x1, y1, y2, own or BOX_COLOR))
         finite = np.isfinite(kpts).all(axis=1)
         visible = finite & (kpts[:, 2] >= kpt_thr)
         for a, b in skeleton:
@@ -116,10 +123,11 @@ def draw_poses(image, persons, skeleton, kpt_thr=0.3, box_thr=0.0, joint_names=N
                 sides[a] if sides[b] == "center" else sides[b] if sides[a] == "center"
                 else "center")
             ends = [tuple(kpts[a, :2]), tuple(kpts[b, :2])]
+            limb = own or _side_color(side)
             if visible[a] and visible[b]:
-                strong.line(ends, fill=_side_color(side), width=line + 1)
+                strong.line(ends, fill=limb, width=line + 1)
             elif weak_fill:
-                weak.line(ends, fill=_side_color(side) + (weak_fill,), width=line)
+                weak.line(ends, fill=limb + (weak_fill,), width=line)
         for j in np.flatnonzero(finite):
             x, y = kpts[j, :2]
             if visible[j]:
@@ -132,8 +140,8 @@ def draw_poses(image, persons, skeleton, kpt_thr=0.3, box_thr=0.0, joint_names=N
     if weak_fill:
         canvas = Image.alpha_composite(canvas.convert("RGBA"), overlay).convert("RGB")
     draw = ImageDraw.Draw(canvas)
-    for label, x1, y1, y2 in labels:
-        _draw_label(draw, label, x1, y1, y2, font, line, placed, (width, height))
+    for label, x1, y1, y2, color in labels:
+        _draw_label(draw, label, x1, y1, y2, font, line, placed, (width, height), color)
     return canvas
 
 
@@ -145,7 +153,7 @@ def _font(size):
         return ImageFont.load_default()
 
 
-def _draw_label(draw, label, x1, y1, y2, font, line, placed, size):
+def _draw_label(draw, label, x1, y1, y2, font, line, placed, size, color=BOX_COLOR):
     """A box's label on a dark plate: above the box, else inside its top, moved down
     past the labels already ``placed`` (their rectangles, appended to)."""
     left, top, right, bottom = draw.textbbox((0, 0), label, font=font)
@@ -160,7 +168,7 @@ def _draw_label(draw, label, x1, y1, y2, font, line, placed, size):
     y = min(y, max(0.0, size[1] - h))
     placed.append((x, y, x + w, y + h))
     draw.rectangle([x, y, x + w, y + h], fill=(0, 0, 0))
-    draw.text((x + line + 1 - left, y + line + 1 - top), label, fill=BOX_COLOR, font=font)
+    draw.text((x + line + 1 - left, y + line + 1 - top), label, fill=color, font=font)
 
 
 def denormalize_crop(crop, config):

@@ -1,6 +1,6 @@
-"""Image and video input for prediction: the files of a ``--source``, images decoded
-to RGB uint8 (any Pillow mode, EXIF orientation applied, optional downscaling) and the
-frames of a video (imageio).
+"""Image input for prediction: the files of a ``--source`` and images decoded to RGB
+uint8 (any Pillow mode, EXIF orientation applied, optional downscaling). Videos,
+webcams, streams and image sequences are read by `prtr_tf.inference.video` (PyAV).
 
 Files that cannot be used raise `InputError`, whose message is the reason shown to the
 user (the caller reports it and goes on with the other files).
@@ -141,37 +141,3 @@ def load_image(path, max_side=4096):
                      "(--max_side); results in original coordinates")
     scale = (orig_wh[0] / width, orig_wh[1] / height)
     return rgb, tuple(orig_wh), scale, notes
-
-
-def iter_video_frames(path):
-    """Yields the frames of a video as RGB uint8 arrays (imageio; needs a backend)."""
-    try:
-        import imageio.v3 as iio
-    except ImportError as e:
-        raise InputError("reading videos needs imageio (not installed); extract the "
-                         "frames first (e.g. ffmpeg -i clip.mp4 frames/%06d.png) and pass "
-                         "the folder") from e
-    try:
-        for frame in iio.imiter(path):
-            yield frame
-    except InputError:
-        raise
-    except Exception as e:  # imageio raises OSError/ValueError/plugin errors
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise InputError(f"cannot read video with imageio ({first}); a video backend is "
-                         "needed: pip install 'imageio[ffmpeg]' or 'imageio[pyav]', or "
-                         "extract the frames (ffmpeg -i clip.mp4 frames/%06d.png) and pass "
-                         "the folder") from e
-
-
-def frame_to_rgb(frame):
-    """A video frame array -> RGB uint8 (H, W, 3)."""
-    frame = np.asarray(frame)
-    if frame.dtype == np.uint16:
-        frame = np.round(frame * (255.0 / 65535.0))
-    frame = np.clip(frame, 0, 255).astype(np.uint8)
-    if frame.ndim == 2:
-        frame = frame[..., None]
-    if frame.shape[-1] == 1:
-        frame = np.repeat(frame, 3, axis=-1)
-    return np.ascontiguousarray(frame[..., :3])

@@ -1,8 +1,10 @@
 """A prediction run over files (what ``predict.py`` does once its estimator is built):
-each image or video frame through an estimator, an annotated copy drawn with
-`prtr_tf.drawing.visualize.draw_poses`, and the persons of every input in ``results.json``
-(failures in ``failures.json``), all written atomically
-(`prtr_tf.files.atomic.atomic_output`: temp file + os.replace).
+each image through an estimator, an annotated copy drawn with
+`prtr_tf.drawing.visualize.draw_poses`, each video (or opened source: webcam, stream,
+image sequence) through `prtr_tf.inference.video_predict.predict_video` (an annotated
+mp4 and per-frame JSON Lines), and every input in ``results.json`` (failures in
+``failures.json``), all written atomically (`prtr_tf.files.atomic.atomic_output`:
+temp file + os.replace).
 
     estimator, keypoints = build_estimator(...)          # prtr_tf.serving.backends
     counts = predict_files(estimator, collect_sources("photos/"), "out/", keypoints)
@@ -18,10 +20,11 @@ import time
 
 import numpy as np
 
-from prtr_tf.files.atomic import atomic_output
-from prtr_tf.inference.media import (VIDEO_EXTENSIONS, InputError, frame_to_rgb, iter_video_frames,
-                           load_image)
 from prtr_tf.drawing.visualize import draw_poses
+from prtr_tf.files.atomic import atomic_output
+from prtr_tf.inference.media import VIDEO_EXTENSIONS, InputError, load_image
+from prtr_tf.inference.video import SourceError, open_source
+from prtr_tf.inference.video_predict import VideoOptions, output_stem, predict_video
 
 
 def persons_to_original(persons, scale):
@@ -65,11 +68,13 @@ def _write_json(path, data, **options):
 
 
 def predict_files(estimator, files, output, keypoint_set=None, boxes_for=None, kpt_thr=0.3,
-                  max_side=4096, max_frames=0):
+                  max_side=4096, max_frames=0, video=None):
     """Runs ``estimator`` over ``files`` (images and videos, e.g.
     `prtr_tf.inference.media.collect_sources`) and writes into the folder ``output``.
 
     Args:
+      files: image and video paths, and opened sources (`prtr_tf.inference.video`:
+        a webcam, a stream, an image sequence read as one video).
       keypoint_set: a `prtr_tf.data.keypoint_sets` keypoint set (skeleton and joint names for
         drawing: the config's, or an export's metadata) or None (joints only).
       boxes_for: file path -> (boxes xywh (N, 4), scores (N,)) in original pixels or
@@ -78,11 +83,14 @@ def predict_files(estimator, files, output, keypoint_set=None, boxes_for=None, k
       kpt_thr: joints scoring below it are drawn faint (all are in results.json).
       max_side: images with a longer side are downscaled to it (0: never).
       max_frames: videos: at most this many frames (0: all).
+      video: `prtr_tf.inference.video_predict.VideoOptions` (batch, tracking,
+        smoothing, window) for videos and sources.
 
-    Writes ``<stem>_pose.jpg`` per image (``<stem>_frames/NNNNNN.jpg`` per video),
-    ``results.json`` and, when some input failed, ``failures.json`` (removed
-    otherwise); prints one progress line per file and a summary. Files that cannot be
-    used are reported and skipped. Returns {"total", "processed", "failed"}.
+    Writes ``<stem>_pose.jpg`` per image, ``<stem>_pose.mp4`` and ``<stem>_pose.jsonl``
+    per video or source, ``results.json`` and, when some input failed,
+    ``failures.json`` (removed otherwise); prints one progress line per file and a
+    summary. Files that cannot be used are reported and skipped. Returns {"total",
+    "processed", "failed"}.
     """
 
     if keypoint_set is not None:
@@ -108,30 +116,30 @@ def predict_files(estimator, files, output, keypoint_set=None, boxes_for=None, k
 
     for i, path in enumerate(files, 1):
         start = time.perf_counter()
-        prefix = f"[{i}/{total}] {path}"
+        opened = not isinstance(path, str)  # a source opened by the caller
+        label = path.info.name if opened else path
+        prefix = f"[{i}/{total}] {label}"
         try:
-            if path.lower().endswith(VIDEO_EXTENSIONS):
+            if opened or path.lower().endswith(VIDEO_EXTENSIONS):
                 if boxes_for is not None:
                     raise InputError("videos need a person detector (--detector_config), "
                                      "not --boxes_json")
-                folder = names(path, "_frames")
-                count = persons = 0
-                for frame in iter_video_frames(path):
-                    if max_frames and count >= max_frames:
-                        break
-                    os.makedirs(os.path.join(output, folder), exist_ok=True)
-                    rgb = frame_to_rgb(frame)
-                    found = run(rgb, (1.0, 1.0), None)
-                    out_name = os.path.join(folder, f"{count:06d}.jpg")
-                    save_drawing(rgb, found, out_name)
-                    results.append({"file": path, "frame": count, "width": rgb.shape[1],
-                                    "height": rgb.shape[0], "annotated": out_name,
-                                    "persons": persons_to_original(found, (1.0, 1.0))})
-                    count += 1
-                    persons += len(found)
-                if not count:
-                    raise InputError("video has no frames")
-                print(f"{prefix}: {count} frames, {persons} person(s) "
+                try:
+                    source = path if opened else open_source(path, max_frames=max_frames)
+                except SourceError as e:
+                    raise InputError(str(e)) from e
+                with source:
+                    stem = names(label if not opened else output_stem(label), "_pose")
+                    stem = stem[:-len("_pose")]
+                    done = predict_video(estimator, source, output, stem, keypoint_set,
+                                         kpt_thr, video or VideoOptions(), log=print)
+                entry = {"file": str(label), **{k: v for k, v in done.items()
+                                                if v is not None}}
+                results.append(entry)
+                print(f"{prefix}: {done['frames']} frames, {done['persons']} person(s)"
+                      + (f", {done['track_ids']} track id(s)" if video and video.make_tracker
+                         else "")
+                      + f" -> {done['annotated']}, {done['jsonl']} "
                       f"({time.perf_counter() - start:.1f}s)", flush=True)
                 continue
             rgb, (width, height), scale, notes = load_image(path, max_side)
@@ -151,10 +159,10 @@ def predict_files(estimator, files, output, keypoint_set=None, boxes_for=None, k
             print(f"{prefix}: {len(found)} person(s) ({time.perf_counter() - start:.1f}s)"
                   f"{note}", flush=True)
         except InputError as e:
-            failures.append({"file": path, "reason": str(e)})
+            failures.append({"file": str(label), "reason": str(e)})
             print(f"{prefix}: FAILED: {e}", flush=True)
         except Exception as e:  # e.g. invalid boxes from --boxes_json: report, go on
-            failures.append({"file": path, "reason": f"{type(e).__name__}: {e}"})
+            failures.append({"file": str(label), "reason": f"{type(e).__name__}: {e}"})
             print(f"{prefix}: FAILED: {type(e).__name__}: {e}", flush=True)
 
     results_path = os.path.join(output, "results.json")

@@ -308,10 +308,3 @@ class InputProjection(Composite):
 
 
 # --------------------------------------------------------------------- official import
-
-
-# The official-checkpoint importer of these blocks (`prtr_tf.checkpoints.deformable_import`),
-# re-exported for the model files that import it from here.
-from prtr_tf.checkpoints.deformable_import import (  # noqa: E402,F401
-    OfficialWeightsError, copy_official, load_official, official_mapping,
-    official_transformer_weights)

@@ -144,7 +144,13 @@ class TFLiteEstimator(PoseEstimator):
             return tf.map_fn(lambda cs: cropper(image, cs[0], cs[1])[0], (centers, scales),
                              fn_output_signature=tf.float32)
 
+        @tf.function(reduce_retracing=True)
+        def crop_frames(images, frame_ids, centers, scales):
+            return tf.map_fn(lambda a: cropper(tf.gather(images, a[0]), a[1], a[2])[0],
+                             (frame_ids, centers, scales), fn_output_signature=tf.float32)
+
         self._crop = crop
+        self._crop_frames = crop_frames
         self._crops_to_keypoints = self._tflite_crops_to_keypoints
 
     def run_crops(self, crops):
@@ -168,6 +174,15 @@ class TFLiteEstimator(PoseEstimator):
         xy = crop_to_image(tf.constant(coords), tf.constant(centers), tf.constant(scales),
                            self.size_hw, float(self.config.data.pixel_std))
         return tf.concat([xy, tf.constant(scores)[..., None]], axis=-1)
+
+    def _frames_crops_to_keypoints(self, images, frame_ids, centers, scales):
+        """`PoseEstimator.predict_batch`'s step: the crops of all frames of a batch
+        through the interpreter together (in the file's batch size)."""
+        crops = self._crop_frames(images, frame_ids, centers, scales).numpy()
+        coords, scores = self.run_crops(crops)
+        xy = crop_to_image(tf.constant(coords), centers, scales, self.size_hw,
+                           float(self.config.data.pixel_std))
+        return tf.concat([xy, tf.constant(scores)[..., None]], axis=-1).numpy()
 
 
 class TFLiteDetector:
@@ -199,13 +214,25 @@ class TFLiteDetector:
         self._prepare = prepare
 
     def __call__(self, image):
-        x = self._prepare(tf.constant(image)).numpy()[None]
-        x = np.repeat(x, self.batch, axis=0)
-        out = self.runner(images=x)
-        boxes = unnormalize_boxes(out["boxes"][0], image.shape[:2])
-        scores = np.asarray(out["scores"][0])
-        keep = (scores >= self.threshold) & (boxes[:, 2] > 0) & (boxes[:, 3] > 0)
-        return boxes[keep], scores[keep]
+        return self.detect_batch([image])[0]
+
+    def detect_batch(self, images):
+        """[(boxes, scores)] of several images, in order: the file's batch dimension
+        filled with up to that many images per interpreter call (a file exported with
+        batch 1 runs one call per image)."""
+        found = []
+        for i in range(0, len(images), self.batch):
+            chunk = images[i:i + self.batch]
+            x = np.stack([self._prepare(tf.constant(im)).numpy() for im in chunk])
+            if len(x) < self.batch:  # padded with copies of the last image
+                x = np.concatenate([x, np.repeat(x[-1:], self.batch - len(x), axis=0)])
+            out = self.runner(images=x)
+            for k, image in enumerate(chunk):
+                boxes = unnormalize_boxes(out["boxes"][k], image.shape[:2])
+                scores = np.asarray(out["scores"][k])
+                keep = (scores >= self.threshold) & (boxes[:, 2] > 0) & (boxes[:, 3] > 0)
+                found.append((boxes[keep], scores[keep]))
+        return found
 
 
 class SavedModelEstimator:
@@ -247,6 +274,13 @@ class SavedModelEstimator:
         self._loaded, self.fn = None, fn
         self.has_box_scores = "box_scores" in fn.structured_outputs
         return self
+
+    def predict_batch(self, images, boxes=None, box_scores=None):
+        """One ``serving_default`` call per frame (the signature takes one image), in
+        order."""
+        if boxes is not None:
+            raise ValueError("this model finds the persons itself; boxes cannot be given")
+        return [self(image) for image in images]
 
     def __call__(self, image, boxes=None, box_scores=None):
         if boxes is not None:

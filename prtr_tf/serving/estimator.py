@@ -11,15 +11,65 @@ COCO detections JSON / ground truth through ``eval.py``; every box becomes a cro
 (box -> center/scale with 1.25 padding), crops run in batches through the keypoint
 Transformer with the readout and optional flip test, and the poses are rescored and
 filtered by OKS-NMS.
+
+Frames of a video go through `PoseEstimator.predict_batch` (the same persons as one
+call per frame, in order): the detector runs once over the frames of a batch (same
+size: one DETR call of batch B), and the crops of all frames go through the keypoint
+model together (``config.test.batch_size`` crops per call).
 """
 import numpy as np
 import tensorflow as tf
 
 from prtr_tf.data import keypoint_sets
-from prtr_tf.models.keypoint.data import Cropper
+from prtr_tf.data.image import normalization
 from prtr_tf.data.transforms import box_to_center_scale
 from prtr_tf.evaluation.coco import select_poses
+from prtr_tf.models.detector.data import unnormalize_boxes
+from prtr_tf.models.detector.predict import model_person_scores
+from prtr_tf.models.detector.resize import resize
+from prtr_tf.models.keypoint.data import Cropper
 from prtr_tf.models.keypoint.predict import crop_to_image, predict_crops
+
+
+def _checked_image(image):
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected an RGB uint8 image (H, W, 3), got {image.dtype} "
+                         f"{image.shape}")
+    return image
+
+
+def detect_batch(detector, images):
+    """[(boxes xywh (N, 4), scores (N,))] of ``images`` (RGB uint8, in order): one call
+    of the detector's ``detect_batch`` when it has one (`TFLiteDetector`), one batched
+    DETR call for a `DetrPersonDetector` (frames of one size), else one call per image."""
+    if hasattr(detector, "detect_batch"):
+        return detector.detect_batch(images)
+    if not (hasattr(detector, "model") and hasattr(detector, "label")) or len(
+            {im.shape for im in images}) != 1 or len(images) == 1:
+        return [detector(im) for im in images]
+    run = getattr(detector, "_prtr_batched_run", None)
+    if run is None:  # the batched twin of DetrPersonDetector's own preprocessing and call
+        config, model, label = detector.config, detector.model, detector.label
+        gain, offset = normalization(config.data.mean, config.data.std)
+        test_size, max_size = int(config.data.test_size), int(config.data.max_size)
+
+        @tf.function(reduce_retracing=True)
+        def run(batch):
+            x = tf.map_fn(lambda im: resize(tf.cast(im, tf.float32), tf.zeros((0, 4)),
+                                            test_size, max_size)[0], batch,
+                          fn_output_signature=tf.float32)
+            out = model(x * gain - offset, training=False)
+            return out["pred_boxes"], model_person_scores(model, out, label)
+
+        detector._prtr_batched_run = run
+    boxes, scores = (t.numpy() for t in run(tf.constant(np.stack(images))))
+    found = []
+    for b, s in zip(boxes, scores):
+        b = unnormalize_boxes(b, images[0].shape[:2])
+        keep = (s >= detector.threshold) & (b[:, 2] > 0) & (b[:, 3] > 0)
+        found.append((b[keep], s[keep]))
+    return found
 
 
 class PoseEstimator:
@@ -35,6 +85,8 @@ class PoseEstimator:
         self.size_hw = tuple(config.model.image_size)
         self.cropper = Cropper(config)
         flip_pairs = keypoint_sets.flip_pairs_of(config, self.flip_test)  # None: no pairs
+        self._flip_pairs = flip_pairs
+        self._frames_fn = None  # `_frames_crops_to_keypoints`, traced on first use
         self.flip_test = flip_pairs is not None
         self.sigmas = keypoint_sets.oks_sigmas(config)
         pixel_std = float(config.data.pixel_std)
@@ -49,15 +101,9 @@ class PoseEstimator:
 
         self._crops_to_keypoints = crops_to_keypoints
 
-    def __call__(self, image, boxes=None, box_scores=None):
-        image = np.asarray(image)
-        if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
-            raise ValueError(f"expected an RGB uint8 image (H, W, 3), got {image.dtype} "
-                             f"{image.shape}")
-        if boxes is None:
-            if self.detector is None:
-                raise ValueError("no person boxes given and no detector configured")
-            boxes, box_scores = self.detector(image)
+    def _boxes(self, boxes, box_scores):
+        """Checked boxes (N, 4) xywh and scores (N,) above the box threshold, with their
+        crop centres (N, 2) and scales (N, 2)."""
         boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
         box_scores = (np.ones(len(boxes)) if box_scores is None
                       else np.asarray(box_scores, np.float64).reshape(-1))
@@ -70,18 +116,15 @@ class PoseEstimator:
                              "with finite w > 0 and h > 0")
         keep = box_scores >= self.box_threshold
         boxes, box_scores = boxes[keep], box_scores[keep]
-        if not len(boxes):
-            return []
         aspect = self.size_hw[1] / self.size_hw[0]
         cs = [box_to_center_scale(b, aspect, self.config.data.pixel_std,
                                   self.config.data.box_padding) for b in boxes]
-        centers = np.array([c for c, _ in cs], np.float32)
+        centers = np.array([c for c, _ in cs], np.float32).reshape(-1, 2)
         scales = np.array([s for _, s in cs], np.float32).reshape(-1, 2)
-        batch = int(self.config.test.batch_size)
-        keypoints = np.concatenate([
-            self._crops_to_keypoints(tf.constant(image), centers[i:i + batch],
-                                     scales[i:i + batch]).numpy()
-            for i in range(0, len(boxes), batch)])
+        return boxes, box_scores, centers, scales
+
+    def _persons(self, keypoints, boxes, box_scores, centers, scales):
+        """Rescoring and OKS-NMS of one image's poses -> person dicts."""
         kept, scores = select_poses(keypoints, centers, scales, box_scores,
                                     np.zeros(len(boxes), np.int64),
                                     self.config.test.in_vis_thre, self.config.test.oks_thre,
@@ -90,3 +133,79 @@ class PoseEstimator:
                          boxes[i, 1] + boxes[i, 3]],
                  "score": float(scores[i]), "box_score": float(box_scores[i]),
                  "keypoints": keypoints[i]} for i in kept]
+
+    def __call__(self, image, boxes=None, box_scores=None):
+        image = _checked_image(image)
+        if boxes is None:
+            if self.detector is None:
+                raise ValueError("no person boxes given and no detector configured")
+            boxes, box_scores = self.detector(image)
+        boxes, box_scores, centers, scales = self._boxes(boxes, box_scores)
+        if not len(boxes):
+            return []
+        batch = int(self.config.test.batch_size)
+        keypoints = np.concatenate([
+            self._crops_to_keypoints(tf.constant(image), centers[i:i + batch],
+                                     scales[i:i + batch]).numpy()
+            for i in range(0, len(boxes), batch)])
+        return self._persons(keypoints, boxes, box_scores, centers, scales)
+
+    def _frames_crops_to_keypoints(self, images, frame_ids, centers, scales):
+        """Crops of several frames (``images`` (B, H, W, 3), crop i from frame
+        ``frame_ids[i]``) -> keypoints (N, J, 3) in image pixels, in one model call."""
+        if self._frames_fn is None:
+            cropper, model, flip_pairs = self.cropper, self.model, self._flip_pairs
+            size_hw, pixel_std = self.size_hw, float(self.config.data.pixel_std)
+
+            @tf.function(reduce_retracing=True)
+            def fn(images, frame_ids, centers, scales):
+                crops = tf.map_fn(lambda a: cropper(tf.gather(images, a[0]), a[1], a[2])[0],
+                                  (frame_ids, centers, scales), fn_output_signature=tf.float32)
+                coords, scores = predict_crops(model, crops, flip_pairs)
+                xy = crop_to_image(coords, centers, scales, size_hw, pixel_std)
+                return tf.concat([xy, scores[..., None]], axis=-1)
+
+            self._frames_fn = fn
+        return self._frames_fn(images, frame_ids, centers, scales).numpy()
+
+    def predict_batch(self, images, boxes=None, box_scores=None):
+        """Persons of each of ``images`` (a list of RGB uint8 frames), in order: the same
+        as ``[self(image) for image in images]`` (``boxes`` / ``box_scores``: one entry
+        per image, or None for the detector), with the detector run over the batch
+        (`detect_batch`) and the crops of all frames through the keypoint model together
+        (``config.test.batch_size`` crops per call). Frames of different sizes are run
+        one by one."""
+        images = [_checked_image(im) for im in images]
+        if len({im.shape for im in images}) > 1:
+            return [self(im, None if boxes is None else boxes[k],
+                         None if box_scores is None else box_scores[k])
+                    for k, im in enumerate(images)]
+        if boxes is None:
+            if self.detector is None:
+                raise ValueError("no person boxes given and no detector configured")
+            found = detect_batch(self.detector, images)
+        else:
+            found = list(zip(boxes, box_scores if box_scores is not None
+                             else [None] * len(boxes)))
+        if len(found) != len(images):
+            raise ValueError(f"{len(images)} images but boxes for {len(found)}")
+        per_frame = [self._boxes(b, s) for b, s in found]
+        frame_ids = np.concatenate([np.full(len(f[0]), k, np.int32)
+                                    for k, f in enumerate(per_frame)])
+        centers = np.concatenate([f[2] for f in per_frame])
+        scales = np.concatenate([f[3] for f in per_frame])
+        if not len(frame_ids):
+            return [[] for _ in images]
+        stack = tf.constant(np.stack(images))
+        batch = int(self.config.test.batch_size)
+        keypoints = np.concatenate([
+            self._frames_crops_to_keypoints(stack, tf.constant(frame_ids[i:i + batch]),
+                                            tf.constant(centers[i:i + batch]),
+                                            tf.constant(scales[i:i + batch]))
+            for i in range(0, len(frame_ids), batch)])
+        out, start = [], 0
+        for b, s, c, sc in per_frame:
+            n = len(b)
+            out.append(self._persons(keypoints[start:start + n], b, s, c, sc) if n else [])
+            start += n
+        return out

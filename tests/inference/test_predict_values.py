@@ -5,7 +5,6 @@ import json
 import os
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from prtr_tf.inference import predict

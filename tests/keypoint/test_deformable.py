@@ -29,7 +29,7 @@ from prtr_tf.models.keypoint.deformable import (DeformablePoseTransformer,
                                                 import_official_state_dict)
 from prtr_tf.models.keypoint.predict import predict_crops
 from prtr_tf.models.keypoint.readout import readout
-from prtr_tf.nn.deformable_transformer import OfficialWeightsError, official_mapping
+from prtr_tf.checkpoints.deformable_import import OfficialWeightsError, official_mapping
 from prtr_tf.nn.layers import count_parameters
 from prtr_tf.serving.saved_model import export_saved_model
 from tests.conftest import require_shared

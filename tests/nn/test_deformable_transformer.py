@@ -26,9 +26,9 @@ import tensorflow as tf
 
 from prtr_tf.nn.deformable_position import (DDETR_OFFSET, nearest_level_mask, sine_encoding,
                                             valid_ratio)
-from prtr_tf.nn.deformable_transformer import (DeformableTransformer, OfficialWeightsError,
-                                               encoder_reference_points, load_official,
-                                               official_mapping)
+from prtr_tf.checkpoints.deformable_import import (OfficialWeightsError, load_official,
+                                                 official_mapping)
+from prtr_tf.nn.deformable_transformer import DeformableTransformer, encoder_reference_points
 from tests.conftest import require_shared
 
 TOL = 1e-4
@@ -185,7 +185,8 @@ def _input_proj(levels, sd):
     """The library's `InputProjection` (1x1 conv + GroupNorm(32) on C3..C5, 3x3 s2 p1 conv
     + GroupNorm on raw C5), loaded through `official_mapping` (TorchConv2D through the
     project's importer, GroupNormalization here)."""
-    from prtr_tf.nn.deformable_transformer import InputProjection, copy_official
+    from prtr_tf.checkpoints.deformable_import import copy_official
+    from prtr_tf.nn.deformable_transformer import InputProjection
 
     proj = InputProjection()
     feats = [levels["C3"], levels["C4"], levels["C5"]]
@@ -198,7 +199,7 @@ def _input_proj(levels, sd):
 
 
 def _backbone_levels(sd, images_nhwc):
-    from prtr_tf.nn.deformable_transformer import copy_official
+    from prtr_tf.checkpoints.deformable_import import copy_official
     from prtr_tf.nn.resnet import ResNet
 
     backbone = ResNet("resnet50")

@@ -17,9 +17,10 @@ from PIL import Image
 REPO = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from prtr_tf.inference import media  # noqa: E402
+from prtr_tf.inference import media, video  # noqa: E402
+from prtr_tf.inference.synthetic_clip import make_clip  # noqa: E402
 from prtr_tf.cli import predict  # noqa: E402  (flags are defined only when it runs)
-from prtr_tf.data.boxes_json import load_boxes_json  # noqa: E402
+from tests.inference.test_media_drawing import _exif_jpeg  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -36,17 +37,6 @@ def weights(tmp_path_factory):
     det.save_weights(str(root / "det.weights.h5"))
     return {"kpt": str(root / "kpt.weights.h5"), "det": str(root / "det.weights.h5"),
             "model": model}
-
-
-def _exif_jpeg(path, size=(120, 80)):
-    """A JPEG stored as 120x80 (W x H) with EXIF orientation 6 (displayed 80x120):
-    left half red, right half blue as stored."""
-    array = np.zeros((size[1], size[0], 3), np.uint8)
-    array[:, : size[0] // 2] = (255, 0, 0)
-    array[:, size[0] // 2:] = (0, 0, 255)
-    exif = Image.Exif()
-    exif[0x0112] = 6
-    Image.fromarray(array).save(path, exif=exif.tobytes(), quality=95)
 
 
 def _inputs(folder, coco_image):
@@ -66,8 +56,7 @@ def _inputs(folder, coco_image):
     (folder / "empty.jpg").write_bytes(b"")
     (folder / "notes.jpg").write_text("this is not an image\n")
     (folder / "clip.mp4").write_bytes(b"not a video" * 10)
-    # A "video" imageio can read without a video backend (GIF content: its Pillow
-    # plugin picks it up whatever the extension): 3 frames.
+    # A "video" of GIF content under an .mp4 name (FFmpeg probes the content): 3 frames.
     frames = [Image.fromarray(np.full((40, 50, 3), 60 * i, np.uint8)) for i in range(3)]
     frames[0].save(folder / "anim.mp4", format="GIF", save_all=True,
                    append_images=frames[1:], duration=100)
@@ -95,12 +84,14 @@ def test_predict_folder_with_detector(tmp_path, coco_mini, weights):
     total = len(good) + len(bad) + 1
     assert f"[{total}/{total}]" in proc.stdout
     results = json.loads((out / "results.json").read_text())
-    frames = [r for r in results if os.path.basename(r["file"]) == "anim.mp4"]
-    assert [r["frame"] for r in frames] == [0, 1]                  # --max_frames=2
-    for r in frames:
-        assert (r["width"], r["height"]) == (50, 40) and r["persons"]
-        assert Image.open(out / r["annotated"]).size == (50, 40)
-    by_name = {os.path.basename(r["file"]): r for r in results if "frame" not in r}
+    # A video in the folder: an annotated mp4 of --max_frames=2 frames and its JSON Lines.
+    (anim,) = [r for r in results if os.path.basename(r["file"]) == "anim.mp4"]
+    assert (anim["frames"], anim["width"], anim["height"]) == (2, 50, 40)
+    with video.open_source(str(out / anim["annotated"])) as source:
+        assert [f.rgb.shape for f in source] == [(40, 50, 3)] * 2
+    lines = [json.loads(x) for x in (out / anim["jsonl"]).read_text().splitlines()]
+    assert [x["frame"] for x in lines] == [0, 1] and all(x["persons"] for x in lines)
+    by_name = {os.path.basename(r["file"]): r for r in results if "frames" not in r}
     assert set(by_name) == set(good)
     for name, path in good.items():
         entry = by_name[name]
@@ -124,54 +115,6 @@ def test_predict_folder_with_detector(tmp_path, coco_mini, weights):
     assert failures == set(bad)
 
 
-@pytest.mark.cli
-def test_predict_boxes_json_max_side_and_exif(tmp_path, coco_mini, weights):
-    coco_image = sorted((coco_mini / "images").glob("*.jpg"))[0]
-    image_id = int(coco_image.stem)
-    detections = json.loads((coco_mini / "person_detections.json").read_text())
-    given = [d for d in detections if d["image_id"] == image_id][:2]
-    assert given
-    src = tmp_path / "in"
-    src.mkdir()
-    (src / coco_image.name).write_bytes(coco_image.read_bytes())
-    _exif_jpeg(src / "rotated.jpg")
-    (src / "nobox.png").write_bytes((src / coco_image.name).read_bytes())
-    # Rotated image: 80x120 as displayed; this box's crop lies inside it but reaches
-    # below y = 80, outside the image as stored (120x80).
-    boxes = {coco_image.name: [d["bbox"] + [d["score"]] for d in given],
-             "rotated.jpg": [[20.0, 30.0, 40.0, 60.0, 0.8]]}
-    boxes_json = tmp_path / "boxes.json"
-    boxes_json.write_text(json.dumps(boxes))
-    out = tmp_path / "out"
-    proc = _run(f"--source={src}/*", f"--output={out}", "--config=configs/synthetic_tiny.py",
-                f"--checkpoint={weights['kpt']}", f"--boxes_json={boxes_json}",
-                "--max_side=100", "--flip_test")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "downscaled" in proc.stdout
-    results = {os.path.basename(r["file"]): r for r in
-               json.loads((out / "results.json").read_text())}
-    assert set(results) == {coco_image.name, "rotated.jpg", "nobox.png"}
-    assert results["nobox.png"]["persons"] == []
-    # The given boxes are used, mapped back from the 100-pixel working size.
-    width, height = Image.open(coco_image).size
-    entry = results[coco_image.name]
-    assert (entry["width"], entry["height"]) == (width, height)
-    assert max(Image.open(out / entry["annotated"]).size) == 100
-    expected = [[x, y, x + w, y + h] for x, y, w, h in (d["bbox"] for d in given)]
-    assert entry["persons"]
-    for person in entry["persons"]:
-        assert any(np.allclose(person["box"], e, atol=0.02) for e in expected)
-        assert any(np.isclose(person["box_score"], d["score"]) for d in given)
-    rotated = results["rotated.jpg"]
-    assert (rotated["width"], rotated["height"]) == (80, 120)
-    (person,) = rotated["persons"]
-    assert np.allclose(person["box"], [20, 30, 60, 90], atol=0.02)
-    assert person["box_score"] == pytest.approx(0.8)
-    kpts = np.asarray(person["keypoints"])
-    assert (kpts[:, 0] >= 0).all() and (kpts[:, 0] <= 80).all()
-    assert (kpts[:, 1] >= 0).all() and (kpts[:, 1] <= 120).all()
-
-
 # ------------------------------------------------- exported models (--saved_model / --tflite)
 
 # The tiny keypoint config with every joint counting in the rescoring (random weights
@@ -188,7 +131,11 @@ def get_config():
 _DEFAULTS = dict(source=None, output=None, config=None, checkpoint=None, detector_config=None,
                  detector_checkpoint=None, boxes_json=None, kpt_thr=0.3, box_thr=None,
                  flip_test=None, max_side=4096, max_pixels=None, max_frames=0,
-                 saved_model=None, tflite=None, detector_tflite=None, precision="float32")
+                 saved_model=None, tflite=None, detector_tflite=None, precision="float32",
+                 sequence=False, fps=None, batch=predict.DEFAULT_BATCH, track=False,
+                 track_high_thr=0.5, track_low_thr=0.1, track_new_thr=0.6,
+                 track_match_thr=0.2, track_max_lost=30, smooth=False,
+                 smooth_min_cutoff=1.0, smooth_beta=2.0, show=False)
 
 
 def _main(**values):
@@ -408,6 +355,24 @@ def test_tflite_equals_checkpoint(exported, tmp_path):
     _assert_same_persons(got, ref, kpt_atol=0.05)
 
 
+def test_exported_backends_on_video(exported, tmp_path):
+    # The SavedModel and the TFLite models (keypoint + detector .tflite: batched crops
+    # and detector calls) on an mp4 with --track (--smooth on TFLite): the annotated video
+    # and a JSONL record per frame, with track ids (rules out a backend the video path
+    # cannot run, or one whose persons the tracker cannot read).
+    from tests.inference.test_predict_video import SIZE, check_video_outputs, write_clip
+    clip = write_clip(tmp_path / "walk.mp4", make_clip(num_frames=5, size=SIZE))
+    e = exported
+    for name, values in (("sm", dict(saved_model=str(e["dir"] / "saved_model"))),
+                         ("lite", dict(tflite=str(e["dir"] / "kp.tflite"), smooth=True,
+                                       detector_tflite=str(e["dir"] / "det.tflite")))):
+        # Track thresholds 0: the random detector's box scores are arbitrary.
+        assert _main(source=clip, output=str(tmp_path / name), track=True, batch=3,
+                     track_high_thr=0.0, track_low_thr=0.0, track_new_thr=0.0, **values) == 0
+        records = check_video_outputs(str(tmp_path / name), "walk", 5)
+        assert any(p["track_id"] is not None for r in records for p in r["persons"]), name
+
+
 def test_exported_usage_errors(exported, tmp_path):
     from absl import app
 
@@ -450,30 +415,6 @@ def load_mpii_config():
     return c
 
 
-def test_load_image_conversions(tmp_path):
-    sixteen = np.array([[0, 257 * 128, 65535]], np.uint16).repeat(4, axis=0)
-    Image.fromarray(sixteen).save(tmp_path / "a.png")
-    rgb, size, scale, notes = media.load_image(str(tmp_path / "a.png"))
-    assert rgb.dtype == np.uint8 and rgb.shape == (4, 3, 3)
-    assert rgb[0, :, 0].tolist() == [0, 128, 255] and "16-bit" in notes[0]
-
-    rgba = np.zeros((2, 2, 4), np.uint8)
-    rgba[0, 0] = (10, 20, 30, 255)                 # opaque: kept; transparent: white
-    Image.fromarray(rgba, "RGBA").save(tmp_path / "b.png")
-    rgb = media.load_image(str(tmp_path / "b.png"))[0]
-    assert rgb[0, 0].tolist() == [10, 20, 30] and rgb[1, 1].tolist() == [255, 255, 255]
-
-    _exif_jpeg(tmp_path / "r.jpg")
-    rgb, size, scale, notes = media.load_image(str(tmp_path / "r.jpg"))
-    assert rgb.shape == (120, 80, 3) and size == (80, 120) and scale == (1.0, 1.0)
-    # Orientation 6 turns the stored image 90 degrees clockwise: left (red) goes on top.
-    assert rgb[5, 40, 0] > 200 and rgb[5, 40, 2] < 60
-    assert rgb[-5, 40, 2] > 200 and rgb[-5, 40, 0] < 60
-
-    rgb, size, scale, notes = media.load_image(str(tmp_path / "r.jpg"), max_side=60)
-    assert rgb.shape == (60, 40, 3) and size == (80, 120) and scale == (2.0, 2.0)
-
-
 def test_load_image_rejections(tmp_path, monkeypatch):
     (tmp_path / "e.png").write_bytes(b"")
     (tmp_path / "t.png").write_text("hello")
@@ -485,93 +426,9 @@ def test_load_image_rejections(tmp_path, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
     with pytest.raises(media.InputError, match="decompression-bomb"):
         media.load_image(str(tmp_path / "big.png"))
-    (tmp_path / "v.mp4").write_bytes(b"junk" * 10)
-    with pytest.raises(media.InputError, match="video"):
-        list(media.iter_video_frames(str(tmp_path / "v.mp4")))
-
-
-def test_boxes_json_coco_layout(tmp_path, coco_mini):
-    lookup = load_boxes_json(str(coco_mini / "person_detections.json"))
-    detections = json.loads((coco_mini / "person_detections.json").read_text())
-    image_id = detections[0]["image_id"]
-    mine = [d for d in detections if d["image_id"] == image_id and d.get("category_id", 1) == 1]
-    boxes, scores = lookup(f"some/dir/{image_id:012d}.jpg")
-    assert boxes.shape == (len(mine), 4)
-    assert np.allclose(boxes, [d["bbox"] for d in mine])
-    assert np.allclose(scores, [d["score"] for d in mine])
-    assert lookup("unrelated.jpg") is None
-
-
-def test_draw_poses_pixels():
-    from prtr_tf.drawing.visualize import draw_poses
-
-    image = np.zeros((200, 200, 3), np.uint8)
-    kpts = np.zeros((17, 3))
-    kpts[:] = (150, 20, 0.1)                        # everything else below threshold
-    kpts[5] = (50, 50, 0.9)                         # left_shoulder, visible
-    kpts[6] = (120, 120, 0.1)                       # right_shoulder, below threshold
-    person = {"box": [10, 10, 190, 190], "score": 0.7, "keypoints": kpts}
-    out = np.asarray(draw_poses(image, [person], [(5, 6)], kpt_thr=0.3))
-    assert out.shape == image.shape
-    assert out[50, 50].any()                        # joint drawn where it is
-    # Below kpt_thr: drawn faint (the model's guess stays visible), as is the limb to it.
-    for y, x in ((120, 120), (85, 85), (20, 150)):
-        assert 0 < out[y, x].max() < 0.6 * out[50, 50].max()
-    hidden = np.asarray(draw_poses(image, [person], [(5, 6)], kpt_thr=0.3, faint=0.0))
-    assert hidden[50, 50].any()
-    assert not hidden[120, 120].any() and not hidden[85, 85].any()  # faint=0: not drawn
-    assert not hidden[20, 150].any()
-    assert out[100, 10].any()                       # box outline
-    assert not image.any()                          # input untouched
-    # box_thr drops the whole person.
-    assert not np.asarray(draw_poses(image, [person], [(5, 6)], box_thr=0.8)).any()
-    # Left and right limbs get different colours.
-    kpts2 = np.zeros((17, 3))
-    kpts2[:, 2] = 0.0
-    kpts2[7], kpts2[9] = (30, 100, 1), (30, 180, 1)        # left elbow -> left wrist
-    kpts2[8], kpts2[10] = (170, 100, 1), (170, 180, 1)     # right elbow -> right wrist
-    out = np.asarray(draw_poses(image, [{"score": 1.0, "keypoints": kpts2}],
-                                [(7, 9), (8, 10)]))
-    assert out[140, 30].any() and out[140, 170].any()
-    assert out[140, 30].tolist() != out[140, 170].tolist()
-
-
-def test_figures(tmp_path, weights):
-    import tensorflow as tf
-
-    from prtr_tf.config import load_config
-    from prtr_tf.models.keypoint.readout import readout
-    from prtr_tf.drawing.visualize import (denormalize_crop, plot_decoder_refinement, plot_query_class_distribution)
-
-    config = load_config(str(REPO / "configs/synthetic_tiny.py"))
-    model = weights["model"]
-    crops = tf.random.stateless_normal((5, 128, 96, 3), seed=(1, 2))
-    out = {k: v.numpy() for k, v in model(crops, training=False).items()}
-    num_layers = config.model.dec_layers
-
-    path = tmp_path / "refine.png"
-    traj = plot_decoder_refinement(denormalize_crop(crops[1].numpy(), config), out, str(path),
-                                   index=1)
-    assert path.stat().st_size > 1000 and Image.open(path).format == "PNG"
-    assert traj["coords"].shape == (17, num_layers, 2)          # L points per joint
-    query = readout(out["pred_logits"][1:2], out["pred_coords"][1:2])["query"].numpy()[0]
-    np.testing.assert_array_equal(traj["query"], query)
-    np.testing.assert_allclose(traj["coords"][:, -1], out["pred_coords"][1, query])
-    np.testing.assert_allclose(traj["coords"][:, 0], out["aux_pred_coords"][0, 1, query])
-    np.testing.assert_allclose(traj["coords_px"][:, -1], out["pred_coords"][1, query] * [96, 128],
-                               rtol=1e-5)
-
-    for kind in ("heatmap", "bar"):
-        path = tmp_path / f"classes_{kind}.png"
-        counts = plot_query_class_distribution([out["pred_logits"][:3], out["pred_logits"][3:]],
-                                               str(path), kind=kind)
-        assert path.stat().st_size > 1000 and Image.open(path).format == "PNG"
-        assert counts.shape == (config.model.num_queries, 18)
-        assert (counts.sum(axis=1) == 5).all()
-        top = out["pred_logits"].argmax(-1)
-        for q in range(counts.shape[0]):
-            assert counts[q, top[0, q]] >= 1
-            assert counts[q].tolist() == np.bincount(top[:, q], minlength=18).tolist()
+    (tmp_path / "v.mp4").write_bytes(b"junk" * 10)   # videos: PyAV (prtr_tf.inference.video)
+    with pytest.raises(video.SourceError, match="not a readable video"):
+        video.open_source(str(tmp_path / "v.mp4"))
 
 
 @pytest.mark.cli

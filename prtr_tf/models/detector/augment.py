@@ -19,7 +19,7 @@ image: float32 (h, w, 3) in [0, 255]; boxes: float32 (n, 4) xyxy pixels; keypoin
 """
 import tensorflow as tf
 
-from prtr_tf.models.detector.resize import resize, resize_size, resize_to
+from prtr_tf.models.detector.resize import resize_size, resize_to
 
 
 def hflip(image, boxes):

@@ -19,12 +19,12 @@ import numpy as np
 import tensorflow as tf
 
 from prtr_tf.models.keypoint.config import two_stage
+from prtr_tf.checkpoints.deformable_import import (OfficialWeightsError, copy_official,
+                                                 official_mapping)
 from prtr_tf.models.keypoint.family import KeypointFamily
 from prtr_tf.nn.backbones import build_backbone
 from prtr_tf.nn.deformable_position import sine_encoding
-from prtr_tf.nn.deformable_transformer import (DeformableTransformer, InputProjection,
-                                               OfficialWeightsError, copy_official,
-                                               official_mapping)
+from prtr_tf.nn.deformable_transformer import DeformableTransformer, InputProjection
 from prtr_tf.nn.heads import MLP, query_embedding, torch_linear_init
 from prtr_tf.nn.layers import dense
 from prtr_tf.nn.set_predictor import layer_outputs
