@@ -6,7 +6,7 @@ missing, unknown or mis-shaped tensor."""
 import keras
 import numpy as np
 
-from prtr_tf.checkpoints.torch_import import torch_mapping
+from prtr_tf.checkpoints.torch_import import attention_mapping, torch_mapping
 from prtr_tf.nn.deformable_position import LevelEmbedding
 
 
@@ -25,30 +25,6 @@ def _dense(layer, p):
 def _layer_norm(layer, p):
     c = tuple(layer.gamma.shape)
     return {f"{p}.weight": (c, [(layer.gamma, None)]), f"{p}.bias": (c, [(layer.beta, None)])}
-
-
-def _attention(layer, p):
-    """torch packed ``in_proj`` (3d, d) rows [q; k; v] -> Keras query/key/value
-    EinsumDense kernels (d, heads, d / heads); ``out_proj`` (d, d) -> (heads, d / heads, d)."""
-    denses = (layer._query_dense, layer._key_dense, layer._value_dense)
-    d, heads, head_dim = tuple(layer._query_dense.kernel.shape)
-
-    def part(i, bias):
-        if bias:
-            return lambda t: t[i * d:(i + 1) * d].reshape(heads, head_dim)
-        return lambda t: t[i * d:(i + 1) * d].T.reshape(d, heads, head_dim)
-
-    out_kernel = layer._output_dense.kernel
-    d_out = tuple(out_kernel.shape)[-1]
-    return {
-        f"{p}.in_proj_weight": ((3 * d, d), [(dn.kernel, part(i, False))
-                                             for i, dn in enumerate(denses)]),
-        f"{p}.in_proj_bias": ((3 * d,), [(dn.bias, part(i, True))
-                                         for i, dn in enumerate(denses)]),
-        f"{p}.out_proj.weight": ((d_out, heads * head_dim),
-                                 [(out_kernel, lambda t: t.T.reshape(heads, head_dim, -1))]),
-        f"{p}.out_proj.bias": ((d_out,), [(layer._output_dense.bias, None)]),
-    }
 
 
 def _project_mapping(layer):
@@ -77,7 +53,7 @@ def official_mapping(model):
         elif getattr(layer, "torch_name", None) is None:
             continue
         elif isinstance(layer, keras.layers.MultiHeadAttention):
-            items = _attention(layer, layer.torch_name)
+            items = attention_mapping(layer, layer.torch_name)
         elif isinstance(layer, keras.layers.Dense):
             items = _dense(layer, layer.torch_name)
         elif isinstance(layer, (keras.layers.LayerNormalization,

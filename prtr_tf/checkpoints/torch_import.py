@@ -58,7 +58,7 @@ def _norm(layer, p):
     return out
 
 
-def _attention(layer, p):
+def attention_mapping(layer, p):
     """torch packed in_proj (3d, d) -> Keras query/key/value EinsumDense (d, h, d/h)."""
     denses = (layer._query_dense, layer._key_dense, layer._value_dense)
     d, heads, head_dim = _shape(layer._query_dense.kernel)
@@ -86,7 +86,7 @@ def _embedding(layer, p):
 
 
 _CONVERTERS = (
-    (keras.layers.MultiHeadAttention, _attention),
+    (keras.layers.MultiHeadAttention, attention_mapping),
     ((TorchConv2D, keras.layers.Conv2D), _conv),
     (keras.layers.Dense, _dense),
     ((keras.layers.BatchNormalization, FrozenBatchNorm, keras.layers.LayerNormalization), _norm),

@@ -78,7 +78,25 @@ def _encoder(av, preferred):
     raise SourceError("no usable video encoder in this PyAV build")
 
 
-class VideoWriter:
+class _Closing:
+    """A writer used as a context manager: `close` when the block ends normally,
+    `abort` (nothing under the final name) on an exception or when dropped unclosed."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def __del__(self):
+        if not getattr(self, "closed", True) and hasattr(self, "_file"):
+            self.abort()
+
+
+class VideoWriter(_Closing):
     """Writes RGB uint8 frames to an H.264 mp4 (libx264, yuv420p, faststart) atomically.
 
     Args:
@@ -176,21 +194,8 @@ class VideoWriter:
         self._file.discard()
         self.closed = True
 
-    def __enter__(self):
-        return self
 
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
-
-    def __del__(self):
-        if not getattr(self, "closed", True) and hasattr(self, "_file"):
-            self.abort()
-
-
-class JsonlWriter:
+class JsonlWriter(_Closing):
     """JSON Lines written atomically: one `write(record)` per line, the file appears
     under ``path`` on `close` (removed on error / `abort`, like `VideoWriter`)."""
 
@@ -222,19 +227,6 @@ class JsonlWriter:
         finally:
             self._file.discard()
             self.closed = True
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
-
-    def __del__(self):
-        if not getattr(self, "closed", True) and hasattr(self, "_file"):
-            self.abort()
 
 
 def _num(value, digits=2):
