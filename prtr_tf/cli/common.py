@@ -112,7 +112,7 @@ def run(define_flags, main, argv=None, doc=None, required=None):
     ``--help`` (``-h``) prints ``doc`` (default: the docstring of ``main``'s module)
     and the flags, ``required`` (default: the module's ``REQUIRED``) marked, and exits 0. Config-file flags take a file or the name of a shipped config. FileNotFoundError,
     FileExistsError, ValueError and `UserError` raised by ``main`` are user mistakes:
-    ``error: ...`` on stderr and exit status 1; a usage error (and any mistake in the
+    ``error: ...`` on stderr and exit status 1; Ctrl-C is one line and status 130; a usage error (and any mistake in the
     flags) is ``error: ...`` plus a pointer to ``--help``, status 2 unless it says
     otherwise.
     """
@@ -151,8 +151,27 @@ def run(define_flags, main, argv=None, doc=None, required=None):
                 ValueError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
+        except KeyboardInterrupt:  # Ctrl-C: one line, the shell's status for SIGINT
+            print("interrupted (Ctrl-C): files being written were not kept under their "
+                  "final names", file=sys.stderr)
+            return 130
 
     app.run(wrapped, argv=argv, flags_parser=_parse_flags)
+
+
+def check_number(value, flag, low=None, high=None, integer=False):
+    """A usage error unless ``value`` (None: not given, fine) is a finite number in
+    [``low``, ``high``] (either bound None: open)."""
+    import math
+    if value is None:
+        return value
+    if not math.isfinite(value) or (low is not None and value < low) or (
+            high is not None and value > high):
+        span = (f"between {low} and {high}" if low is not None and high is not None
+                else f">= {low}" if low is not None else f"<= {high}")
+        raise usage_error(f"--{flag}={value}: must be a {'whole ' if integer else ''}number "
+                          f"{span}")
+    return value
 
 
 def values(holders):

@@ -14,6 +14,7 @@ import os
 import sys
 
 from prtr_tf.cli import common
+from prtr_tf.files.outputs import check_output  # light: no TensorFlow
 from prtr_tf.models import registry  # light: no TensorFlow
 
 SAVED_MODEL_DOC = r"""Exports the two-stage (or end-to-end) PRTR pipeline as a TensorFlow SavedModel.
@@ -178,10 +179,14 @@ def main_saved_model(argv, f):
     _no_arguments(argv)
     v = common.values(f)
     _required(v, "config", "checkpoint", "output")
+    common.check_number(v["score_threshold"], "score_threshold", 0.0, 1.0)
     weights.recorded_set(v["config"], v["checkpoint"])  # a custom set without data flags
     kind = registry.get(v["config"])
     _check_detector_flags(kind, v)
     common.note_precision(v["precision"])
+    check_output(v["output"], "--output", v["overwrite"], folder=True,
+                 inputs=[("--checkpoint", v["checkpoint"]),
+                         ("--detector_checkpoint", v["detector_checkpoint"])])
     with contextlib.ExitStack() as stack:
         try:
             tmp = stack.enter_context(atomic_output(v["output"], folder=True,
@@ -227,7 +232,10 @@ def define_tflite_flags():
                                        "Keypoint weights (*.weights.h5) or a training "
                                        "workdir; omitted: random initial weights (smoke "
                                        "tests only)."),
-        output=flags.DEFINE_string("output", None, "Output directory."),
+        output=flags.DEFINE_string("output", None, "Output directory (keypoints_{q}.tflite, "
+                                   "detector_{q}.tflite and their .json; existing ones are "
+                                   "kept unless --overwrite)."),
+        overwrite=flags.DEFINE_bool("overwrite", False, "Replace existing .tflite files."),
         quantization=flags.DEFINE_list("quantization", ["fp32"], "Comma-separated: fp32, "
                                        "fp16, int8 (dynamic range), int8_full (calibrated "
                                        "int8 activations)."),
@@ -294,6 +302,10 @@ def main_tflite(argv, f):
         raise common.usage_error(f"--quantization: unknown {bad}; choose from "
                                  f"{tflite.QUANTIZATIONS}")
     config, det_config = v["config"], v["detector_config"]
+    reads = [("--checkpoint", v["checkpoint"]), ("--detector_checkpoint", v["detector_checkpoint"])]
+    check_output(v["output"], "--output", True, inputs=reads, folder=True)
+    for name in tflite.file_names(quants, det_config is not None):
+        check_output(os.path.join(v["output"], name), "--output", v["overwrite"], inputs=reads)
     size = None
     if det_config is not None:
         size = _detector_size(v["detector_size"], det_config)
@@ -341,7 +353,9 @@ def define_onnx_flags():
     from prtr_tf.export import DEFAULT_OPSET
     return dict(
         saved_model=flags.DEFINE_string("saved_model", None, "SavedModel directory to convert."),
-        output=flags.DEFINE_string("output", None, "ONNX file to write."),
+        output=flags.DEFINE_string("output", None, "ONNX file to write (an existing file is "
+                                   "kept unless --overwrite)."),
+        overwrite=flags.DEFINE_bool("overwrite", False, "Replace an existing --output."),
         signature=flags.DEFINE_string("signature", "serve_crops", "Signature to convert."),
         opset=flags.DEFINE_integer("opset", DEFAULT_OPSET, "ONNX opset."),
         check=flags.DEFINE_bool("check", True, "Run the model once with ONNX Runtime."),
@@ -355,6 +369,7 @@ def main_onnx(argv, f):
     v = common.values(f)
     _required(v, "saved_model", "output")
     output, signature = v["output"], v["signature"]
+    check_output(output, "--output", v["overwrite"], inputs=[("--saved_model", v["saved_model"])])
     onnx_export.convert(v["saved_model"], output, signature, v["opset"])
     print(f"wrote {output} (signature {signature}, opset {v['opset']})")
     if v["check"]:

@@ -119,7 +119,11 @@ def define_flags():
         "video file, a webcam index (0) or a stream URL (rtsp://, http://, ...).")
     f["output"] = flags.DEFINE_string(
         "output", None, "Output folder: annotated images and videos (<stem>_pose.mp4), "
-        "per-frame JSON Lines (<stem>_pose.jsonl), results.json, failures.json.")
+        "per-frame JSON Lines (<stem>_pose.jsonl), results.json, failures.json. A folder "
+        "that holds files is kept unless --overwrite.")
+    f["overwrite"] = flags.DEFINE_bool(
+        "overwrite", False, "Write into an --output folder that already holds files "
+        "(replacing the ones of the same names).")
     f["config"] = config_flags.DEFINE_config_file(
         "config", None, "Keypoint model config file (configs/*.py).", lock_config=False)
     f["checkpoint"] = flags.DEFINE_string(
@@ -220,6 +224,13 @@ def _check_flags(v):
     if os.path.exists(v["output"]) and not os.path.isdir(v["output"]):
         raise usage_error(f"--output {v['output']!r} is a file: --output is the folder "
                           "for the annotated images and results.json")
+    # The output policy (prtr_tf.files.outputs), before any model is loaded: a folder
+    # that holds files is kept unless --overwrite, and no input is the output.
+    from prtr_tf.files.outputs import check_output
+    check_output(v["output"], "--output", v["overwrite"], folder=True, inputs=[
+        (f"--{k}", v[k]) for k in ("source", "checkpoint", "detector_checkpoint",
+                                   "saved_model", "tflite", "detector_tflite", "boxes_json")
+        if isinstance(v[k], str)])
     has_det_keras = v["detector_config"] is not None or bool(v["detector_checkpoint"])
     if v["precision"] != "float32" and (v["saved_model"] or v["tflite"]):
         raise usage_error(f"--precision={v['precision']} is for the Keras models (--config, "
@@ -341,6 +352,11 @@ def main(argv, flags):
     if len(argv) > 1:
         raise usage_error(f"unexpected arguments: {argv[1:]}")
     v = common.values(flags)
+    for name in ("box_thr", "kpt_thr"):
+        common.check_number(v[name], name, 0.0, 1.0)
+    if 0 < v["max_side"] < 32:
+        raise usage_error(f"--max_side={v['max_side']}: 0 (no limit) or at least 32 pixels "
+                          "(smaller images hold no person a model can find)")
     _check_flags(v)
     if v["max_side"] < 0 or v["max_frames"] < 0:
         raise usage_error("--max_side and --max_frames must be >= 0")

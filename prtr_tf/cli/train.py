@@ -48,10 +48,12 @@ def main(argv, f):
     v = common.values(f)
     if v["config"] is None or not v["workdir"]:
         raise common.usage_error("--config and --workdir are required")
+    max_steps = common.check_number(v["max_steps"], "max_steps", 1, integer=True)
     from prtr_tf.training.trainer import train
     try:
         train(v["config"], v["workdir"], strategy=v["strategy"],
-              mixed_precision=v["mixed_precision"], max_steps=v["max_steps"])
+              mixed_precision=v["mixed_precision"],
+              max_steps=max_steps)
     except FloatingPointError as e:
         raise common.UserError(str(e)) from e
     return 0

@@ -331,6 +331,73 @@ def test_eval_output_that_exists_or_is_an_input(tmp_path):
     assert weights.read_bytes() == b"weights"
 
 
+def test_predict_output_that_holds_files_or_is_the_source(tmp_path):
+    """predict's --output: a folder that holds files (results.json, pictures, a user's
+    notes) is kept unless --overwrite, and the --source folder is never the output, with
+    or without --overwrite; both before any model is loaded (exit 1, one line)."""
+    out, src = tmp_path / "out", tmp_path / "photos"
+    out.mkdir()
+    src.mkdir()
+    (out / "results.json").write_text("[]")
+    (src / "a.png").write_bytes(b"x")
+    model = ["--config=tiny", f"--checkpoint={tmp_path / 'w.weights.h5'}",
+             f"--boxes_json={tmp_path / 'boxes.json'}"]
+    proc = run(f"--source={src}", f"--output={out}", *model, script="predict.py")
+    assert_error(proc, 1, f"--output '{out}' exists and is not empty; pass --overwrite")
+    assert (out / "results.json").read_text() == "[]"
+    proc = run(f"--source={src}", f"--output={src}", "--overwrite", *model,
+               script="predict.py")
+    assert_error(proc, 1, f"--output '{src}' is the same path as --source")
+    assert sorted(os.listdir(src)) == ["a.png"]
+
+
+def test_export_outputs_that_exist_or_are_inputs(tmp_path):
+    """prtr-export: the training workdir given as --checkpoint is never the SavedModel
+    --output, even with --overwrite (that used to delete the run); an existing .onnx or
+    .tflite is kept unless --overwrite; all before any model is built (exit 1)."""
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    (workdir / "best.weights.h5").write_bytes(b"w")
+    proc = run("--config=e2e_tiny", f"--checkpoint={workdir}", f"--output={workdir}",
+               "--overwrite", script="export/to_saved_model.py")
+    assert_error(proc, 1, f"--output '{workdir}' is the same path as --checkpoint")
+    assert sorted(os.listdir(workdir)) == ["best.weights.h5"]
+    old = tmp_path / "model.onnx"
+    old.write_bytes(b"mine")
+    proc = run(f"--saved_model={tmp_path}", f"--output={old}", script="export/to_onnx.py")
+    assert_error(proc, 1, f"--output '{old}' exists; pass --overwrite")
+    lite = tmp_path / "lite"
+    lite.mkdir()
+    (lite / "keypoints_fp32.tflite").write_bytes(b"mine")
+    proc = run("--config=tiny", f"--output={lite}", script="export/to_tflite.py")
+    assert_error(proc, 1, f"--output '{lite / 'keypoints_fp32.tflite'}' exists; pass "
+                 "--overwrite")
+    assert old.read_bytes() == (lite / "keypoints_fp32.tflite").read_bytes() == b"mine"
+
+
+@pytest.mark.parametrize("script,args,message", [
+    ("train.py", ["--config=tiny", "--workdir=DIR/run", "--max_steps=-3"],
+     "--max_steps=-3: must be a whole number >= 1"),
+    ("predict.py", ["--source=DIR", "--output=DIR/o", *KEYPOINT, "--box_thr=nan"],
+     "--box_thr=nan: must be a number between 0.0 and 1.0"),
+    ("predict.py", ["--source=DIR", "--output=DIR/o", *KEYPOINT, "--kpt_thr=1.5"],
+     "--kpt_thr=1.5: must be a number between 0.0 and 1.0"),
+    ("predict.py", ["--source=DIR", "--output=DIR/o", *KEYPOINT, "--max_side=1"],
+     "--max_side=1: 0 (no limit) or at least 32 pixels"),
+    ("export/to_saved_model.py", ["--config=e2e_tiny", "--checkpoint=x.weights.h5",
+                                  "--output=DIR/o", "--score_threshold=nan"],
+     "--score_threshold=nan: must be a number between 0.0 and 1.0"),
+], ids=["negative_max_steps", "nan_box_thr", "kpt_thr_above_1", "max_side_1",
+        "nan_score_threshold"])
+def test_numbers_out_of_range_are_usage_errors(script, args, message, tmp_path):
+    """Numeric flags are checked (finite, in range) before any work: a NaN threshold
+    used to export a SavedModel that never detects anyone, a negative --max_steps to
+    exit 0 without training."""
+    proc = run(*[a.replace("DIR", str(tmp_path)) for a in args], script=script)
+    assert_error(proc, 2, message)
+    assert not (tmp_path / "o").exists() and not (tmp_path / "run").exists()
+
+
 def test_the_table_lists_these_tests():
     """Each test of this file is named in the "Bad input" table of docs/errors.md."""
     readme = (REPO / "docs" / "errors.md").read_text()

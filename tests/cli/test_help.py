@@ -39,3 +39,18 @@ def test_help_exits_0_and_lists_the_flags(command, flag):
     assert out.count("(required)") == len(required)
     # No TensorFlow start-up for help (its banner would be on stderr at log level 0).
     assert "tensorflow" not in proc.stderr.lower(), proc.stderr
+
+
+def test_ctrl_c_is_one_line_and_status_130(tmp_path):
+    """Ctrl-C in any tool (`prtr_tf.cli.common.run`): one line on stderr, exit 130 (the
+    shell's status for SIGINT), no traceback."""
+    code = ("from prtr_tf.cli import common\n"
+            "def main(argv, flags):\n"
+            "    raise KeyboardInterrupt\n"
+            "common.run(lambda: {}, main, argv=['tool'], doc='a tool')\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert proc.returncode == 130, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith("interrupted (Ctrl-C)")

@@ -16,7 +16,7 @@ from prtr_tf.export.tflite.calibration import CALIBRATION_SOURCES, representativ
 from prtr_tf.export.tflite.convert import (QUANTIZATIONS, UnsupportedOpsError,
                                            check_builtin_only, convert_detector,
                                            convert_keypoint_model)
-from prtr_tf.export.tflite.files import export_tflite, save_tflite
+from prtr_tf.export.tflite.files import export_tflite, file_names, save_tflite
 from prtr_tf.export.tflite.flatbuffer import list_ops, merge_network_and_readout
 from prtr_tf.export.tflite.metadata import (METADATA_NAME, detector_metadata, embed_metadata,
                                             keypoint_metadata, read_metadata)
@@ -24,6 +24,7 @@ from prtr_tf.export.tflite.runtime import make_interpreter, run_tflite
 
 __all__ = ["CALIBRATION_SOURCES", "METADATA_NAME", "QUANTIZATIONS", "UnsupportedOpsError",
            "check_builtin_only", "convert_detector", "convert_keypoint_model",
-           "detector_metadata", "embed_metadata", "export_tflite", "keypoint_metadata",
+           "detector_metadata", "embed_metadata", "export_tflite", "file_names",
+           "keypoint_metadata",
            "list_ops", "make_interpreter", "merge_network_and_readout", "read_metadata",
            "representative_crops", "run_tflite", "save_tflite"]

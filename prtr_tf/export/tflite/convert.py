@@ -47,6 +47,7 @@ from tensorflow.python.framework.convert_to_constants import (
     convert_variables_to_constants_v2)
 
 from prtr_tf.data import keypoint_sets
+from prtr_tf.models.detector.predict import model_person_scores
 from prtr_tf.models.detector.records import person_label
 from prtr_tf.export.tflite.flatbuffer import list_ops, merge_network_and_readout
 from prtr_tf.export.tflite.metadata import detector_metadata, embed_metadata, keypoint_metadata
@@ -144,10 +145,10 @@ class _DetectorExport(tf.Module):
 
     def __call__(self, images):
         out = self.model(images, training=False)
-        prob = tf.nn.softmax(tf.cast(out["pred_logits"], tf.float32), axis=-1)
+        prob = model_person_scores(self.model, out, self.person_index)  # DETR: softmax
         return {
             "boxes": tf.identity(tf.cast(out["pred_boxes"], tf.float32), name="boxes"),
-            "scores": tf.identity(prob[..., self.person_index], name="scores"),
+            "scores": tf.identity(prob, name="scores"),
         }
 
 

@@ -25,6 +25,13 @@ def save_tflite(flatbuffer, path):
     return path, sidecar
 
 
+def file_names(quantizations, with_detector):
+    """The files `export_tflite` writes into its folder (the .tflite and .json of each)."""
+    names = [f"keypoints_{q}" for q in quantizations]
+    names += [f"detector_{q}" for q in quantizations if with_detector and q != "int8_full"]
+    return [n + ext for n in names for ext in (".tflite", ".json")]
+
+
 def export_tflite(output, model, config, quantizations, representative_crops=None,
                   flip_test=False, batch_size=1, detector=None, detector_config=None,
                   detector_size=None):

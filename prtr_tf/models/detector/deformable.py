@@ -336,7 +336,9 @@ class DeformableDetrFamily(DetectorFamily):
     name = "deformable_detr"
     title = "Deformable DETR detector"
     bfloat16_inference = False  # not measured in bfloat16
-    export_formats = ()  # two-stage SavedModel / TFLite with it: not yet
+    # The two-stage SavedModel holds it (padded to a fixed size with its mask: static
+    # spatial shapes); no detector .tflite of its own yet.
+    export_formats = ("saved_model",)
 
     def build(self, model_config):
         return build_deformable_detr(model_config)

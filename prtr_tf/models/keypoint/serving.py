@@ -13,7 +13,11 @@ saved, served by TF Serving / ``saved_model_cli`` and converted by tf2onnx.
 
 1. DETR preprocessing (`prtr_tf.models.detector.augment.resize`: shortest side
    ``data.test_size``, longest <= ``data.max_size``; DETR normalisation) and forward;
-   P(person) = softmax over all classes (no-object included);
+   P(person) = the model's own score (`model_person_scores`: DETR's softmax over all
+   classes, no-object included; Deformable DETR's sigmoid). A detector with static
+   spatial shapes (``static_spatial_shapes``: Deformable DETR) gets the resized image
+   zero-padded to one fixed size (`detector_pad_size`: ``data.pad_size``, else
+   ``max_size`` squared) with its padding mask, as its evaluation batches;
 2. boxes with P(person) >= ``score_threshold`` (and positive width and height), at most
    ``max_persons`` of them, best first;
 3. box -> center/scale (HRNet ``_xywh2cs``: crop aspect ratio, ``data.box_padding``,
@@ -40,13 +44,14 @@ from prtr_tf.data import keypoint_sets
 from prtr_tf.data.image import normalization
 from prtr_tf.models.keypoint.data import Cropper
 from prtr_tf.data.transforms import box_to_center_scale_tf
-from prtr_tf.models.detector.predict import model_person_scores
+from prtr_tf.models.detector.predict import model_person_scores, relax_shapes
 from prtr_tf.models.detector.records import person_label
 from prtr_tf.models.keypoint.predict import crop_to_image, predict_crops
 from prtr_tf.nn.guards import nonempty
 from prtr_tf.serving.inputs import checked_crops
 from prtr_tf.serving.module import DEFAULT_SCORE_THRESHOLD, ServingModule
-from prtr_tf.serving.ops import crops_matmul, detector_resize, select_poses_tf
+from prtr_tf.serving.ops import (crops_matmul, detector_pad_size, detector_resize,
+                                pad_with_mask, select_poses_tf)
 
 DEFAULT_MAX_PERSONS = 20
 
@@ -90,6 +95,8 @@ class PoseServing(ServingModule):
             self.label = person_label(detector_config)
             self.det_gain, self.det_offset = normalization(data.mean, data.std)
             self.test_size, self.max_size = int(data.test_size), int(data.max_size)
+            # Static spatial shapes (Deformable DETR): pad to one fixed size with a mask.
+            self.det_pad_hw = None if relax_shapes(detector) else detector_pad_size(data)
         height, width = self.size_hw
         self.crops_signature = [tf.TensorSpec([None, height, width, 3], tf.float32,
                                               name="images")]
@@ -119,7 +126,12 @@ class PoseServing(ServingModule):
         """uint8 (H, W, 3) -> (boxes [x, y, w, h] float64 (n, 4), scores float32 (n,)),
         thresholded, at most max_persons, best first."""
         x = detector_resize(image, self.test_size, self.max_size, self.resize)
-        out = self.detector((x * self.det_gain - self.det_offset)[None], training=False)
+        x = x * self.det_gain - self.det_offset
+        if self.det_pad_hw is None:
+            out = self.detector(x[None], training=False)
+        else:  # boxes stay normalised by the unpadded size
+            x, mask = pad_with_mask(x, self.det_pad_hw)
+            out = self.detector(x[None], mask=mask[None], training=False)
         boxes = tf.cast(out["pred_boxes"][0], tf.float64)
         scores = model_person_scores(self.detector, out, self.label)[0]
         shape = tf.cast(tf.shape(image), tf.float64)
