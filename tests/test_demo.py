@@ -4,7 +4,7 @@ import json
 
 from PIL import Image
 
-from prtr_tf.demo.run import run
+from prtr_tf.demo import run
 
 
 def test_quick_demo_writes_its_pictures(tmp_path, capsys):
