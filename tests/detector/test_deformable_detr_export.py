@@ -7,7 +7,8 @@ resized image to one fixed size with its padding mask (`prtr_tf.serving.ops.pad_
 differ by the padding's effect on the features (measured on the raw outputs, not a
 bug: the detector's evaluation pads to ``data.pad_size`` as well). The SavedModel is
 compared with `PoseEstimator` given `PaddedDetector`, the Keras twin of the serving's
-padded detection.
+padded detection. Slow: the export CLI, the detector .tflite (builtin ops only, = Keras)
+and the --onnx_compatible pipeline through tf2onnx / ONNX Runtime.
 """
 import os
 import subprocess
@@ -19,6 +20,9 @@ import pytest
 import tensorflow as tf
 
 from prtr_tf.config import load_config
+from prtr_tf.export import onnx as onnx_export
+from prtr_tf.export.tflite import (check_builtin_only, convert_detector, list_ops,
+                                   read_metadata, run_tflite)
 from prtr_tf.models import registry
 from prtr_tf.models.detector.deformable import FAMILY
 from prtr_tf.data.image import normalization
@@ -37,6 +41,9 @@ BOX_TOL = 2e-3  # pixels: SavedModel vs Keras, the same padded detection
 PAD_BOX_TOL = 0.05  # normalised: padded vs unpadded raw boxes (random weights: 0.025)
 CONFIG_FILE = """
 from prtr_tf.config import load_config
+from prtr_tf.export import onnx as onnx_export
+from prtr_tf.export.tflite import (check_builtin_only, convert_detector, list_ops,
+                                   read_metadata, run_tflite)
 
 
 def get_config():
@@ -102,7 +109,7 @@ def _image(coco_mini, i=0):
 
 
 def test_export_formats_and_pad_helpers():
-    assert "saved_model" in FAMILY.export_formats
+    assert FAMILY.export_formats == ("saved_model", "tflite")
     data = load_config("configs/deformable_detr_tiny.py").data
     assert detector_pad_size(data) == (320, 320)
     r50 = load_config("configs/deformable_detr_r50_person.py").data
@@ -173,3 +180,43 @@ def test_export_cli(exported, coco_mini):
     a = tf.saved_model.load(str(out)).signatures["serving_default"](image=image)
     b = loaded.signatures["serving_default"](image=image)
     np.testing.assert_allclose(a["boxes"].numpy(), b["boxes"].numpy(), atol=1e-3)
+
+
+@pytest.mark.slow
+def test_tflite_detector_builtin_ops_and_parity():
+    """convert_detector at a fixed size: builtin ops only, = the Keras model."""
+    det_config = load_config("configs/deformable_detr_tiny.py")
+    keras.utils.set_random_seed(0)
+    detector = registry.build_model(det_config)
+    flatbuffer = convert_detector(detector, det_config, (256, 320))
+    check_builtin_only(flatbuffer)
+    ops = set(list_ops(flatbuffer))
+    assert "GATHER" in ops and not any(op.startswith("FLEX") or op == "CUSTOM" for op in ops)
+    meta = read_metadata(flatbuffer)
+    assert "sigmoid" in meta["outputs"]["scores"]
+    x = np.random.RandomState(0).normal(size=(1, 256, 320, 3)).astype(np.float32)
+    out = run_tflite(flatbuffer, {"images": x})
+    ref = detector(x, training=False)
+    np.testing.assert_allclose(out["boxes"], ref["pred_boxes"], atol=1e-5)   # 9e-8
+    np.testing.assert_allclose(out["scores"], tf.sigmoid(ref["pred_logits"][..., 0]),
+                               atol=1e-5)
+
+
+@pytest.mark.slow
+def test_onnx_full_pipeline(exported, coco_mini):
+    """resize="matmul" (--onnx_compatible): tf2onnx converts serving_default with the
+    padded deformable detector; ONNX Runtime matches the same graph in TF."""
+    tmp, _, config, model, det_config, detector, _ = exported
+    serving = PoseServing(model, config, detector, det_config, score_threshold=0.0,
+                          max_persons=20, resize="matmul")
+    export_saved_model(serving, str(tmp / "sm_matmul"))
+    onnx_export.convert(str(tmp / "sm_matmul"), str(tmp / "full.onnx"), "serving_default")
+    image = _image(coco_mini)
+    ort = onnx_export.run(str(tmp / "full.onnx"), {"image": image})
+    ref = {k: v.numpy() for k, v in serving.tf_functions()["serving_default"](
+        tf.constant(image)).items()}
+    assert int(ort["num_persons"]) == int(ref["num_persons"]) >= 2
+    err = np.abs(ort["boxes"] - ref["boxes"]).max()
+    print(f"onnx vs tf: max box diff {err:.2e} px")
+    np.testing.assert_allclose(ort["boxes"], ref["boxes"], atol=5e-2)
+    np.testing.assert_allclose(ort["box_scores"], ref["box_scores"], rtol=3e-3)

@@ -21,8 +21,9 @@ in `prtr_tf.models.keypoint.predict.read_crops`.
 
 Detector (`convert_detector`): input ``images`` float32 (B, H, W, 3) at a fixed size,
 RGB normalised with the detector's mean/std, no padding. Outputs ``boxes`` (B, Q, 4)
-normalised (cx, cy, w, h) and ``scores`` (B, Q): the person probability (softmax over
-all classes, no-object included, as DETR's post-processing).
+normalised (cx, cy, w, h) and ``scores`` (B, Q): the person probability (the model's
+own, `model_person_scores`: DETR's softmax over all classes, no-object included;
+Deformable DETR's sigmoid; its fixed input size gives it static spatial shapes).
 
 Quantisation: "fp16" (float16 weights), "int8" (dynamic-range: int8 weights,
 activations quantised on the fly; no representative data) and "int8_full"

@@ -12,6 +12,7 @@ import json
 import numpy as np
 
 from prtr_tf.data import keypoint_sets
+from prtr_tf.models import registry
 from prtr_tf.models.detector.records import person_label
 from prtr_tf.export.tflite.flatbuffer import load_bytes, pack, rename_outputs, schema, unpack
 
@@ -72,7 +73,8 @@ def detector_metadata(det_config, size_hw, quantization, batch_size=1):
         },
         "outputs": {
             "boxes": "(B, Q, 4) float32 (cx, cy, w, h) normalised by the input size",
-            "scores": "(B, Q) float32 person probability (softmax incl. no-object)",
+            "scores": "(B, Q) float32 person probability ("
+                      + registry.get(det_config).person_score + ")",
         },
     }
 

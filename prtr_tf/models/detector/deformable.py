@@ -336,9 +336,10 @@ class DeformableDetrFamily(DetectorFamily):
     name = "deformable_detr"
     title = "Deformable DETR detector"
     bfloat16_inference = False  # not measured in bfloat16
+    person_score = "sigmoid of the person logit"
     # The two-stage SavedModel holds it (padded to a fixed size with its mask: static
-    # spatial shapes); no detector .tflite of its own yet.
-    export_formats = ("saved_model",)
+    # spatial shapes); a detector .tflite of its own at a fixed input size.
+    export_formats = ("saved_model", "tflite")
 
     def build(self, model_config):
         return build_deformable_detr(model_config)

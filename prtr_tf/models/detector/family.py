@@ -10,6 +10,7 @@ class DetectorFamily(Family):
     # The two-stage SavedModel holds it (--detector_config); a detector .tflite of its own.
     export_formats = ("saved_model", "tflite")
     bfloat16_inference = True  # outputs cast to float32 (prtr_tf.nn.precision)
+    person_score = "softmax incl. no-object"  # how its P(person) is computed (metadata)
     metric = "AP"
     loss_keys = ("loss", "loss_ce", "loss_bbox", "loss_giou")
 
