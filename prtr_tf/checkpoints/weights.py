@@ -46,8 +46,7 @@ def resolve(path, what="checkpoint"):
         raise FileNotFoundError(f"{what} {path!r} does not exist")
     if not path.endswith(SUFFIX):
         raise ValueError(f"{what} {path!r} is not a Keras weights file (*{SUFFIX}) or a "
-                         "training workdir; convert official .pth files with python -m "
-                         "prtr_tf.checkpoints.convert")
+                         "training workdir; convert official .pth files with prtr-convert")
     return path
 
 

@@ -193,7 +193,7 @@ class TFLiteDetector:
     """
 
     def __init__(self, path, score_threshold=None, use_xnnpack=True, num_threads=None):
-        self.metadata = _read_tflite_metadata(path, "prtr_tf.models.detector", "--detector_tflite")
+        self.metadata = _read_tflite_metadata(path, "prtr_tf.detector", "--detector_tflite")
         inp = self.metadata["input"]
         self.threshold = (_DEFAULT_DETECTOR_THRESHOLD if score_threshold is None
                           else float(score_threshold))

@@ -39,7 +39,7 @@ def test_keypoint_metadata_values():
 
 def test_detector_metadata_values():
     det = ml_collections.ConfigDict(dict(
-        model=dict(backbone="resnet50", num_classes=91),
+        model=dict(kind="detr", backbone="resnet50", num_classes=91),
         data=dict(person_label=1, mean=(0.1, 0.2, 0.3), std=(0.4, 0.5, 0.6))))
     meta = metadata.detector_metadata(det, (480, 640), "dynamic", batch_size=3)
     assert meta["num_classes"] == 91 and meta["person_class_index"] == 1
@@ -49,7 +49,7 @@ def test_detector_metadata_values():
     assert meta["input"]["mean"] == [0.1, 0.2, 0.3] and meta["input"]["std"] == [0.4, 0.5,
                                                                                 0.6]
     assert meta["quantization"] == "dynamic" and meta["format"] == \
-        "prtr_tf.models.detector/1"
+        "prtr_tf.detector/1"
     det.data.color_rgb = False
     assert metadata.detector_metadata(det, (2, 4), "none")["input"]["color_order"] == "BGR"
 
@@ -110,7 +110,7 @@ def test_the_documented_texts_of_the_formats():
         "keypoint_scores": "(B, J) float32",
         "query": "(B, J) int32 query assigned to each joint"}
     det = ml_collections.ConfigDict(dict(
-        model=dict(backbone="resnet50", num_classes=2),
+        model=dict(kind="detr", backbone="resnet50", num_classes=2),
         data=dict(person_label=0, mean=(0.1, 0.2, 0.3), std=(0.4, 0.5, 0.6))))
     d = metadata.detector_metadata(det, (4, 6), "none")
     assert d["model"] == "DETR person detector" and d["backbone"] == "resnet50"

@@ -56,7 +56,7 @@ def detector_metadata(det_config, size_hw, quantization, batch_size=1):
     h, w = (int(s) for s in size_hw)
     data = det_config.data
     return {
-        "format": "prtr_tf.models.detector/1",
+        "format": "prtr_tf.detector/1",  # the file format id (not a module path)
         "model": "DETR person detector",
         "backbone": str(det_config.model.backbone),
         "num_classes": int(det_config.model.num_classes),

@@ -83,8 +83,8 @@ The paper describes this variant only loosely and its notebook is illustrative
     decay 1e-4, clip 0.1) with the LR halved at epochs 25 and 60 (spec §8). The
     total number of epochs is not published; 80 is a placeholder.
     ``init_detector_weights``: a DETR person detector's weights (the paper
-    initialises from DETR; convert the official one with ``python -m
-    prtr_tf.checkpoints.convert --config=configs/detr_r50_person.py``) for the backbone and
+    initialises from DETR; convert the official one with ``prtr-convert
+    --config=configs/detr_r50_person.py``) for the backbone and
     detector; ``init_weights`` loads a whole end-to-end model.
 """
 import ml_collections
