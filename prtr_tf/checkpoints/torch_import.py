@@ -256,7 +256,7 @@ def load_imagenet_file(backbone, path, what="checkpoint", description=None):
         raise FileNotFoundError(f"{what} {path!r} does not exist")
     if str(path).endswith(".h5"):
         raise ValueError(f"{what} {path!r} is a Keras weights file; it takes an ImageNet "
-                         "checkpoint (.pth or .npz). A *.weights.h5 (e.g. from python -m "
-                         "prtr_tf.checkpoints.convert --backbone_only) goes to config.train.init_weights")
+                         "checkpoint (.pth or .npz). A *.weights.h5 (e.g. from prtr-convert "
+                         "--backbone_only) goes to config.train.init_weights")
     return load_imagenet_backbone(backbone, read_state_dict(path), f"{what} {path!r}",
                                   description)
