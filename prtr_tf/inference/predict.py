@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from prtr_tf.drawing.visualize import draw_poses
+from prtr_tf.drawing import visualize
 from prtr_tf.files.atomic import atomic_output
 from prtr_tf.inference.media import VIDEO_EXTENSIONS, InputError, load_image
 from prtr_tf.inference.video import SourceError, open_source
@@ -110,7 +110,7 @@ def predict_files(estimator, files, output, keypoint_set=None, boxes_for=None, k
         return estimator(image, boxes=working, box_scores=boxes[1])
 
     def save_drawing(rgb, found, name):
-        drawing = draw_poses(rgb, found, skeleton, kpt_thr, 0.0, joint_names)
+        drawing = visualize.draw_poses(rgb, found, skeleton, kpt_thr, 0.0, joint_names)
         with atomic_output(os.path.join(output, name)) as temp:
             drawing.save(temp, format="JPEG", quality=90)
 

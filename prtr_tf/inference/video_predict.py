@@ -23,7 +23,7 @@ import sys
 
 import numpy as np
 
-from prtr_tf.drawing.visualize import draw_poses
+from prtr_tf.drawing import visualize
 from prtr_tf.inference.media import InputError
 from prtr_tf.inference.tracking import track_color
 from prtr_tf.inference.video_out import (JsonlWriter, Progress, VideoWriter, batched,
@@ -162,8 +162,9 @@ def predict_video(estimator, source, output, stem, keypoint_set=None, kpt_thr=0.
                             persons = smoother.update(persons, frame.timestamp_s)
                         track_ids.update(p["track_id"] for p in persons
                                          if p["track_id"] is not None)
-                    drawing = np.asarray(draw_poses(frame.rgb, persons, skeleton, kpt_thr, 0.0,
-                                                    joint_names, color_of=color_of))
+                    drawing = np.asarray(visualize.draw_poses(
+                        frame.rgb, persons, skeleton, kpt_thr, 0.0, joint_names,
+                        color_of=color_of))
                     video.write(drawing)
                     records.write(frame_record(frame.index, frame.timestamp_s, persons))
                     persons_total += len(persons)
