@@ -224,13 +224,6 @@ def _check_flags(v):
     if os.path.exists(v["output"]) and not os.path.isdir(v["output"]):
         raise usage_error(f"--output {v['output']!r} is a file: --output is the folder "
                           "for the annotated images and results.json")
-    # The output policy (prtr_tf.files.outputs), before any model is loaded: a folder
-    # that holds files is kept unless --overwrite, and no input is the output.
-    from prtr_tf.files.outputs import check_output
-    check_output(v["output"], "--output", v["overwrite"], folder=True, inputs=[
-        (f"--{k}", v[k]) for k in ("source", "checkpoint", "detector_checkpoint",
-                                   "saved_model", "tflite", "detector_tflite", "boxes_json")
-        if isinstance(v[k], str)])
     has_det_keras = v["detector_config"] is not None or bool(v["detector_checkpoint"])
     if v["precision"] != "float32" and (v["saved_model"] or v["tflite"]):
         raise usage_error(f"--precision={v['precision']} is for the Keras models (--config, "
@@ -360,6 +353,13 @@ def main(argv, flags):
     _check_flags(v)
     if v["max_side"] < 0 or v["max_frames"] < 0:
         raise usage_error("--max_side and --max_frames must be >= 0")
+    # The output policy (prtr_tf.files.outputs), after the flags, before any model is loaded: a folder
+    # that holds files is kept unless --overwrite, and no input is the output.
+    from prtr_tf.files.outputs import check_output
+    check_output(v["output"], "--output", v["overwrite"], folder=True, inputs=[
+        (f"--{k}", v[k]) for k in ("source", "checkpoint", "detector_checkpoint",
+                                   "saved_model", "tflite", "detector_tflite", "boxes_json")
+        if isinstance(v[k], str)])
     if v["max_pixels"] is not None:
         Image.MAX_IMAGE_PIXELS = v["max_pixels"] or None
     video = _video_options(v)
