@@ -171,12 +171,12 @@ def require(config, label, use, role=None, export_format=None):
     ``role`` and offer ``export_format``; otherwise a ValueError: "<label> is a <title>
     config (model.kind ...); <use> needs a <titles> config"."""
     family = get(config)
-    wanted = families(role, export_format)
-    if family not in wanted:
-        expected = titles(wanted)
-        raise ValueError(f"{label} is a {family.title} config (model.kind "
-                         f"{family.name!r}); {use} needs a {expected} config")
-    return family
+    if (role is None or family.role == role) and (
+            export_format is None or export_format in family.export_formats):
+        return family
+    expected = titles(families(role, export_format))  # all families imported: message only
+    raise ValueError(f"{label} is a {family.title} config (model.kind {family.name!r}); "
+                     f"{use} needs a {expected} config")
 
 
 def build_model(config):

@@ -21,12 +21,8 @@ import numpy as np
 import tensorflow as tf
 
 from prtr_tf.data import keypoint_sets
-from prtr_tf.data.image import normalization
 from prtr_tf.data.transforms import box_to_center_scale
 from prtr_tf.evaluation.coco import select_poses
-from prtr_tf.models.detector.data import unnormalize_boxes
-from prtr_tf.models.detector.predict import model_person_scores
-from prtr_tf.models.detector.resize import resize
 from prtr_tf.models.keypoint.data import Cropper
 from prtr_tf.models.keypoint.predict import crop_to_image, predict_crops
 
@@ -40,36 +36,12 @@ def _checked_image(image):
 
 
 def detect_batch(detector, images):
-    """[(boxes xywh (N, 4), scores (N,))] of ``images`` (RGB uint8, in order): one call
-    of the detector's ``detect_batch`` when it has one (`TFLiteDetector`), one batched
-    DETR call for a `DetrPersonDetector` (frames of one size), else one call per image."""
+    """[(boxes xywh (N, 4), scores (N,))] of ``images`` (RGB uint8, in order): one call of
+    the detector's ``detect_batch`` when it has one (`DetrPersonDetector`,
+    `TFLiteDetector`), else one call per image."""
     if hasattr(detector, "detect_batch"):
         return detector.detect_batch(images)
-    if not (hasattr(detector, "model") and hasattr(detector, "label")) or len(
-            {im.shape for im in images}) != 1 or len(images) == 1:
-        return [detector(im) for im in images]
-    run = getattr(detector, "_prtr_batched_run", None)
-    if run is None:  # the batched twin of DetrPersonDetector's own preprocessing and call
-        config, model, label = detector.config, detector.model, detector.label
-        gain, offset = normalization(config.data.mean, config.data.std)
-        test_size, max_size = int(config.data.test_size), int(config.data.max_size)
-
-        @tf.function(reduce_retracing=True)
-        def run(batch):
-            x = tf.map_fn(lambda im: resize(tf.cast(im, tf.float32), tf.zeros((0, 4)),
-                                            test_size, max_size)[0], batch,
-                          fn_output_signature=tf.float32)
-            out = model(x * gain - offset, training=False)
-            return out["pred_boxes"], model_person_scores(model, out, label)
-
-        detector._prtr_batched_run = run
-    boxes, scores = (t.numpy() for t in run(tf.constant(np.stack(images))))
-    found = []
-    for b, s in zip(boxes, scores):
-        b = unnormalize_boxes(b, images[0].shape[:2])
-        keep = (s >= detector.threshold) & (b[:, 2] > 0) & (b[:, 3] > 0)
-        found.append((b[keep], s[keep]))
-    return found
+    return [detector(im) for im in images]
 
 
 class PoseEstimator:

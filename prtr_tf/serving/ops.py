@@ -48,37 +48,6 @@ def detector_resize(image, test_size, max_size, mode="tf"):
     return x
 
 
-def detector_pad_size(data_config, multiple=32):
-    """(H, W) every resized image fits into (shortest side ``test_size``, longest <=
-    ``max_size``): ``data.pad_size`` when set (checked to hold ``max_size`` both ways),
-    else ``max_size`` x ``max_size`` up to a multiple of ``data.pad_multiple`` (or
-    ``multiple``). For detectors whose spatial shapes must be static per trace."""
-    max_size = int(data_config.max_size)
-    if data_config.get("pad_size") is not None:
-        pad_h, pad_w = (int(v) for v in data_config.pad_size)
-        if min(pad_h, pad_w) < max_size:
-            raise ValueError(f"data.pad_size={(pad_h, pad_w)} cannot hold an image resized "
-                             f"to a longest side of data.max_size={max_size}")
-        return pad_h, pad_w
-    m = int(data_config.get("pad_multiple") or multiple)
-    side = -(-max_size // m) * m
-    return side, side
-
-
-def pad_with_mask(image, pad_hw):
-    """float (h, w, C) -> (image zero-padded bottom/right to the static ``pad_hw`` (H, W),
-    mask (H, W) bool, True on the padding): the detector pipeline's fixed-size padding
-    (`prtr_tf.models.detector.data.batch_detection` with ``data.pad_size``) of one
-    image; h <= H and w <= W."""
-    pad_h, pad_w = pad_hw
-    shape = tf.shape(image)
-    h, w = shape[0], shape[1]
-    padded = tf.pad(image, [[0, pad_h - h], [0, pad_w - w], [0, 0]])
-    padded = tf.ensure_shape(padded, [pad_h, pad_w, image.shape[-1]])
-    mask = tf.logical_or(tf.range(pad_h)[:, None] >= h, tf.range(pad_w)[None, :] >= w)
-    return padded, mask
-
-
 def _sampling_weights(in_size, out_size, a, b):
     """(N, out, in) float32 weights of the bilinear, zero-border sampling of source
     coordinate a * i + b at output index i (a, b: (N,) float32): ImageProjectiveTransformV3

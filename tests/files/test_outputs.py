@@ -1,6 +1,5 @@
 """The output policy (`prtr_tf.files.outputs.check_output`): each rule with the case
 that breaks it, and the message naming the flag and what to do."""
-import os
 
 import pytest
 
@@ -51,9 +50,19 @@ def test_file_and_folder_mix_ups_and_unwritable_folders(tmp_path):
         check_output(str(tmp_path / "dir"), folder=True)
     # Missing parents are fine (created when written).
     check_output(str(tmp_path / "new" / "deeper" / "out.json"))
-    if os.geteuid() != 0:  # root writes anywhere
-        ro = tmp_path / "ro"
-        ro.mkdir()
-        ro.chmod(0o500)
-        with pytest.raises(ValueError, match="permission denied"):
-            check_output(str(ro / "out.json"))
+
+
+
+def test_an_unwritable_folder_is_refused(tmp_path, monkeypatch):
+    # Root (CI) writes anywhere, so the permission is faked: the rule, not the OS, is
+    # what is tested; the first existing parent of a new path is the one asked.
+    asked = []
+
+    def access(path, mode):
+        asked.append(path)
+        return False
+
+    monkeypatch.setattr("prtr_tf.files.outputs.os.access", access)
+    with pytest.raises(ValueError, match=r"cannot write into .* \(permission denied\)"):
+        check_output(str(tmp_path / "new" / "out.json"))
+    assert asked == [str(tmp_path)]

@@ -1,9 +1,10 @@
 """Person boxes from DETR: P(person) per query, boxes in image pixels, a whole-image
 detector (`DetrPersonDetector`)."""
+import numpy as np
 import tensorflow as tf
 
 from prtr_tf.data.image import normalization
-from prtr_tf.models.detector.resize import resize
+from prtr_tf.models.detector.resize import detector_pad_size, pad_with_mask, resize
 from prtr_tf.models.detector.data import unnormalize_boxes
 from prtr_tf.models.detector.records import person_label
 
@@ -61,17 +62,37 @@ class DetrPersonDetector:
         self.threshold = config.test.score_thre if score_threshold is None else score_threshold
         gain, offset = normalization(config.data.mean, config.data.std)
         test_size, max_size = int(config.data.test_size), int(config.data.max_size)
+        # Static spatial shapes (Deformable DETR): every image padded to one size with
+        # its mask, as the exported pipeline does (`prtr_tf.models.keypoint.serving`).
+        pad_hw = None if relax_shapes(model) else detector_pad_size(config.data)
 
-        @tf.function(reduce_retracing=relax_shapes(model))
-        def run(image):
+        def preprocess(image):
             x, _ = resize(tf.cast(image, tf.float32), tf.zeros((0, 4)), test_size, max_size)
-            out = self.model((x * gain - offset)[None], training=False)
-            return out["pred_boxes"][0], model_person_scores(self.model, out, self.label)[0]
+            x = x * gain - offset
+            if pad_hw is None:
+                return x, tf.zeros(tf.shape(x)[:2], tf.bool)
+            return pad_with_mask(x, pad_hw)
+
+        @tf.function(reduce_retracing=True)
+        def run(images):  # (B, H, W, 3) uint8, images of one size
+            x, mask = tf.map_fn(preprocess, images, fn_output_signature=(tf.float32, tf.bool))
+            out = self.model(x, mask=None if pad_hw is None else mask, training=False)
+            return out["pred_boxes"], model_person_scores(self.model, out, self.label)
 
         self._run = run
 
-    def __call__(self, image):
-        boxes, scores = (t.numpy() for t in self._run(tf.constant(image)))
-        boxes = unnormalize_boxes(boxes, image.shape[:2])
+    def _kept(self, boxes, scores, size_hw):
+        boxes = unnormalize_boxes(boxes, size_hw)
         keep = (scores >= self.threshold) & (boxes[:, 2] > 0) & (boxes[:, 3] > 0)
         return boxes[keep], scores[keep]
+
+    def __call__(self, image):
+        return self.detect_batch([image])[0]
+
+    def detect_batch(self, images):
+        """[(boxes, scores)] of RGB uint8 ``images``, in order: one model call for images
+        of one size (the frames of a video), else one call each."""
+        if len({im.shape for im in images}) != 1:
+            return [self(im) for im in images]
+        boxes, scores = (t.numpy() for t in self._run(tf.constant(np.stack(images))))
+        return [self._kept(b, s, images[0].shape[:2]) for b, s in zip(boxes, scores)]

@@ -50,8 +50,8 @@ from prtr_tf.models.keypoint.predict import crop_to_image, predict_crops
 from prtr_tf.nn.guards import nonempty
 from prtr_tf.serving.inputs import checked_crops
 from prtr_tf.serving.module import DEFAULT_SCORE_THRESHOLD, ServingModule
-from prtr_tf.serving.ops import (crops_matmul, detector_pad_size, detector_resize,
-                                pad_with_mask, select_poses_tf)
+from prtr_tf.models.detector.resize import detector_pad_size, pad_with_mask
+from prtr_tf.serving.ops import crops_matmul, detector_resize, select_poses_tf
 
 DEFAULT_MAX_PERSONS = 20
 
