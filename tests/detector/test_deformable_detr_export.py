@@ -2,12 +2,10 @@
 
 Tiny random-weight models (configs/deformable_detr_tiny.py, the synthetic tiny keypoint
 config). The detector's spatial shapes are static per trace, so `PoseServing` pads the
-resized image to one fixed size with its padding mask (`prtr_tf.serving.ops.pad_with_mask`,
-`detector_pad_size`); the Keras `DetrPersonDetector` runs the unpadded image, so the two
-differ by the padding's effect on the features (measured on the raw outputs, not a
-bug: the detector's evaluation pads to ``data.pad_size`` as well). The SavedModel is
-compared with `PoseEstimator` given `PaddedDetector`, the Keras twin of the serving's
-padded detection. Slow: the export CLI, the detector .tflite (builtin ops only, = Keras)
+resized image to one fixed size with its padding mask
+(`prtr_tf.models.detector.resize.pad_with_mask`, `detector_pad_size`), as the Keras
+`DetrPersonDetector` does; the SavedModel is compared with `PoseEstimator` on that
+detector. The padding's effect on the raw outputs is measured (why both pad). Slow: the export CLI, the detector .tflite (builtin ops only, = Keras)
 and the --onnx_compatible pipeline through tf2onnx / ONNX Runtime.
 """
 import os
@@ -26,13 +24,12 @@ from prtr_tf.export.tflite import (check_builtin_only, convert_detector, list_op
 from prtr_tf.models import registry
 from prtr_tf.models.detector.deformable import FAMILY
 from prtr_tf.data.image import normalization
-from prtr_tf.models.detector.data import unnormalize_boxes
-from prtr_tf.models.detector.predict import model_person_scores
 from prtr_tf.models.detector.resize import resize
 from prtr_tf.models.keypoint.model import build_model
 from prtr_tf.models.keypoint.serving import PoseServing
 from prtr_tf.serving.estimator import PoseEstimator
-from prtr_tf.serving.ops import detector_pad_size, pad_with_mask
+from prtr_tf.models.detector.predict import DetrPersonDetector
+from prtr_tf.models.detector.resize import detector_pad_size, pad_with_mask
 from prtr_tf.serving.saved_model import export_saved_model
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -53,28 +50,15 @@ def get_config():
 """
 
 
-class PaddedDetector:
-    """Keras twin of the serving's detection for static-shape detectors: resize as
-    `DetrPersonDetector`, zero-pad to `detector_pad_size` with the padding mask."""
-
-    def __init__(self, detector, det_config, threshold=0.0):
-        self.detector, self.config, self.threshold = detector, det_config, threshold
-        self.pad_hw = detector_pad_size(det_config.data)
-
-    def outputs(self, image):
-        data = self.config.data
-        gain, offset = normalization(data.mean, data.std)
-        x, _ = resize(tf.cast(image, tf.float32), tf.zeros((0, 4)), int(data.test_size),
-                      int(data.max_size))
-        x, mask = pad_with_mask(x * gain - offset, self.pad_hw)
-        return self.detector(x[None], mask=mask[None], training=False)
-
-    def __call__(self, image):
-        out = self.outputs(image)
-        scores = model_person_scores(self.detector, out, 0)[0].numpy()
-        boxes = unnormalize_boxes(np.asarray(out["pred_boxes"][0]), image.shape[:2])
-        keep = (scores >= self.threshold) & (boxes[:, 2] > 0) & (boxes[:, 3] > 0)
-        return boxes[keep], scores[keep]
+def padded_outputs(detector, det_config, image):
+    """The detector's raw outputs on ``image`` resized, normalised and padded with its
+    mask, as `DetrPersonDetector` and the serving prepare it."""
+    data = det_config.data
+    gain, offset = normalization(data.mean, data.std)
+    x, _ = resize(tf.cast(image, tf.float32), tf.zeros((0, 4)), int(data.test_size),
+                  int(data.max_size))
+    x, mask = pad_with_mask(x * gain - offset, detector_pad_size(data))
+    return detector(x[None], mask=mask[None], training=False)
 
 
 def _models(tmp):
@@ -128,7 +112,7 @@ def test_serving_default_matches_pose_estimator(exported, coco_mini):
     for i in (0, 1):  # two coco_mini images of different sizes: one padded trace
         image = _image(coco_mini, i)
         out = {k: v.numpy() for k, v in fn(image=tf.constant(image)).items()}
-        det = PaddedDetector(detector, det_config, 0.0)
+        det = DetrPersonDetector(detector, det_config, score_threshold=0.0)
         persons = PoseEstimator(model, config, detector=det)(image)
         n = int(out["num_persons"])
         assert n == len(persons) >= 2, (n, len(persons))
@@ -145,11 +129,12 @@ def test_serving_default_matches_pose_estimator(exported, coco_mini):
 
 
 def test_padding_effect_on_raw_outputs(exported, coco_mini):
-    """Padded + mask vs the unpadded image (what `DetrPersonDetector` runs): the same
-    queries, boxes within PAD_BOX_TOL (normalised)."""
+    """Padded + mask vs the unpadded image: boxes within PAD_BOX_TOL (normalised); the
+    padding's effect on the features, which is why one padded size is used by both the
+    Keras detector and the export."""
     det_config, detector = exported[4], exported[5]
     image = _image(coco_mini)
-    padded = PaddedDetector(detector, det_config).outputs(image)
+    padded = padded_outputs(detector, det_config, image)
     data = det_config.data
     gain, offset = normalization(data.mean, data.std)
     x, _ = resize(tf.cast(image, tf.float32), tf.zeros((0, 4)), int(data.test_size),
