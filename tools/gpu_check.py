@@ -11,7 +11,7 @@ runs after ``pip install -e '.[gpu]'``, within 8 minutes, writing ``benchmarks/g
    ``tf.numpy_function`` and stays outside XLA with the loss terms around it).
 3. **Input pipeline**: crops/s of the training pipeline alone (official R50
    augmentation, AUTOTUNE), per core, and the cores that feed the fastest step of 2.
-4. **Inference**: ``benchmark.py`` (`tools.inference_benchmark`) on the GPU, tf.function
+4. **Inference**: ``python -m tools.benchmark`` (`tools.inference_benchmark`) on the GPU, tf.function
    and XLA at batch 1 and 32.
 
 Each part starts only while the budget (``budget_s``, 480 s) lasts; parts it leaves
@@ -197,7 +197,7 @@ def run_inference(options, budget, log):
              "--warmup=0"] if options.cpu_smoke else
             ["--config=coco_res50_384x288", "--formats=function,xla", "--batches=1,32",
              "--repeats=10", "--slow_repeats=5", "--warmup=2"])
-    cmd = [sys.executable, os.path.join(REPO, "benchmark.py"), *args,
+    cmd = [sys.executable, "-m", "tools.benchmark", *args,
            f"--workdir={work}", f"--output={out}"]
     log(f"4. inference: {' '.join(cmd[1:])}")
     try:
@@ -272,7 +272,8 @@ def report(options, gpu_names, tests, train_rows, left_out, pipe, inference, bud
     else:
         out.append("not run: the budget was used up")
     out.append("")
-    out.append("## 4. Inference (`benchmark.py`, random weights, readout included)")
+    out.append("## 4. Inference (`python -m tools.benchmark`, random weights, readout "
+               "included)")
     out.append("")
     rows, note = inference
     if rows:

@@ -47,7 +47,7 @@ import time
 from prtr_tf.training.timing import CpuMeter, Retry, load, median_ms
 from tools.train_report import markdown
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the checkout
 SYNTHETIC_ROOT = os.path.join(REPO, "data", "synthetic")
 STRATEGIES = ("auto", "mirrored", "multiworker", "default")
 PARTS = ("train", "pipeline", "matcher")

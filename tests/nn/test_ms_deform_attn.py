@@ -8,6 +8,9 @@ Official semantics: ``ms_deform_attn_core_pytorch`` = ``F.grid_sample(bilinear,
 padding_mode='zeros', align_corners=False)`` per level (deformable-spec.md §2.3).
 """
 import math
+import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -16,21 +19,7 @@ import tensorflow as tf
 
 from prtr_tf.nn.ms_deform_attn import (MSDeformAttn, level_start_index, ms_deform_attn_core,
                                        offset_bias_grid)
-from tests.conftest import require_shared
-
-# Two logical CPUs so that MirroredStrategy really has 2 replicas (only possible before
-# TensorFlow initialises its devices; otherwise the strategy test runs on 1 replica).
-try:
-    _cpu = tf.config.list_physical_devices("CPU")[0]
-    if len(tf.config.get_logical_device_configuration(_cpu) or []) < 2:
-        tf.config.set_logical_device_configuration(
-            _cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-except (RuntimeError, ValueError):
-    pass
-
-
-# ------------------------------------------------------------------ NumPy references
-
+from tests.conftest import REPO, require_shared
 
 def grid_sample_reference(img, gx, gy):
     """torch ``F.grid_sample(img, grid, 'bilinear', 'zeros', align_corners=False)`` for
@@ -100,9 +89,6 @@ def random_case(rng, shapes, n=2, lq=5, m=3, d=4, p=3, low=-0.3, high=1.3):
 
 
 SHAPES = [(5, 7), (3, 4), (2, 3), (1, 1)]   # unequal heights and widths, a 1x1 level
-
-
-# ------------------------------------------------------------------ the core
 
 
 def test_core_matches_official_fixture():
@@ -222,9 +208,6 @@ def test_gradients_match_finite_differences(lean):
         np.testing.assert_allclose(analytic, numeric, atol=1e-6, rtol=0, err_msg=name)
 
 
-# ------------------------------------------------------------------ the layer
-
-
 def _layer(d_model=24, levels=2, heads=3, points=2, seed=0, randomise=True):
     keras.utils.set_random_seed(seed)
     layer = MSDeformAttn(d_model, levels, heads, points)
@@ -290,9 +273,6 @@ def test_layer_matches_numpy_forward(ref_dim):
     # the mask matters: without it the output differs
     unmasked = layer(query, ref, x, input_spatial_shapes=shapes).numpy()
     assert np.abs(unmasked - out).max() > 1e-2
-
-
-# ------------------------------------------------------------------ exports
 
 
 SMALL_SHAPES = [(4, 5), (2, 3)]
@@ -410,9 +390,21 @@ def test_xla_matches_eager(small):
 
 
 def test_mirrored_strategy_matches_single_device():
-    """Built and run under tf.distribute.MirroredStrategy (2 logical CPUs when this file
-    runs first, else 1): per-replica outputs and all-reduced gradients equal a single-
-    device computation on the whole batch."""
+    """Under MirroredStrategy with 2 replicas (2 logical CPUs), outputs and all-reduced
+    gradients equal one device's on the whole batch. In a fresh process: logical devices
+    are set before TensorFlow starts, and other tests' strategies (collective instance
+    keys collide) stay out."""
+    code = ("import tensorflow as tf; cpu = tf.config.list_physical_devices('CPU')[0]\n"
+            "tf.config.set_logical_device_configuration(cpu, [tf.config."
+            "LogicalDeviceConfiguration()] * 2)\nfrom tests.nn.test_ms_deform_attn import "
+            "mirrored_check\nassert mirrored_check() == 2\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                          text=True, timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+
+
+def mirrored_check():
+    """The check of the test above; returns the number of replicas."""
     devices = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
     strategy = tf.distribute.MirroredStrategy(devices)
     rng = np.random.default_rng(5)
@@ -443,8 +435,8 @@ def test_mirrored_strategy_matches_single_device():
         expected = reference_layer(query, ref, x, input_spatial_shapes=SMALL_SHAPES)
         loss = tf.reduce_sum(expected * expected)
     expected_grads = tape.gradient(loss, reference_layer.trainable_weights)
-    print(f"MirroredStrategy replicas: {strategy.num_replicas_in_sync}")
     np.testing.assert_allclose(out, expected.numpy(), atol=1e-5)
     for g, e in zip(grads, expected_grads):
         e = tf.convert_to_tensor(e).numpy()
         np.testing.assert_allclose(g, e, atol=1e-4 * max(1.0, np.abs(e).max()))
+    return strategy.num_replicas_in_sync
