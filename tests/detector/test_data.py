@@ -301,7 +301,7 @@ def test_training_keypoint_targets_stay_in_their_boxes(coco_mini):
     config = small_config(dataset="coco")
     ds = build_detection_dataset(records, config, training=True, deterministic=True, seed=5,
                                  batch=2)
-    checked = 0
+    checked = inside_count = 0
     for _ in range(3):
         for batch in ds:
             assert batch["keypoints"].shape[1:] == (8, 17, 2)
@@ -313,7 +313,10 @@ def test_training_keypoint_targets_stay_in_their_boxes(coco_mini):
             inside = np.all((xy >= lo - 0.02) & (xy <= hi + 0.02), axis=-1)
             labelled = weight > 0
             checked += labelled.sum()
-            # COCO boxes are drawn around the visible body: a few labelled joints
-            # (occluded, v = 1) may fall outside.
-            assert inside[labelled].mean() > 0.95
-    assert checked > 100
+            inside_count += inside[labelled].sum()
+    # COCO boxes are drawn around the visible body: a few labelled joints (occluded,
+    # v = 1) may fall outside. Counted over every batch: one batch of 19 joints with one
+    # outside is 0.947, and which batches are drawn depends on the process's earlier
+    # random datasets (seen in a full run); a wrong box or keypoint normalisation puts
+    # most joints outside.
+    assert checked > 100 and inside_count / checked > 0.95
