@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test benchmark train-benchmark parity flops mutation clean
+.PHONY: demo test test-docs benchmark train-benchmark parity flops mutation clean
 
 $(STAMP): setup.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder -q $(PYTEST_ARGS) tests
+
+# Every shell block of README.md and docs/*.md run on tiny data (make test runs the
+# README's; tests/test_docs_commands.py). Minutes per page.
+test-docs: $(STAMP)
+	PRTR_DOCS_ALL=1 TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m pytest -n 2 -q $(PYTEST_ARGS) tests/test_docs_commands.py
 
 # Developer tools (tools/, not installed; docs/benchmarks.md and docs/checkpoints.md).
 benchmark: $(STAMP)

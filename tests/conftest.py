@@ -49,14 +49,17 @@ def mpii_mini():
 # hands whole files to its 2 workers (pytest-xdist --dist loadfile) in collection
 # order (with --no-loadscope-reorder; by default xdist sends the files with the most tests
 # first), and these at the end of the order left one worker running them alone.
-LONG_FIRST = ("tests/end_to_end/test_training.py", "tests/keypoint/test_custom_training.py",
+LONG_FIRST = ("tests/test_docs_commands.py", "tests/end_to_end/test_training.py",
+              "tests/keypoint/test_custom_training.py",
               "tests/training/test_faults_keypoint.py",
               "tests/training/test_faults_end_to_end.py",
               "tests/training/test_faults_detector.py", "tests/training/test_trainer.py",
               "tests/serving/test_saved_model.py", "tests/serving/test_predict.py",
               "tests/cli/test_bad_input.py", "tests/detector/test_deformable_detr.py",
               "tests/keypoint/test_deformable.py", "tests/training/test_finetune_sets.py",
-              "tests/nn/test_deformable_transformer.py", "tests/inference/test_predict_video.py")
+              "tests/nn/test_deformable_transformer.py", "tests/inference/test_predict_video.py",
+              "tests/checkpoints/test_artifact.py", "tests/cli/test_bad_input_more.py",
+              "tests/serving/test_threshold_default.py")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -1,7 +1,14 @@
 """Converts an official PyTorch checkpoint (PRTR two-stage, DETR) into Keras weights.
 
     prtr-convert --config=configs/coco_res50_384x288.py \\
+        --checkpoint=pose_transformer_res50_384x288.pth --output=res50_384x288.keras
+    prtr-convert --config=configs/coco_res50_384x288.py \\
         --checkpoint=pose_transformer_res50_384x288.pth --output=res50_384x288.weights.h5
+
+A ``.keras`` output is the self-contained model file (`prtr_tf.checkpoints.artifact`:
+config, weights, keypoint set, preprocessing, the source file's name and SHA-256) with
+its model card ``NAME.md`` beside it; every tool then takes it as ``--model`` without
+``--config``. A ``.weights.h5`` output holds the weights only (loaded with the config).
 
 The checkpoint is a state_dict saved by the official code (``.pth``, or a training
 checkpoint holding it under ``model``; read without PyTorch by
@@ -26,6 +33,7 @@ as ``--config.train.init_backbone=CHECKPOINT`` would, without torch.
 """
 from absl import logging
 
+from prtr_tf.checkpoints import artifact
 from prtr_tf.checkpoints.torch_import import load_imagenet_file
 from prtr_tf.checkpoints.torch_import import read_state_dict
 from prtr_tf.files import atomic
@@ -34,15 +42,28 @@ from prtr_tf.models import registry
 
 
 def _check_output(output_path, overwrite, checkpoint_path):
-    if not output_path.endswith(".weights.h5"):
-        raise ValueError(f"--output {output_path!r} must end with .weights.h5")
+    if not output_path.endswith((".weights.h5", artifact.SUFFIX)):
+        raise ValueError(f"--output {output_path!r} must end with {artifact.SUFFIX} (a model "
+                         "file) or .weights.h5 (weights only)")
     check_output(output_path, "--output", overwrite,
                  inputs=[("--checkpoint", checkpoint_path)])
+    if output_path.endswith(artifact.SUFFIX):  # its card is written too
+        check_output(output_path[:-len(artifact.SUFFIX)] + ".md", "--output's model card",
+                     overwrite, inputs=[("--checkpoint", checkpoint_path)])
 
 
-def convert(config, checkpoint_path, output_path, overwrite=False):
+def _save(model, config, output_path, checkpoint_path, licence):
+    if output_path.endswith(artifact.SUFFIX):
+        return artifact.save(model, config, output_path, tool="prtr-convert",
+                             source=checkpoint_path, licence=licence)[1]
+    atomic.save_weights(model, output_path)
+    return None
+
+
+def convert(config, checkpoint_path, output_path, overwrite=False, licence=None):
     """Builds the configured model, imports the official weights, saves them
-    (atomically: a killed conversion leaves no half-written file).
+    (atomically: a killed conversion leaves no half-written file) as a weights file or
+    a model file (``.keras``, with ``licence`` in its provenance and a model card).
 
     Returns the built Keras model (with the imported weights).
     """
@@ -50,12 +71,12 @@ def convert(config, checkpoint_path, output_path, overwrite=False):
     _check_output(output_path, overwrite, checkpoint_path)
     state_dict = read_state_dict(checkpoint_path)
     model, count = registry.get(config).import_official(config.model, state_dict)
-    atomic.save_weights(model, output_path)
+    _save(model, config, output_path, checkpoint_path, licence)
     logging.info("imported %d tensors from %s into %s", count, checkpoint_path, output_path)
     return model
 
 
-def convert_backbone(config, checkpoint_path, output_path, overwrite=False):
+def convert_backbone(config, checkpoint_path, output_path, overwrite=False, licence=None):
     """Builds the configured model as the trainer does (the task's builder, seeded by
     ``config.train.seed``), imports an ImageNet classification checkpoint into its
     backbone (`prtr_tf.checkpoints.torch_import.load_imagenet_backbone`), saves the whole model
@@ -71,6 +92,6 @@ def convert_backbone(config, checkpoint_path, output_path, overwrite=False):
     model = task.build_model()
     report = load_imagenet_file(model.backbone, checkpoint_path, "--checkpoint",
                                 description=task.describe(config))
-    atomic.save_weights(model, output_path)
+    _save(model, config, output_path, checkpoint_path, licence)
     logging.info("%s from %s; wrote %s", report.summary(), checkpoint_path, output_path)
     return model, report

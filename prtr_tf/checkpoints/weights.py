@@ -1,14 +1,18 @@
 """The one weights loader: a ``*.weights.h5`` file or a training workdir, one error
 policy for every CLI and task.
 
-* `resolve`: a file, or a workdir's ``best.weights.h5`` (else ``last.weights.h5``);
+* `resolve`: a file (``*.weights.h5``, or a self-contained model file ``*.keras``:
+  `prtr_tf.checkpoints.artifact`), or a workdir's ``best.weights.h5`` (else
+  ``last.weights.h5``);
 * `load_into`: loads it into a built model; a file that does not fit names the file,
   the config and what it describes (eval, predict, export: strict);
 * `load_fitting`: training's ``init_weights``: every tensor whose name and shape fit
   is loaded, the rest keeps its initial values (fine-tuning onto another keypoint
   set or query count), unless almost nothing fits (another backbone: an error);
-* `load_model`: config (name, path or ConfigDict) + checkpoint -> (model, config),
-  optionally checking the config's kind.
+* `load_model`: config (name, path, ConfigDict, or None: the one recorded with the
+  checkpoint) + checkpoint -> (model, config), optionally checking the config's kind;
+  a given config that computes differently from the recorded one is refused
+  (`prtr_tf.checkpoints.artifact.check_same`) unless forced.
 
 Errors: FileNotFoundError for what does not exist, ValueError for what does not fit.
 """
@@ -17,6 +21,7 @@ import tempfile
 
 import h5py
 
+from prtr_tf.checkpoints import artifact
 from prtr_tf.data import keypoint_sets
 from prtr_tf.models import registry
 from prtr_tf.nn import precision as precisions
@@ -44,9 +49,10 @@ def resolve(path, what="checkpoint"):
                                 "epoch has not finished)")
     if not os.path.exists(path):
         raise FileNotFoundError(f"{what} {path!r} does not exist")
-    if not path.endswith(SUFFIX):
-        raise ValueError(f"{what} {path!r} is not a Keras weights file (*{SUFFIX}) or a "
-                         "training workdir; convert official .pth files with prtr-convert")
+    if not path.endswith((SUFFIX, artifact.SUFFIX)):
+        raise ValueError(f"{what} {path!r} is not a prtr-tf model file (*{artifact.SUFFIX}), "
+                         f"a Keras weights file (*{SUFFIX}) or a training workdir; convert "
+                         "official .pth files with prtr-convert")
     return path
 
 
@@ -113,11 +119,18 @@ def load_fitting(model, path, what="checkpoint", description=None, reinitialise=
     file = resolve(path, what)
     forced = tuple(str(name).strip("/") + "/" for name in reinitialise)
     with tempfile.TemporaryDirectory(prefix="prtr-init-") as folder:
+        if artifact.is_model_file(file):  # its model's own weights file
+            source_model = artifact.load(file, fold=False)[0]
+            source_file = os.path.join(folder, "source" + SUFFIX)
+            source_model.save_weights(source_file)
+            del source_model
+        else:
+            source_file = file
         merged = os.path.join(folder, "merged" + SUFFIX)
         model.save_weights(merged)  # the model's own layout and initial values
         loaded, redone = [], []
         values = {"all": [0, 0], "backbone": [0, 0]}  # [fitting, total] values
-        with h5py.File(file, "r") as source, h5py.File(merged, "r+") as target:
+        with h5py.File(source_file, "r") as source, h5py.File(merged, "r+") as target:
             theirs, ours = _datasets(source), _datasets(target)
             for name, dataset in ours.items():
                 other = theirs.get(name)
@@ -166,10 +179,46 @@ def config_and_name(config, what="config"):
     return config, None
 
 
+_FORCED = []  # configs whose differences from their record were accepted (--force_config)
+
+
+def config_of(config, checkpoint, label="--config", force=False, log=None):
+    """The config to load ``checkpoint`` with: ``config`` (name, path or ConfigDict)
+    checked against the config recorded with the checkpoint (a model file's, or its
+    workdir's config.json: `prtr_tf.checkpoints.artifact.recorded_config`), or, when
+    ``config`` is None, the recorded one. ValueError when a given config computes
+    differently from the recorded one (unless ``force``) or when there is neither."""
+    where, recorded = artifact.recorded_config(checkpoint) if checkpoint else (None, None)
+    if config is None:
+        if recorded is None:
+            raise ValueError(f"no config for {checkpoint!r}: it records none (a "
+                             "*.weights.h5 outside a workdir of this version); give "
+                             f"{label}, or a model file (*{artifact.SUFFIX})")
+        if artifact.is_model_file(where):
+            return artifact.prepared_config(artifact.read_info(where)[0])
+        return recorded
+    config, _ = config_and_name(config)
+    if recorded is not None and not any(c is config for c in _FORCED):
+        if artifact.is_model_file(where):  # a custom set's joints come from the file
+            recorded = artifact.prepared_config(artifact.read_info(where)[0])
+        # A custom config's joints (num_joints 0: "from the set") before comparing: from
+        # its annotation file, else from the record.
+        if keypoint_sets.has_own_set(config):
+            keypoint_sets.resolve(config)
+        else:
+            keypoint_sets.adopt(config, recorded, where)
+        artifact.check_same(config, recorded, label, where, force=force, log=log)
+        if force:  # loaded later with this config: not checked (nor warned) again
+            _FORCED.append(config)
+    return config
+
+
 def load_model(config, checkpoint, what="checkpoint", role=None, export_format=None,
-               config_flag=None, fold=True, precision="float32"):
-    """Builds the model of ``config`` (name, path or ConfigDict) and loads
-    ``checkpoint`` into it, for inference: with ``fold``, frozen BatchNorm is folded
+               config_flag=None, fold=True, precision="float32", force_config=False,
+               log=None):
+    """Builds the model of ``config`` (name, path, ConfigDict, or None: the config
+    recorded with ``checkpoint``, `config_of`) and loads ``checkpoint`` into it, for
+    inference: with ``fold``, frozen BatchNorm is folded
     into the convolutions (`prtr_tf.nn.fold`; the same outputs within float rounding,
     fewer ops in exported graphs; not for a model that trains further). ``precision``:
     'float32' or 'bfloat16' compute (`prtr_tf.nn.precision`; float32 outputs either
@@ -177,18 +226,27 @@ def load_model(config, checkpoint, what="checkpoint", role=None, export_format=N
     (`prtr_tf.models.registry.require`; None: anything); ``config_flag``: the flag that
     gave the config, for messages. A custom config whose annotation files are absent
     takes the keypoint set recorded in the checkpoint's workdir (keypoint_set.json).
-    Returns (model, config, weights file)."""
+    A self-contained model file (``*.keras``) brings its own config and weights.
+    ``force_config``: load with a config that differs from the recorded one (a warning
+    through ``log``). Returns (model, config, weights file)."""
 
     precision = precisions.check(precision, "--precision")
-
-    config, name = config_and_name(config)
+    name = config if isinstance(config, str) else None
+    if config is None:
+        resolve(checkpoint, what)  # the config comes from it: it must exist
+    config = config_of(config, checkpoint, config_flag or "the config", force_config, log)
     label = config_flag or (f"config {name!r}" if name else "the config")
     recorded_set(config, checkpoint)
     kind = registry.require(config, label, what, role=role, export_format=export_format)
     if precision != "float32" and not kind.bfloat16_inference:
         raise ValueError(f"--precision={precision} is not available for the {kind.title} "
                          "(it runs in float32); use --precision=float32")
-    resolve(checkpoint, what)  # a missing or misnamed file fails before the model builds
+    file = resolve(checkpoint, what)  # a missing or misnamed file fails before the build
+    if artifact.is_model_file(file):
+        model, _, info = artifact.load(file, precision=precision, fold=fold)
+        _check_model_file_set(config, info, file, label)
+        artifact.attach(model, config, info)
+        return model, config, file
     with precisions.dtype_policy(precision):
         model = kind.build(config.model)
     file = load_into(model, checkpoint, what, config_flag or name, kind.describe(config))
@@ -196,4 +254,19 @@ def load_model(config, checkpoint, what="checkpoint", role=None, export_format=N
     if fold:
         from prtr_tf.nn.fold import fold_frozen_batchnorm
         fold_frozen_batchnorm(model)
+    artifact.attach(model, config)
     return model, config, file
+
+
+def _check_model_file_set(config, info, file, label):
+    """ValueError when ``config`` names the joints otherwise than the model file."""
+    saved = info.get("keypoint_set")
+    if not saved or not config.model.get("num_joints"):
+        return
+    current = keypoint_sets.metadata(config)
+    for field in keypoint_record.CHECKED:
+        if [list(x) if isinstance(x, (list, tuple)) else x for x in current[field]] != \
+                [list(x) if isinstance(x, (list, tuple)) else x for x in saved[field]]:
+            raise ValueError(f"{label}'s keypoint set differs from the one of {file}: "
+                             f"{field} {current[field]} vs {saved[field]}; drop the config "
+                             "(the file brings its own) or use the one it was trained with")

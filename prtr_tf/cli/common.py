@@ -70,6 +70,15 @@ def _parse_flags(argv):
             message = f"a --config override names an unknown field: {_short(e)}"
     except (TypeError, ValueError, OSError, SyntaxError) as e:
         message = f"{type(e).__name__}: {_short(e)}"
+        not_python = [a.split("=", 1) for a in argv[1:] if a.startswith("--")
+                      and "=" in a and a.split("=", 1)[0].endswith("config")
+                      and os.path.isfile(a.split("=", 1)[1])
+                      and not a.split("=", 1)[1].endswith(".py")]
+        if not_python and isinstance(e, (SyntaxError, ValueError)):
+            flag, path = not_python[0]
+            message = (f"{flag} {path!r} is not a config file (a Python file whose "
+                       "get_config() returns the ConfigDict): a weights or model file goes "
+                       "in --checkpoint or --model")
     print(f"error: {message}\n(run with --help for the flags)", file=sys.stderr)
     sys.exit(2)
 
@@ -77,21 +86,61 @@ def _parse_flags(argv):
 HELP_FLAGS = ("-h", "--help", "--helpshort")
 
 
-def print_help(doc, holders, required=()):
+def print_help(doc, holders, required=(), argv=()):
     """``doc`` and the tool's own flags (absl's text for them), the ``required`` ones
-    marked, on stdout."""
+    marked, on stdout. A default that comes from the config (``config.test.flip_test``,
+    "the detector config's data.test_size") is shown with its value when ``argv``
+    gives that config (``--config=NAME --help``)."""
     from absl import flags
     for name in required:
         flag = flags.FLAGS[name]
         if not flag.help.startswith("(required)"):
             flag.help = f"(required) {flag.help}"
     own = [flags.FLAGS[h.name] for h in holders.values()]
+    configs = _help_configs(argv)
     lines = [(doc or "").rstrip(), "", "flags:"]
     for flag in sorted(own, key=lambda f: f.name):
-        lines.append(flags.text_wrap(_flag_line(flag), indent="    ",
-                                     firstline_indent="  "))
+        lines.append(flags.text_wrap(_with_config_values(_flag_line(flag), configs),
+                                     indent="    ", firstline_indent="  "))
+    if not configs:
+        lines += ["", "Defaults named config.FIELD come from the config: run with "
+                  "--config=NAME --help to see their values."]
     lines += ["", "Try --helpfull to get a list of all flags."]
     print("\n".join(lines))
+
+
+_CONFIG_FIELD = r"(detector config's |config's |config\.)((?:test|model|data)\.\w+)"
+
+
+def _help_configs(argv):
+    """{"config": ConfigDict, "detector_config": ...} of the config flags in ``argv``
+    (files or names); a config that does not load is left out."""
+    found = {}
+    for arg in argv[1:]:
+        for name in ("config", "detector_config"):
+            if arg.startswith(f"--{name}="):
+                try:
+                    from prtr_tf.config import load_config
+                    found[name] = load_config(arg.split("=", 1)[1])
+                except Exception:  # noqa: BLE001 - help goes on without the values
+                    pass
+    return found
+
+
+def _with_config_values(text, configs):
+    """``text`` with "(= VALUE)" after each config field it names, from ``configs``."""
+    import re
+
+    def value(match):
+        config = configs.get("detector_config" if match.group(1).startswith("detector")
+                             else "config")
+        if config is None:
+            return match.group(0)
+        node = config
+        for key in match.group(2).split("."):
+            node = node.get(key) if hasattr(node, "get") else None
+        return match.group(0) if node is None else f"{match.group(0)} (= {node!r})"
+    return re.sub(_CONFIG_FIELD, value, text)
 
 
 def _flag_line(flag):
@@ -100,7 +149,7 @@ def _flag_line(flag):
     text = f"{name}: {flag.help}"
     if default is not None and flag.default != "" and not flag.boolean:
         text += f" (default: {default})"
-    elif flag.boolean:
+    elif flag.boolean and flag.default is not None:  # None: its help says where from
         text += f" (default: {'true' if flag.default else 'false'})"
     return text
 
@@ -128,7 +177,7 @@ def run(define_flags, main, argv=None, doc=None, required=None):
     if set(HELP_FLAGS) & set(argv[1:]):
         if required is None:
             required = getattr(sys.modules[main.__module__], "REQUIRED", ())
-        print_help(doc, holders, required)
+        print_help(doc, holders, required, argv)
         sys.exit(0)
     from prtr_tf.cli import malloc
     malloc.tune()  # before TensorFlow allocates (`prtr_tf.cli.malloc`)
@@ -197,3 +246,62 @@ def note_precision(precision):
         note = bfloat16_note()
         if note:
             print(note, file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------- model files (--model)
+
+MODEL_FLAGS = {  # flag -> (its config flag, its checkpoint flag)
+    "model": ("config", "checkpoint"),
+    "detector": ("detector_config", "detector_checkpoint"),
+}
+
+
+def define_model_flags(detector=False):
+    """``--model`` (and with ``detector`` ``--detector``): a self-contained model file
+    in place of a config + checkpoint pair; ``--force_config``."""
+    from absl import flags
+    f = dict(
+        model=flags.DEFINE_string(
+            "model", None, "A prtr-tf model file (*.keras, from prtr-convert or train.py: "
+            "config, weights and keypoint set in one file) or a training workdir, instead "
+            "of --config and --checkpoint."),
+        force_config=flags.DEFINE_bool(
+            "force_config", False, "Load a model with a --config that differs from the "
+            "config recorded with it (in its .keras file or its workdir's config.json) in "
+            "fields that change its outputs."),
+    )
+    if detector:
+        f["detector"] = flags.DEFINE_string(
+            "detector", None, "A person detector model file (*.keras) or training "
+            "workdir, instead of --detector_config and --detector_checkpoint.")
+    return f
+
+
+def apply_model_flags(v, log=None):
+    """Turns ``--model``/``--detector`` of the flag values ``v`` into their checkpoint
+    flags, and fills a config flag left empty with the config recorded with its
+    checkpoint (a model file's, or its workdir's config.json); a given config that
+    computes differently from the recorded one is an error naming the fields unless
+    ``--force_config`` (`prtr_tf.checkpoints.weights.config_of`)."""
+    from prtr_tf.checkpoints import artifact, weights
+    for flag, (config_flag, checkpoint_flag) in MODEL_FLAGS.items():
+        if not v.get(flag):
+            continue
+        if v.get(checkpoint_flag):
+            raise usage_error(f"give --{flag} or --{checkpoint_flag}, not both")
+        if not os.path.exists(v[flag]):
+            raise usage_error(f"--{flag} {v[flag]!r} does not exist")
+        v[checkpoint_flag] = v[flag]
+    for flag, (config_flag, checkpoint_flag) in MODEL_FLAGS.items():
+        if config_flag not in v or not v.get(checkpoint_flag):
+            continue
+        checkpoint = v[checkpoint_flag]
+        if v[config_flag] is None and artifact.recorded_config(checkpoint)[1] is None:
+            continue  # the tool says that a config is needed
+        v[config_flag] = weights.config_of(v[config_flag], checkpoint, f"--{config_flag}",
+                                           force=v.get("force_config", False), log=log)
+    from prtr_tf.config_checks import validate
+    for config_flag, _ in MODEL_FLAGS.values():  # numeric fields (--config.test.* ...)
+        if v.get(config_flag) is not None:
+            validate(v[config_flag])
+    return v

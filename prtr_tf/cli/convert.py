@@ -1,8 +1,10 @@
-"""``prtr-convert``: converts an official PyTorch checkpoint into Keras weights
+"""``prtr-convert``: converts an official PyTorch checkpoint into a prtr-tf model file
+(``.keras``: config, weights, keypoint set and provenance in one file, with a model
+card ``NAME.md`` beside it) or Keras weights (``.weights.h5``)
 (`prtr_tf.checkpoints.convert`).
 
     prtr-convert --config=coco_res50_384x288 \\
-        --checkpoint=pose_transformer_res50_384x288.pth --output=res50_384x288.weights.h5
+        --checkpoint=pose_transformer_res50_384x288.pth --output=res50_384x288.keras
     prtr-convert --config=configs/detr_r50_person.py \\
         --checkpoint=detr-r50-e632da11.pth --output=detr_person.weights.h5
     prtr-convert --backbone_only --config=coco_res50_384x288 \\
@@ -23,8 +25,12 @@ def define_flags():
             "--config.model.num_queries=...).", lock_config=False),
         checkpoint=flags.DEFINE_string("checkpoint", None, "Official state_dict: .pth or "
                                        ".npz."),
-        output=flags.DEFINE_string("output", None, "Output Keras weights file "
-                                   "(*.weights.h5)."),
+        output=flags.DEFINE_string("output", None, "Output: a model file (*.keras; its "
+                                   "model card *.md is written beside it) or a Keras "
+                                   "weights file (*.weights.h5)."),
+        licence=flags.DEFINE_string("licence", None, "The licence of the source checkpoint "
+                                    "(e.g. 'Apache-2.0, facebookresearch/detr'), recorded "
+                                    "in a .keras file's provenance and card."),
         overwrite=flags.DEFINE_bool("overwrite", False, "Replace --output if it exists."),
         backbone_only=flags.DEFINE_bool(
             "backbone_only", False, "--checkpoint is an ImageNet classification checkpoint "
@@ -45,13 +51,15 @@ def main(argv, f):
     try:
         if v["backbone_only"]:
             _, report = convert_backbone(v["config"], v["checkpoint"], v["output"],
-                                         v["overwrite"])
+                                         v["overwrite"], licence=v["licence"])
             print(report.summary())
         else:
-            convert(v["config"], v["checkpoint"], v["output"], v["overwrite"])
+            convert(v["config"], v["checkpoint"], v["output"], v["overwrite"],
+                    licence=v["licence"])
     except ImportError as e:  # torch missing for a .pth
         raise common.UserError(str(e)) from e
-    print(f"wrote {v['output']}")
+    card = v["output"][:-len(".keras")] + ".md" if v["output"].endswith(".keras") else None
+    print(f"wrote {v['output']}" + (f" and its model card {card}" if card else ""))
     return 0
 
 

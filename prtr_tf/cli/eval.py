@@ -1,14 +1,19 @@
 """Evaluates a trained PRTR model: COCO OKS AP/AR or MPII PCKh@0.5 for keypoint models,
 COCO person box AP for a DETR person detector.
 
+    prtr-eval --model=res50_384x288.keras --det_json=COCO_val2017_detr_detections.json
     prtr-eval --config=coco_res50_384x288 --checkpoint=res50_384x288.weights.h5 \\
         --det_json=COCO_val2017_detr_detections.json
     python eval.py --config=configs/synthetic_tiny.py --checkpoint=runs/demo --use_gt_bbox
     python eval.py --config=configs/e2e_r50_coco.py --checkpoint=runs/e2e_r50
     python eval.py --config=configs/synthetic_detector_tiny.py --checkpoint=runs/det
 
---checkpoint is a Keras weights file (*.weights.h5, e.g. from prtr-convert) or a
-training workdir (its best.weights.h5, else last.weights.h5). An end-to-end config
+--model is a prtr-tf model file (*.keras, from prtr-convert or train.py) or a training
+workdir: no --config is needed (the recorded one is used; data paths as recorded: give
+--config with --config.data.* overrides to read the data elsewhere, it must compute as
+the recorded one). --checkpoint is a Keras weights file (*.weights.h5, e.g. from
+prtr-convert), a model file or a training workdir (its best.weights.h5, else
+last.weights.h5). An end-to-end config
 is evaluated with the persons the model itself detects: the box flags, the flip test
 and --gt_mat do not apply (nor to a detector). COCO results (keypoints, or the
 detector's boxes in the format of --det_json) are written as a COCO results JSON
@@ -16,7 +21,7 @@ detector's boxes in the format of --det_json) are written as a COCO results JSON
 """
 from prtr_tf.cli import common
 
-REQUIRED = ("config", "checkpoint")  # marked in --help
+REQUIRED = ()  # --model, or --config and --checkpoint (said in the flags' help)
 
 
 def define_flags():
@@ -24,9 +29,10 @@ def define_flags():
     from ml_collections import config_flags
     return dict(
         config=config_flags.DEFINE_config_file(
-            "config", None, "Config file or name in configs/.", lock_config=False),
-        checkpoint=flags.DEFINE_string("checkpoint", None,
-                                       "*.weights.h5 file, or a training workdir."),
+            "config", None, "Config file or name in configs/ (with --checkpoint; optional "
+        "with --model).", lock_config=False),
+        checkpoint=flags.DEFINE_string("checkpoint", None, "*.weights.h5 file, model file "
+                                       "(*.keras) or training workdir."),
         use_gt_bbox=flags.DEFINE_bool(
             "use_gt_bbox", None, "Keypoint model: crop ground-truth person boxes (default: "
             "config.test.use_gt_bbox unless --det_json is given)."),
@@ -43,6 +49,7 @@ def define_flags():
                                    "is kept unless --overwrite."),
         overwrite=flags.DEFINE_bool("overwrite", False, "Replace an existing --output."),
         precision=common.define_precision_flag(),
+        **common.define_model_flags(),
     )
 
 
@@ -54,8 +61,9 @@ def main(argv, f):
     if len(argv) > 1:
         raise common.usage_error(f"unexpected arguments: {argv[1:]}")
     v = common.values(f)
+    common.apply_model_flags(v, log=print)
     if v["config"] is None or not v["checkpoint"]:
-        raise common.usage_error("--config and --checkpoint are required")
+        raise common.usage_error("--model, or --config and --checkpoint, are required")
     if v["use_gt_bbox"] and v["det_json"]:
         raise common.usage_error("--use_gt_bbox and --det_json exclude each other")
     for name in ("det_json", "gt_mat"):
@@ -71,7 +79,8 @@ def main(argv, f):
     if v["output"]:  # checked before the model is built and the split evaluated
         from prtr_tf.files.outputs import check_output
         check_output(v["output"], "--output", v["overwrite"],
-                     inputs=[("--checkpoint", v["checkpoint"]), ("--det_json", v["det_json"]),
+                     inputs=[("--checkpoint", v["checkpoint"]), ("--model", v["model"]),
+                             ("--det_json", v["det_json"]),
                              ("--gt_mat", v["gt_mat"])])
     common.note_precision(v["precision"])
     scores, table, weights_file, results = evaluate_checkpoint(

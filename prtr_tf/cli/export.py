@@ -97,8 +97,8 @@ does not convert. A failed conversion writes no --output.
 
 _DETECTOR_FLAGS = ("detector_config", "detector_checkpoint")
 # Marked in each format's --help (checked by `_required` when it runs).
-REQUIRED = {"saved_model": ("config", "checkpoint", "output"), "tflite": ("config", "output"),
-            "onnx": ("saved_model", "output")}
+REQUIRED = {"saved_model": ("output",), "tflite": ("output",),
+            "onnx": ("saved_model", "output")}  # and --model or --config (said in the help)
 
 
 def _no_arguments(argv):
@@ -119,6 +119,7 @@ def _required(v, *names):
 def define_saved_model_flags():
     from absl import flags
     from ml_collections import config_flags
+    from prtr_tf.serving.defaults import PERSON_SCORE_THRESHOLD  # light: no TensorFlow
     return dict(
         config=config_flags.DEFINE_config_file(
             "config", None, "Keypoint config, or end-to-end config (file or name in "
@@ -133,8 +134,10 @@ def define_saved_model_flags():
                                                 "Detector weights (.weights.h5) or a "
                                                 "training workdir; two-stage models only."),
         output=flags.DEFINE_string("output", None, "SavedModel directory to write."),
-        score_threshold=flags.DEFINE_float("score_threshold", 0.5,
-                                           "Minimum P(person) of a detected box (>=)."),
+        score_threshold=flags.DEFINE_float(
+            "score_threshold", PERSON_SCORE_THRESHOLD, "Minimum P(person) of a detected "
+            "box (>=); the default is every prediction path's (prtr_tf.serving.defaults), "
+            "recorded in the export's metadata."),
         max_persons=flags.DEFINE_integer("max_persons", None, "At most this many boxes per "
                                          "image (best first; default 20; end-to-end: the "
                                          "config's model.max_persons).", lower_bound=1),
@@ -147,7 +150,17 @@ def define_saved_model_flags():
                                           "to the rounding of a few pixels)."),
         overwrite=flags.DEFINE_bool("overwrite", False, "Replace an existing --output."),
         precision=common.define_precision_flag(),
+        **common.define_model_flags(detector=True),
     )
+
+
+def _model_flags(v, needs_checkpoint=True):
+    """--model/--detector into their config and checkpoint flags
+    (`prtr_tf.cli.common.apply_model_flags`); a usage error without a model."""
+    common.apply_model_flags(v, log=print)
+    if v["config"] is None or (needs_checkpoint and not v["checkpoint"]):
+        raise common.usage_error("the model is needed: --model (a .keras model file or a "
+                                 "training workdir), or --config and --checkpoint")
 
 
 def _check_detector_flags(kind, v):
@@ -155,8 +168,9 @@ def _check_detector_flags(kind, v):
         return  # weights.load_model says what is wrong with the config
     given = [n for n in _DETECTOR_FLAGS if v[n] is not None]
     if kind.needs_detector and len(given) < len(_DETECTOR_FLAGS):
-        raise common.usage_error(f"a {kind.title} export needs --detector_config and "
-                                 "--detector_checkpoint (the person detector)")
+        raise common.usage_error(f"a {kind.title} export needs the person detector: "
+                                 "--detector (a .keras model file or a training workdir), "
+                                 "or --detector_config and --detector_checkpoint")
     if not kind.needs_detector and given:
         raise common.usage_error(f"--{given[0]} does not apply to {kind.title} configs "
                                  "(the model detects the persons itself)")
@@ -178,7 +192,8 @@ def main_saved_model(argv, f):
 
     _no_arguments(argv)
     v = common.values(f)
-    _required(v, "config", "checkpoint", "output")
+    _required(v, "output")
+    _model_flags(v)
     common.check_number(v["score_threshold"], "score_threshold", 0.0, 1.0)
     weights.recorded_set(v["config"], v["checkpoint"])  # a custom set without data flags
     kind = registry.get(v["config"])
@@ -236,6 +251,7 @@ def define_tflite_flags():
                                    "detector_{q}.tflite and their .json; existing ones are "
                                    "kept unless --overwrite)."),
         overwrite=flags.DEFINE_bool("overwrite", False, "Replace existing .tflite files."),
+        **common.define_model_flags(detector=True),
         quantization=flags.DEFINE_list("quantization", ["fp32"], "Comma-separated: fp32, "
                                        "fp16, int8 (dynamic range), int8_full (calibrated "
                                        "int8 activations)."),
@@ -295,7 +311,8 @@ def main_tflite(argv, f):
 
     _no_arguments(argv)
     v = common.values(f)
-    _required(v, "config", "output")
+    _required(v, "output")
+    _model_flags(v, needs_checkpoint=False)
     quants = [q.strip() for q in v["quantization"]]
     bad = [q for q in quants if q not in tflite.QUANTIZATIONS]
     if bad:

@@ -1,6 +1,8 @@
 """``predict.py``: PRTR pose estimation on images, videos, webcams and streams: writes
 annotated images / videos, per-frame JSON Lines and a results JSON.
 
+    python predict.py --source=photos/ --output=out/ --model=res50_384x288.keras \\
+        --detector=detr_person.keras
     python predict.py --source=photos/ --output=out/ \\
         --config=configs/coco_res50_384x288.py --checkpoint=res50_384x288.weights.h5 \\
         --detector_config=configs/detr_r50_person.py --detector_checkpoint=detr.weights.h5
@@ -11,9 +13,10 @@ annotated images / videos, per-frame JSON Lines and a results JSON.
         --detector_tflite=detector_fp32.tflite      # or --boxes_json / --detector_config+checkpoint
 
 Three ways to run the keypoint model, one per run:
-  * --config + --checkpoint: the Keras model (`prtr_tf.serving.estimator.PoseEstimator`); an
+  * --model FILE.keras (a model file from prtr-convert or train.py: no --config; a
+    training workdir works too), or --config + --checkpoint: the Keras model (`prtr_tf.serving.estimator.PoseEstimator`); an
     end-to-end config (configs/e2e_*.py) finds the persons itself (no box source;
-    --box_thr is its P(person) threshold, default 0.5);
+    --box_thr is its P(person) threshold, default 0.4, prtr_tf.serving.defaults);
   * --saved_model DIR: a SavedModel from export/to_saved_model.py, whose serving_default
     holds the detector and the whole pipeline (box threshold, person cap and flip test
     fixed at export; no --config, --boxes_json, detector flags, --box_thr or
@@ -25,7 +28,7 @@ Three ways to run the keypoint model, one per run:
     and flip test are read from the file's metadata (--flip_test must agree with it),
     --config is optional (its test thresholds are then used, after checking it matches
     the file). Boxes from --boxes_json, --detector_config + --detector_checkpoint or a
-    detector .tflite (--detector_tflite; box threshold default 0.5).
+    detector .tflite (--detector_tflite; box threshold default 0.4, as every detector).
 
 --source: an image file, a folder (its files, not recursive; hidden files
 skipped), a glob pattern (quote it), a video file (.mp4, .avi, .mov, .mkv,
@@ -66,8 +69,10 @@ the top-level JSON type):
     matches the file whose name stem is that number (000000000785.jpg <-> 785)
     or equals it as a string.
 Boxes are in the original image's pixels (after EXIF rotation). A file without
-boxes gets no persons. --checkpoint / --detector_checkpoint: a *.weights.h5 file
-or a training workdir (its best.weights.h5, else last.weights.h5).
+boxes gets no persons. --checkpoint / --detector_checkpoint: a *.weights.h5 file, a
+model file (*.keras) or a training workdir (its best.weights.h5, else last.weights.h5);
+--config / --detector_config may then be left out (the config recorded with it is
+used; a given one that computes differently is refused unless --force_config).
 
 Output (--output DIR): one annotated image per input image (<stem>_pose.jpg), and
 results.json: a list of {"file", "width", "height", "annotated", "persons": [{"box"
@@ -140,8 +145,10 @@ def define_flags():
         "kpt_thr", 0.3, "Joints scoring below this are drawn faint (all are in results.json).")
     f["box_thr"] = flags.DEFINE_float(
         "box_thr", None, "Minimum person box score (detector or --boxes_json) for a box to "
-        "be used; default: the detector config's test.score_thre for detections and the "
-        "keypoint config's test.image_thre for boxes.")
+        "be used; default 0.4 for detected persons (Keras or .tflite detector, end-to-end "
+        "model: prtr_tf.serving.defaults.PERSON_SCORE_THRESHOLD, the exports' default "
+        "too; --track: --track_low_thr) and the keypoint config's test.image_thre for "
+        "--boxes_json boxes.")
     f["flip_test"] = flags.DEFINE_bool(
         "flip_test", None, "Average with the mirrored crop (default: config.test.flip_test).")
     f["max_side"] = flags.DEFINE_integer(
@@ -188,6 +195,7 @@ def define_flags():
         "show", False, "Videos: show the annotated frames in a window (needs a display and "
         "OpenCV; skipped with a note otherwise).")
     f["precision"] = common.define_precision_flag()
+    f.update(common.define_model_flags(detector=True))
     f["saved_model"] = flags.DEFINE_string(
         "saved_model", None, "A SavedModel folder from export/to_saved_model.py (detector + "
         "pipeline inside), instead of --config/--checkpoint and the box flags.")
@@ -252,8 +260,8 @@ def _check_flags(v):
         raise usage_error("give either --tflite (a keypoint .tflite) or --checkpoint (Keras "
                           "weights), not both")
     if not v["tflite"] and (v["config"] is None or not v["checkpoint"]):
-        raise usage_error("the keypoint model is needed: --config and --checkpoint, or --tflite, "
-                          "or --saved_model")
+        raise usage_error("the keypoint model is needed: --model (a .keras model file), "
+                          "--config and --checkpoint, --tflite, or --saved_model")
     if v["detector_tflite"] and not v["tflite"]:
         raise usage_error("--detector_tflite goes with --tflite; with --checkpoint use "
                           "--detector_config + --detector_checkpoint")
@@ -264,7 +272,8 @@ def _check_flags(v):
     if len(sources) > 1:
         raise usage_error(f"give one source of person boxes, not {' and '.join(sources)}")
     if not sources:
-        raise usage_error("person boxes are needed: --detector_config and --detector_checkpoint, "
+        raise usage_error("person boxes are needed: --detector (a .keras model file), "
+                          "--detector_config and --detector_checkpoint, "
                           + ("--detector_tflite, " if v["tflite"] else "") + "or --boxes_json")
     if has_det_keras and not (v["detector_config"] is not None and v["detector_checkpoint"]):
         raise usage_error("--detector_config and --detector_checkpoint go together")
@@ -350,6 +359,7 @@ def main(argv, flags):
     if 0 < v["max_side"] < 32:
         raise usage_error(f"--max_side={v['max_side']}: 0 (no limit) or at least 32 pixels "
                           "(smaller images hold no person a model can find)")
+    common.apply_model_flags(v, log=print)
     _check_flags(v)
     if v["max_side"] < 0 or v["max_frames"] < 0:
         raise usage_error("--max_side and --max_frames must be >= 0")
@@ -357,7 +367,8 @@ def main(argv, flags):
     # that holds files is kept unless --overwrite, and no input is the output.
     from prtr_tf.files.outputs import check_output
     check_output(v["output"], "--output", v["overwrite"], folder=True, inputs=[
-        (f"--{k}", v[k]) for k in ("source", "checkpoint", "detector_checkpoint",
+        (f"--{k}", v[k]) for k in ("source", "model", "detector", "checkpoint",
+                                   "detector_checkpoint",
                                    "saved_model", "tflite", "detector_tflite", "boxes_json")
         if isinstance(v[k], str)])
     if v["max_pixels"] is not None:

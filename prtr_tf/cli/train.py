@@ -49,6 +49,8 @@ def main(argv, f):
     if v["config"] is None or not v["workdir"]:
         raise common.usage_error("--config and --workdir are required")
     max_steps = common.check_number(v["max_steps"], "max_steps", 1, integer=True)
+    from prtr_tf.config_checks import validate
+    validate(v["config"])  # numeric fields finite and in range: a usage error otherwise
     from prtr_tf.training.trainer import train
     try:
         train(v["config"], v["workdir"], strategy=v["strategy"],

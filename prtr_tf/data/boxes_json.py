@@ -8,7 +8,8 @@
   matches the file whose name stem is that number (000000000785.jpg <-> 785) or
   equals it as a string.
 
-Boxes are in the original image's pixels (after EXIF rotation).
+Boxes are in the original image's pixels (after EXIF rotation). predict clips them to
+the image and refuses a file with a box outside it (`fit_boxes_to_image`).
 """
 import os
 
@@ -66,3 +67,28 @@ def load_boxes_json(path):
         boxes = np.asarray(found[0], np.float64).reshape(-1, 4)
         return boxes, np.asarray(found[1], np.float64).reshape(-1)
     return boxes_for
+
+
+def fit_boxes_to_image(boxes, width, height, file, label="--boxes_json box"):
+    """Boxes xywh (N, 4) in a ``width`` x ``height`` image's pixels -> (the boxes clipped
+    to the image, how many were clipped). A box with no overlap with the image (e.g. at
+    x = 5000 in a 640-wide image) is a ValueError naming it and ``file``: a person
+    outside the image is not predicted. Boxes that are not finite with w, h > 0 are
+    passed on unchanged (the estimator refuses them, naming the box)."""
+    boxes = np.array(boxes, np.float64).reshape(-1, 4)
+    valid = np.all(np.isfinite(boxes), axis=1) & (boxes[:, 2] > 0) & (boxes[:, 3] > 0)
+    x1, y1 = boxes[:, 0], boxes[:, 1]
+    x2, y2 = x1 + boxes[:, 2], y1 + boxes[:, 3]
+    cx1, cy1 = np.clip(x1, 0, width), np.clip(y1, 0, height)
+    cx2, cy2 = np.clip(x2, 0, width), np.clip(y2, 0, height)
+    outside = np.where(valid & ((cx2 <= cx1) | (cy2 <= cy1)))[0]
+    if len(outside):
+        i = outside[0]
+        box = [round(float(v), 2) for v in boxes[i]]
+        raise ValueError(f"{label} #{i} {box} of {os.path.basename(file)} lies "
+                         f"outside the {width}x{height} image ({len(outside)} such box(es)): "
+                         "boxes are [x, y, w, h] in the original image's pixels; fix or "
+                         "drop the box")
+    clipped = valid & ((cx1 != x1) | (cy1 != y1) | (cx2 != x2) | (cy2 != y2))
+    fitted = np.stack([cx1, cy1, cx2 - cx1, cy2 - cy1], axis=1)
+    return np.where(valid[:, None], fitted, boxes), int(clipped.sum())

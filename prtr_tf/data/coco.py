@@ -218,7 +218,8 @@ def load_coco_keypoints(ann_file, image_dir, image_size_hw, num_joints=17,
 
 def load_coco_detections(det_file, ann_file, image_dir, image_size_hw, num_joints=17,
                          image_thre=0.0, pixel_std=PIXEL_STD, padding=BOX_PADDING,
-                         skip_bad=True, skip_counter=None, category_ids=(PERSON_CATEGORY,)):
+                         skip_bad=True, skip_counter=None, category_ids=(PERSON_CATEGORY,),
+                         split=None):
     """Test records from a COCO results list of detections (HRNet
     ``_load_coco_person_detection_results``).
 
@@ -228,7 +229,11 @@ def load_coco_detections(det_file, ann_file, image_dir, image_size_hw, num_joint
     Bad entries (missing field, image id not in ``ann_file``, non-positive or non-finite
     width/height, non-finite score) are counted skips with a warning naming the file,
     the index and the field, or a ValueError with ``skip_bad=False``. ``ann_id`` is
-    the index of the detection in the file; joints are zeros.
+    the index of the detection in the file; joints are zeros. With ``split`` (the name
+    of the split ``ann_file`` holds, as eval gives it), any detection whose image id is
+    not an image of ``ann_file`` is a ValueError naming how many and a few
+    (`check_detection_image_ids`): detections of one split scored against another's
+    ground truth.
     """
     dets, name = _load_json(det_file)
     if not isinstance(dets, list):
@@ -236,6 +241,8 @@ def load_coco_detections(det_file, ann_file, image_dir, image_size_hw, num_joint
                          f"{type(dets).__name__}")
     data, ann_name = _load_json(ann_file)
     images = _image_table(data, ann_name, skip_bad, skip_counter)
+    if split is not None:
+        check_detection_image_ids(dets, images, name, f"the {split} split ({ann_name})")
     aspect_ratio = image_size_hw[1] / image_size_hw[0]
     records = []
     for index, det in enumerate(dets):
@@ -272,3 +279,21 @@ def load_coco_detections(det_file, ann_file, image_dir, image_size_hw, num_joint
                             box_score=float(score[0]), ann_id=index,
                             category_id=int(det["category_id"])))
     return records
+
+
+def check_detection_image_ids(dets, images, name, where):
+    """A ValueError unless the image id of every detection in ``dets`` (a COCO results
+    list, file ``name``) is a key of ``images``, the images of ``where`` (e.g. "the val
+    split (FILE)"): the message counts the ids that are not, with a few examples."""
+    ids = {det["image_id"] for det in dets if isinstance(det, dict) and "image_id" in det}
+    unknown = sorted((i for i in ids if i not in images), key=str)
+    if not unknown:
+        return
+    examples = ", ".join(repr(i) for i in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+    which = ("none of" if len(unknown) == len(ids)
+             else f"{len(unknown)} of")
+    raise ValueError(
+        f"detections {name}: {which} the {len(ids)} image ids it holds are images of "
+        f"{where} (not there: {examples}): detections of another split or dataset are not "
+        "scored against this ground truth; give the detections of this split's images "
+        "(or evaluate the split they were made on)")

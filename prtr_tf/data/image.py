@@ -25,17 +25,41 @@ def decode_image(path):
     return decode_bytes(tf.io.read_file(path))
 
 
+TWELVE_BIT_MAX = 4095  # a 16-bit image whose maximum is <= this holds 12-bit data
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _is_png16(raw):
+    """Whether ``raw`` is a PNG of bit depth 16 (the IHDR chunk's bit-depth byte, at
+    offset 24 of every PNG, is 16)."""
+    padded = tf.strings.join([raw, tf.constant(b"\0" * 25)])  # short files: no error
+    return tf.logical_and(tf.equal(tf.strings.substr(padded, 0, 8), _PNG_SIGNATURE),
+                          tf.equal(tf.strings.substr(padded, 24, 1), b"\x10"))
+
+
+def _decode_png16(raw):
+    """A 16-bit PNG -> (h, w, 3) uint8: values / 65535, or / 4095 when the image's
+    maximum is <= 4095 (12-bit data stored in 16 bits; `decode_bytes`)."""
+    values = tf.cast(tf.io.decode_png(raw, channels=3, dtype=tf.uint16), tf.float32)
+    full = tf.where(tf.reduce_max(values) <= TWELVE_BIT_MAX, float(TWELVE_BIT_MAX), 65535.0)
+    return tf.cast(tf.clip_by_value(tf.round(values * (255.0 / full)), 0.0, 255.0), tf.uint8)
+
+
 def decode_bytes(raw):
     """Encoded image bytes (string scalar) -> (h, w, 3) uint8 RGB, in-graph.
 
     JPEGs use the accurate integer DCT (as libjpeg's default in cv2 and PIL; TF's
     default fast DCT moves pixel values by a few levels); other formats go through
     ``tf.io.decode_image`` (first frame). EXIF orientation is ignored, as in HRNet.
+    16-bit PNGs are scaled by 255/65535, except that one whose maximum value is <= 4095
+    is read as 12-bit data (scaled by 255/4095; divided by 65535 it would be near black),
+    the rule of `prtr_tf.inference.media` (predict's reader) too.
     """
-    image = tf.cond(
-        tf.io.is_jpeg(raw),
-        lambda: tf.io.decode_jpeg(raw, channels=3, dct_method="INTEGER_ACCURATE"),
-        lambda: tf.io.decode_image(raw, channels=3, expand_animations=False))
+    image = tf.case([
+        (tf.io.is_jpeg(raw),
+         lambda: tf.io.decode_jpeg(raw, channels=3, dct_method="INTEGER_ACCURATE")),
+        (_is_png16(raw), lambda: _decode_png16(raw))],
+        default=lambda: tf.io.decode_image(raw, channels=3, expand_animations=False))
     image.set_shape([None, None, 3])
     return image
 

@@ -49,7 +49,8 @@ def split_files(config, split):
 
 
 def load_records(config, split, det_json=None, skip_counter=None):
-    """Person records of ``split``; with ``det_json``, test records from detections."""
+    """Person records of ``split``; with ``det_json``, test records from detections
+    (every detection's image id must be an image of ``split``: a ValueError otherwise)."""
     ann, images = split_files(config, split)
     data, model = config.data, config.model
     skip = bool(data.skip_bad_samples)
@@ -61,6 +62,30 @@ def load_records(config, split, det_json=None, skip_counter=None):
     if det_json:
         return load_coco_detections(det_json, ann, images, model.image_size, model.num_joints,
                                     image_thre=config.test.image_thre, skip_bad=skip,
-                                    skip_counter=skip_counter, category_ids=cats)
+                                    skip_counter=skip_counter, category_ids=cats,
+                                    split=split)
     return load_coco_keypoints(ann, images, model.image_size, model.num_joints, skip_bad=skip,
                                skip_counter=skip_counter, category_ids=cats)
+
+
+def check_image_files(config, records, split="train", shown=3):
+    """A FileNotFoundError unless the image file of every record of ``split`` exists
+    (one ``os.path.exists`` per file, before any pipeline is built): it names how many
+    of the split's files are missing, the first ``shown`` and the ``config.data``
+    fields that point there. Even a few missing files are an error (training skips
+    undecodable files, `config.data.skip_bad_samples`, but a missing one means a
+    wrong folder or an incomplete copy: fix the data, or drop their annotations)."""
+    paths = sorted({os.fspath(r["image_path"]) for r in records})
+    missing = [p for p in paths if not os.path.exists(p)]
+    if not missing:
+        return
+    data = config.data
+    folder = os.path.join(data.root, data[f"{split}_images"])
+    where = ("the image folder does not exist" if not os.path.isdir(folder)
+             else "the image folder exists")
+    raise FileNotFoundError(
+        f"{len(missing)} of the {len(paths)} image files of the {split} split are missing "
+        f"(e.g. {', '.join(missing[:shown])}); {where}: {folder} (config.data.root="
+        f"{data.root!r}, config.data.{split}_images={data[f'{split}_images']!r}, listed in "
+        f"config.data.{split}_ann={data[f'{split}_ann']!r}). Point config.data.root and "
+        f"config.data.{split}_images at the folder of the images, or complete the copy")

@@ -3,6 +3,7 @@ import os
 import sys
 
 from prtr_tf.checkpoints import weights
+from prtr_tf.config_checks import validate
 from prtr_tf.models import registry
 
 
@@ -18,9 +19,11 @@ def evaluate_checkpoint(config, checkpoint, split="val", results_path=None, stre
     (any kind) and evaluates it on ``split`` with the kind's metric: keypoint AP (MPII:
     PCKh) for the keypoint Transformer and the end-to-end PRTR, person box AP for the
     detector, computing in ``precision`` (`prtr_tf.nn.precision`). ``options``: the
-    kind's ``eval_options`` (e.g. ``det_json``); others are a ValueError. Returns
+    kind's ``eval_options`` (e.g. ``det_json``); others are a ValueError, as is a numeric
+    config field out of range (`prtr_tf.config_checks.validate`). Returns
     (scores, the metrics table, weights file, results path)."""
 
+    validate(config)  # numeric fields (thresholds, batch size) finite and in range
     kind = registry.get(config)
     unknown = sorted(k for k, v in options.items() if v is not None
                      and k not in kind.eval_options)

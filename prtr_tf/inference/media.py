@@ -2,6 +2,12 @@
 uint8 (any Pillow mode, EXIF orientation applied, optional downscaling). Videos,
 webcams, streams and image sequences are read by `prtr_tf.inference.video` (PyAV).
 
+16-bit images (Pillow modes ``I;16*`` and ``I``) are scaled by 255/65535, except that
+one whose maximum value is <= 4095 is read as 12-bit data (medical and machine-vision
+cameras store 12 bits in 16-bit PNG/TIFF) and scaled by 255/4095: divided by 65535 it
+would be near black. (A genuine 16-bit image that dark is brightened by 16x.)
+`prtr_tf.data.image.decode_bytes` applies the same rule in the input pipelines.
+
 Files that cannot be used raise `InputError`, whose message is the reason shown to the
 user (the caller reports it and goes on with the other files).
 """
@@ -16,6 +22,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg",
                     ".wmv", ".flv", ".3gp")
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+TWELVE_BIT_MAX = 4095  # a 16-bit image whose maximum is <= this holds 12-bit data
 
 
 class InputError(Exception):
@@ -49,6 +56,9 @@ def to_rgb_uint8(img):
             low, high = values.min(), values.max()
             values = (values - low) * (255.0 / max(high - low, 1.0))
             notes.append("32-bit integer image min-max scaled to 8 bits")
+        elif values.size and values.max() <= TWELVE_BIT_MAX:  # 12-bit data (module doc)
+            values = values * (255.0 / TWELVE_BIT_MAX)
+            notes.append("16-bit image with values <= 4095 read as 12-bit, scaled to 8 bits")
         else:
             values = values * (255.0 / 65535.0)
             notes.append("16-bit image scaled to 8 bits")

@@ -20,6 +20,7 @@ import time
 
 import numpy as np
 
+from prtr_tf.data.boxes_json import fit_boxes_to_image
 from prtr_tf.drawing import visualize
 from prtr_tf.files.atomic import atomic_output
 from prtr_tf.inference.media import VIDEO_EXTENSIONS, InputError, load_image
@@ -79,7 +80,9 @@ def predict_files(estimator, files, output, keypoint_set=None, boxes_for=None, k
         drawing: the config's, or an export's metadata) or None (joints only).
       boxes_for: file path -> (boxes xywh (N, 4), scores (N,)) in original pixels or
         None (`prtr_tf.data.boxes_json.load_boxes_json`); None: the estimator finds the
-        persons (videos always need that).
+        persons (videos always need that). Boxes are clipped to the image; a file
+        with a box outside it fails, the box named
+        (`prtr_tf.data.boxes_json.fit_boxes_to_image`).
       kpt_thr: joints scoring below it are drawn faint (all are in results.json).
       max_side: images with a longer side are downscaled to it (0: never).
       max_frames: videos: at most this many frames (0: all).
@@ -149,6 +152,13 @@ def predict_files(estimator, files, output, keypoint_set=None, boxes_for=None, k
                 if boxes is None:
                     notes.append("no boxes for this file in --boxes_json")
                     boxes = (np.zeros((0, 4)), np.zeros((0,)))
+                try:
+                    fitted, clipped = fit_boxes_to_image(boxes[0], width, height, path)
+                except ValueError as e:  # a box outside the image: this file fails
+                    raise InputError(str(e)) from e
+                if clipped:
+                    notes.append(f"{clipped} --boxes_json box(es) clipped to the image")
+                boxes = (fitted, boxes[1])
             found = run(rgb, scale, boxes)
             out_name = names(path, "_pose.jpg")
             save_drawing(rgb, found, out_name)
@@ -173,7 +183,10 @@ def predict_files(estimator, files, output, keypoint_set=None, boxes_for=None, k
     elif os.path.exists(failures_path):
         os.remove(failures_path)
     done = total - len(failures)
-    print(f"processed {done}/{total} files; results: {results_path}")
+    from prtr_tf.serving.defaults import person_threshold
+    threshold = person_threshold(estimator)
+    print(f"processed {done}/{total} files; person score threshold "
+          f"{'unknown' if threshold is None else f'{threshold:g}'}; results: {results_path}")
     if failures:
         print(f"{len(failures)} file(s) failed:", file=sys.stderr)
         for fail in failures:

@@ -28,6 +28,7 @@ from prtr_tf.data.image import normalization
 from prtr_tf.data import keypoint_sets
 from prtr_tf.data.keypoint_sets import DATASETS
 from prtr_tf.models.keypoint.predict import crop_to_image
+from prtr_tf.serving import defaults
 from prtr_tf.serving.estimator import PoseEstimator
 from prtr_tf.checkpoints import weights
 from prtr_tf.models import registry
@@ -38,8 +39,8 @@ from prtr_tf.models.detector.data import unnormalize_boxes
 # used for .tflite files whose metadata predates the "postprocess" entry.
 _DEFAULT_POSTPROCESS = {"image_thre": 0.0, "in_vis_thre": 0.2, "oks_thre": 0.9,
                         "box_padding": 1.25}
-# `prtr_tf.models.keypoint.serving.DEFAULT_SCORE_THRESHOLD`: the detector .tflite carries no threshold.
-_DEFAULT_DETECTOR_THRESHOLD = 0.5
+# The person threshold of a detector .tflite whose metadata predates "score_threshold".
+_DEFAULT_DETECTOR_THRESHOLD = defaults.PERSON_SCORE_THRESHOLD
 
 
 def _read_tflite_metadata(path, expected_format, what):
@@ -188,15 +189,20 @@ class TFLiteEstimator(PoseEstimator):
 class TFLiteDetector:
     """A detector .tflite (`prtr_tf.export.tflite.convert_detector`): RGB uint8 image ->
     (person boxes [x, y, w, h] pixels (N, 4), scores (N,)) with score >= threshold
-    (default 0.5, as the SavedModel export's), like `DetrPersonDetector`. The image is
-    resized (no padding) to the file's fixed input size and normalised per its metadata.
+    (default: the file's metadata ``score_threshold``, recorded at export from
+    `prtr_tf.serving.defaults.PERSON_SCORE_THRESHOLD`, the default of every prediction
+    path; that constant for files exported before it was recorded), like
+    `DetrPersonDetector`. The image is resized (no padding) to the file's fixed input
+    size and normalised per its metadata.
     """
 
     def __init__(self, path, score_threshold=None, use_xnnpack=True, num_threads=None):
         self.metadata = _read_tflite_metadata(path, "prtr_tf.detector", "--detector_tflite")
         inp = self.metadata["input"]
-        self.threshold = (_DEFAULT_DETECTOR_THRESHOLD if score_threshold is None
-                          else float(score_threshold))
+        if score_threshold is None:
+            score_threshold = self.metadata.get("score_threshold",
+                                                _DEFAULT_DETECTOR_THRESHOLD)
+        self.threshold = float(score_threshold)
         self.runner = tflite.make_interpreter(path, use_xnnpack=use_xnnpack,
                                               num_threads=num_threads).get_signature_runner()
         self.batch = int(inp["shape"][0])
@@ -259,6 +265,21 @@ class SavedModelEstimator:
                              "(export/to_saved_model.py --detector_config ...)")
         self._loaded = loaded  # keeps the variables alive
         self.fn = loaded.signatures["serving_default"]
+        outputs, inputs = self.fn.structured_outputs, self.fn.structured_input_signature[1]
+        missing = [k for k in ("boxes", "scores", "keypoints", "keypoint_scores",
+                               "num_persons") if k not in outputs]
+        if missing or "image" not in inputs:
+            raise ValueError(f"--saved_model {path!r} is not a prtr-tf pose export: its "
+                             f"serving_default takes {sorted(inputs)} and returns "
+                             f"{sorted(outputs)} (a prtr-tf export takes 'image' and returns "
+                             "boxes, scores, keypoints, keypoint_scores, num_persons); "
+                             "write one with prtr-export saved_model")
+        from prtr_tf.serving import metadata
+        meta = metadata.read(path)
+        # The person threshold fixed in the graph at export (None: exported before the
+        # metadata recorded it).
+        self.score_threshold = (None if meta is None or meta.get("score_threshold") is None
+                                else float(meta["score_threshold"]))
         self.has_box_scores = "box_scores" in self.fn.structured_outputs
         if not self.has_box_scores:
             warnings.warn(f"--saved_model {path!r}: serving_default has no 'box_scores' "
@@ -267,11 +288,13 @@ class SavedModelEstimator:
                           "detector's box scores.", stacklevel=2)
 
     @classmethod
-    def from_function(cls, fn):
+    def from_function(cls, fn, score_threshold=None):
         """The same over a concrete function with serving_default's signature and
-        outputs (e.g. `prtr_tf.models.end_to_end.serving.EndToEndServing`'s, not exported)."""
+        outputs (e.g. `prtr_tf.models.end_to_end.serving.EndToEndServing`'s, not exported);
+        ``score_threshold``: the person threshold in ``fn``, when known."""
         self = cls.__new__(cls)
         self._loaded, self.fn = None, fn
+        self.score_threshold = None if score_threshold is None else float(score_threshold)
         self.has_box_scores = "box_scores" in fn.structured_outputs
         return self
 
@@ -315,7 +338,10 @@ def build_estimator(saved_model=None, tflite=None, config=None, checkpoint=None,
       `PoseEstimator` with the detector, or the end-to-end model (no detector).
 
     ``precision``: of the Keras models ('float32' or 'bfloat16', `prtr_tf.nn.precision`;
-    exported models keep theirs). ``box_thr``: minimum box score (default: the detector's, or the configs'); ``flip_test``:
+    exported models keep theirs). ``box_thr``: minimum person score (default: the
+    prediction default `prtr_tf.serving.defaults.PERSON_SCORE_THRESHOLD` for detected
+    persons, for a Keras or .tflite detector and the end-to-end model alike; boxes
+    given per call: the keypoint config's ``test.image_thre``); ``flip_test``:
     None for the config's (a .tflite must agree with its metadata). ``log``: called
     with one line per loaded model (e.g. ``print``). FileNotFoundError for missing
     files, ValueError for models or configs that do not fit.
@@ -345,6 +371,13 @@ def build_estimator(saved_model=None, tflite=None, config=None, checkpoint=None,
         if path:
             weights.resolve(path, what)
     detector = None
+    if detector_checkpoint and detector_config is not None and config is not None:
+        # A custom detector config given without its data flags (an older workdir
+        # records no set) takes the pose model's set: one set of data flags for both.
+        config = weights.config_and_name(config)[0]
+        weights.recorded_set(config, checkpoint)
+        if keypoint_sets.has_own_set(config):
+            keypoint_sets.adopt(detector_config, config, "--config")
     if detector_checkpoint:
         from prtr_tf.models.detector.predict import DetrPersonDetector
         det_model, detector_config, det_file = weights.load_model(
@@ -370,4 +403,8 @@ def build_estimator(saved_model=None, tflite=None, config=None, checkpoint=None,
     log(f"{'keypoint' if kind.needs_detector else 'end-to-end'} model: {file}")
     estimator = kind.estimator(model, config, detector=detector, box_threshold=box_thr,
                                flip_test=flip_test)
+    if not kind.needs_detector and getattr(estimator, "score_threshold", 0) is None:
+        # the end-to-end model's serving function (`EndToEndServing`'s default)
+        estimator.score_threshold = float(defaults.PERSON_SCORE_THRESHOLD if box_thr is None
+                                          else box_thr)
     return estimator, keypoint_sets.of_config(config)

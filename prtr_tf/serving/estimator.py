@@ -44,11 +44,30 @@ def detect_batch(detector, images):
     return [detector(im) for im in images]
 
 
+def _config_of(model, config, name):
+    if config is not None:
+        return config
+    config = getattr(model, "prtr_config", None)
+    if config is None:
+        raise ValueError(f"no config for {name}: give the config it was built with, or load "
+                         "it with prtr_tf.load(path) (a .keras model file or a training "
+                         "workdir), which brings its own")
+    return config
+
+
 class PoseEstimator:
     """Top-down PRTR on whole images (see the module docstring)."""
 
-    def __init__(self, keypoint_model, config, detector=None, flip_test=None,
+    def __init__(self, keypoint_model, config=None, detector=None, flip_test=None,
                  box_threshold=None):
+        """``config``: None for a model from `prtr_tf.load` (its own); ``detector``: a
+        callable image -> (boxes xywh, scores), or a detector model from
+        `prtr_tf.load` (wrapped in `DetrPersonDetector`)."""
+        config = _config_of(keypoint_model, config, "keypoint_model")
+        if detector is not None and hasattr(detector, "prtr_config") and not hasattr(
+                detector, "detect_batch"):
+            from prtr_tf.models.detector.predict import DetrPersonDetector
+            detector = DetrPersonDetector(detector, _config_of(detector, None, "detector"))
         self.model = keypoint_model
         self.config = config
         self.detector = detector
@@ -73,10 +92,16 @@ class PoseEstimator:
 
         self._crops_to_keypoints = crops_to_keypoints
 
-    def _boxes(self, boxes, box_scores):
+    def _boxes(self, boxes, box_scores, image_hw=None):
         """Checked boxes (N, 4) xywh and scores (N,) above the box threshold, with their
-        crop centres (N, 2) and scales (N, 2)."""
+        crop centres (N, 2) and scales (N, 2); with ``image_hw`` the boxes are clipped
+        to the image, and one outside it is a ValueError
+        (`prtr_tf.data.boxes_json.fit_boxes_to_image`)."""
         boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        if image_hw is not None and len(boxes):
+            from prtr_tf.data.boxes_json import fit_boxes_to_image
+            boxes = fit_boxes_to_image(boxes, int(image_hw[1]), int(image_hw[0]),
+                                       "the image", label="box")[0]
         box_scores = (np.ones(len(boxes)) if box_scores is None
                       else np.asarray(box_scores, np.float64).reshape(-1))
         if len(box_scores) != len(boxes):
@@ -112,7 +137,7 @@ class PoseEstimator:
             if self.detector is None:
                 raise ValueError("no person boxes given and no detector configured")
             boxes, box_scores = self.detector(image)
-        boxes, box_scores, centers, scales = self._boxes(boxes, box_scores)
+        boxes, box_scores, centers, scales = self._boxes(boxes, box_scores, image.shape[:2])
         if not len(boxes):
             return []
         batch = int(self.config.test.batch_size)
@@ -161,7 +186,8 @@ class PoseEstimator:
                              else [None] * len(boxes)))
         if len(found) != len(images):
             raise ValueError(f"{len(images)} images but boxes for {len(found)}")
-        per_frame = [self._boxes(b, s) for b, s in found]
+        per_frame = [self._boxes(b, s, images[k].shape[:2])
+                     for k, (b, s) in enumerate(found)]
         frame_ids = np.concatenate([np.full(len(f[0]), k, np.int32)
                                     for k, f in enumerate(per_frame)])
         centers = np.concatenate([f[2] for f in per_frame])

@@ -5,10 +5,12 @@ import tensorflow as tf
 
 from prtr_tf.data import keypoint_sets
 from prtr_tf.data.image import decode_bytes
+from prtr_tf.serving import defaults
 from prtr_tf.serving.inputs import checked_image
 from prtr_tf.serving.ops import RESIZE_MODES
 
-DEFAULT_SCORE_THRESHOLD = 0.5
+# The prediction person threshold (`prtr_tf.serving.defaults`), under its older name.
+DEFAULT_SCORE_THRESHOLD = defaults.PERSON_SCORE_THRESHOLD
 # The image input: declared of unknown rank (see below), documented and given to tf2onnx
 # (`prtr_tf.export.onnx.convert`) as this shape.
 IMAGE_INPUT, IMAGE_SHAPE = "image", (None, None, 3)

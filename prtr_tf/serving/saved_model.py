@@ -8,7 +8,7 @@ from prtr_tf.serving import metadata
 def export_saved_model(serving, output, verbose=False):
     """Writes ``serving``'s functions as a SavedModel (`keras.export.ExportArchive`):
     signatures serving_default (= serve_image), serve_crops, serve_encoded; and the
-    keypoint set's metadata (`prtr_tf.serving.metadata`)."""
+    keypoint set's metadata and person score threshold (`prtr_tf.serving.metadata`)."""
     import keras
 
     archive = keras.export.ExportArchive()
@@ -18,5 +18,5 @@ def export_saved_model(serving, output, verbose=False):
     for name, (fn, signature) in serving.functions().items():
         archive.add_endpoint(name, fn, input_signature=signature)
     archive.write_out(output, verbose=verbose)
-    metadata.write(output, serving.config)
+    metadata.write(output, serving.config, getattr(serving, "score_threshold", None))
     return output

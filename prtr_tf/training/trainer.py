@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from prtr_tf.files import atomic
 from prtr_tf.models import registry
-from prtr_tf.checkpoints import weights
+from prtr_tf.checkpoints import artifact, weights
 from prtr_tf.data.skips import SkipCounter
 from prtr_tf.training.loss_scale import (DEFAULT_GROWTH_STEPS, DEFAULT_INITIAL_SCALE,
                                          DynamicLossScale)
@@ -28,7 +28,7 @@ from prtr_tf.training.strategy import make_strategy
 from prtr_tf.training.progress import Progress
 from prtr_tf.training import keypoint_record
 from prtr_tf.training.workdir import WorkdirLock, check_folder, upsert_csv_row
-from prtr_tf.data.splits import generate_synthetic
+from prtr_tf.data.splits import check_image_files, generate_synthetic
 
 
 # The layers whose outputs are the joint classes (keypoint and end-to-end models).
@@ -78,6 +78,7 @@ class Trainer:
         self.skips = SkipCounter()
         generate_synthetic(config)  # a synthetic config's data, made before it is read
         self.train_records = self.task.load_records("train", self.skips)
+        check_image_files(config, self.train_records)  # one line, not a warning per file
         if len(self.train_records) < t.batch_size:
             raise ValueError(f"{len(self.train_records)} training samples are fewer than one "
                              f"batch (config.train.batch_size={t.batch_size})")
@@ -253,9 +254,15 @@ class Trainer:
 
     def _fit(self, max_steps):
         t = self.config.train
+        where, recorded = artifact.recorded_config(self.workdir)
+        if recorded is not None:  # a resumed run computes as the one it continues
+            artifact.check_same(self.config, recorded, "--config", f"the workdir {where}",
+                                hint="resume with the config it was started with, or "
+                                     "train another configuration into a new --workdir")
         self.restore()
-        if self.chief:  # the joints' meaning, checked when the model is loaded
+        if self.chief:  # the joints' meaning and the config, checked when loaded
             keypoint_record.record(self.workdir, self.config)
+            artifact.record_config(self.workdir, self.config)
         writer = tf.summary.create_file_writer(os.path.join(self.workdir, "tensorboard")) \
             if self.chief else tf.summary.create_noop_writer()
         csv_path = os.path.join(self.workdir, "metrics.csv")
@@ -317,13 +324,13 @@ class Trainer:
                 if metric > float(self.best_metric.numpy()):
                     self.best_metric.assign(metric)
                     if self.chief:
-                        atomic.save_weights(self.model,
-                                            os.path.join(self.workdir, "best.weights.h5"))
+                        self._save_model("best", scores)
                 with writer.as_default(step=row["step"]):
                     for k, v in scores.items():
                         tf.summary.scalar(f"val/{k}", v)
             if self.chief:
-                atomic.save_weights(self.model, os.path.join(self.workdir, "last.weights.h5"))
+                self._save_model("last", {k: v for k, v in row.items()
+                                          if k in (self.task.metric, "AR", "PCKh")})
                 upsert_csv_row(csv_path, row)
             self.epoch.assign(epoch + 1)
             self.step_in_epoch.assign(0)
@@ -343,11 +350,18 @@ class Trainer:
         goes to ``last.weights.h5`` (atomically, as at an epoch's end), so that eval,
         predict and export take the workdir; the next run resumes at the next step."""
         if self.chief:
-            atomic.save_weights(self.model, os.path.join(self.workdir, "last.weights.h5"))
+            self._save_model("last")
         self.log(f"stopped by max_steps at epoch {epoch + 1} step {step}/"
                  f"{self.steps_per_epoch}: wrote last.weights.h5 (the same command resumes "
                  "from the checkpoint)")
         return history
+
+    def _save_model(self, name, metrics=None):
+        """``NAME.weights.h5`` and the self-contained ``NAME.keras`` (+ its card
+        ``NAME.md``, `prtr_tf.checkpoints.artifact`), each written atomically."""
+        atomic.save_weights(self.model, os.path.join(self.workdir, f"{name}.weights.h5"))
+        artifact.save(self.model, self.config, os.path.join(self.workdir, f"{name}.keras"),
+                      tool="train.py", metrics=metrics)
 
     def _note_loss_scale(self, metrics, epoch, step):
         """float16: logs a skipped step (users must see overflows), keeps its non-finite

@@ -157,7 +157,7 @@ def test_train_into_a_busy_workdir(tmp_path):
 
 
 @pytest.mark.parametrize("args,parts", [
-    (["--config=tiny"], ["--config and --checkpoint are required"]),
+    (["--config=tiny"], ["--model, or --config and --checkpoint, are required"]),
     (["--config=tiny", "--checkpoint=x.weights.h5", "--split=test"],
      ["flag --split=test: value should be one of <val|train>"]),
     (["--config=tiny", "--checkpoint=x.weights.h5", "--det_json=DIR/nope.json"],
@@ -287,7 +287,8 @@ def _npz(path):
     (["--config=tiny", "--checkpoint=DIR/weights.safetensors", "--output=DIR/o.weights.h5"], 1,
      ["unsupported checkpoint format '.safetensors' for 'DIR/weights.safetensors'"]),
     (["--config=tiny", "--checkpoint=DIR/ok.npz", "--output=DIR/o.h5"], 1,
-     ["--output 'DIR/o.h5' must end with .weights.h5"]),
+     ["--output 'DIR/o.h5' must end with .keras (a model file) or .weights.h5 (weights "
+      "only)"]),
     (["--config=tiny", "--checkpoint=DIR/ok.npz", "--output=DIR/old.weights.h5"], 1,
      ["--output 'DIR/old.weights.h5' exists; pass --overwrite to replace it"]),
 ], ids=["missing_output", "missing_checkpoint", "unknown_format", "output_suffix",

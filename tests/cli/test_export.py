@@ -42,7 +42,7 @@ def test_cli_help_and_clear_errors(tmp_path):
         [sys.executable, script, "--config=synthetic_tiny",
          f"--checkpoint={tmp_path / 'x.weights.h5'}", f"--output={tmp_path / 'o'}"],
         capture_output=True, text=True, env=ENV, cwd=REPO, timeout=120)
-    assert proc.returncode != 0 and "needs --detector_config and" in proc.stderr
+    assert proc.returncode != 0 and "or --detector_config and --detector_checkpoint" in proc.stderr
     proc = subprocess.run(
         [sys.executable, script, "--config=e2e_tiny", "--detector_config=synthetic_tiny",
          f"--checkpoint={tmp_path / 'x.weights.h5'}", f"--output={tmp_path / 'o'}"],

@@ -11,14 +11,16 @@ import pytest
 BIN = pathlib.Path(sys.executable).parent
 CASES = {
     "prtr-train": (["--config", "--workdir", "--max_steps"], ["config", "workdir"]),
-    "prtr-eval": (["--config", "--checkpoint", "--split", "--output"], ["config", "checkpoint"]),
-    "prtr-predict": (["--source", "--output", "--config", "--saved_model", "--tflite"],
+    "prtr-eval": (["--config", "--checkpoint", "--model", "--split", "--output"], []),
+    "prtr-predict": (["--source", "--output", "--config", "--model", "--detector",
+                      "--saved_model", "--tflite"],
                      ["source", "output"]),
     "prtr-convert": (["--config", "--checkpoint", "--output", "--[no]backbone_only"],
                      ["config", "checkpoint", "output"]),
-    "prtr-export saved_model": (["--config", "--checkpoint", "--detector_config", "--output",
-                                 "--[no]overwrite"], ["config", "checkpoint", "output"]),
-    "prtr-export tflite": (["--config", "--quantization", "--output"], ["config", "output"]),
+    "prtr-export saved_model": (["--config", "--checkpoint", "--model", "--detector",
+                                 "--detector_config", "--output", "--[no]overwrite"],
+                                ["output"]),
+    "prtr-export tflite": (["--config", "--model", "--quantization", "--output"], ["output"]),
     "prtr-export onnx": (["--saved_model", "--output"], ["saved_model", "output"]),
 }
 
@@ -39,6 +41,21 @@ def test_help_exits_0_and_lists_the_flags(command, flag):
     assert out.count("(required)") == len(required)
     # No TensorFlow start-up for help (its banner would be on stderr at log level 0).
     assert "tensorflow" not in proc.stderr.lower(), proc.stderr
+
+
+def test_help_shows_the_values_of_config_defaults_with_a_config():
+    """Defaults that come from the config are named (config.test.flip_test); with
+    --config=NAME --help their values are shown; without, help says how to see them."""
+    with_config = subprocess.run([str(BIN / "prtr-eval"), "--config=synthetic_tiny",
+                                  "--help"], capture_output=True, text=True, timeout=120)
+    assert with_config.returncode == 0, with_config.stderr
+    text = " ".join(with_config.stdout.split())
+    assert "config.test.flip_test (= True)" in text, text
+    assert "config.test.use_gt_bbox (= True)" in text, text
+    without = subprocess.run([str(BIN / "prtr-eval"), "--help"], capture_output=True,
+                             text=True, timeout=120)
+    assert "run with --config=NAME --help to see their values" in without.stdout
+    assert "(= " not in without.stdout
 
 
 def test_ctrl_c_is_one_line_and_status_130(tmp_path):

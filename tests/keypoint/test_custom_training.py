@@ -16,9 +16,10 @@ import subprocess
 import sys
 import warnings
 
+import numpy as np
 import pytest
 
-from tests.custom_sets import SETS, custom_config
+from tests.custom_sets import SETS, TINY_MODEL, custom_config
 
 pytestmark = pytest.mark.slow  # ~2.5 CPU minutes in all (3 trainings, eval.py, 3 exports)
 
@@ -233,6 +234,27 @@ def test_custom_detector_trains_and_predict_reads_the_saved_model_set(trained, t
     assert counts["processed"] == len(files) and counts["failed"] == 0
     assert drawn and all(d == ([list(e) for e in expected["skeleton"]],
                                list(expected["joints"])) for d in drawn)
+
+    # An older custom detector workdir (no keypoint_set.json, no config.json) given with
+    # a detector config without data flags: predict's Keras path gives the detector the
+    # pose model's set (one set of data flags for both), as the exporters do.
+    import os
+    for name in ("keypoint_set.json", "config.json"):
+        os.remove(tmp_path / "det" / name)
+    from prtr_tf.config import load_config
+    bare = load_config("custom_detector")  # data.root points nowhere: no set of its own
+    for key, value in TINY_MODEL.items():
+        if key in bare.model:
+            bare.model[key] = value
+    bare.model.update(dropout=0.0)
+    bare.data.update(scales=(128,), max_size=192, crop_prob=0.0, test_size=128)
+    assert not keypoint_sets.has_own_set(bare)
+    estimator, kset = build_estimator(config=overfit_config("ap10k_mini"),
+                                      checkpoint=str(workdir), detector_config=bare,
+                                      detector_checkpoint=str(tmp_path / "det"))
+    assert list(kset["joints"]) == list(expected["joints"])
+    assert bare.data.keypoints.joints == tuple(expected["joints"])
+    assert isinstance(estimator(np.zeros((96, 128, 3), np.uint8)), list)
 
 
 def test_a_config_with_another_keypoint_set_is_refused(trained):

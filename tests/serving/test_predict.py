@@ -79,7 +79,8 @@ def test_predict_folder_with_detector(tmp_path, coco_mini, weights):
     proc = _run(f"--source={tmp_path / 'in'}", f"--output={out}",
                 "--config=configs/synthetic_tiny.py", f"--checkpoint={weights['kpt']}",
                 "--detector_config=configs/synthetic_detector_tiny.py",
-                f"--detector_checkpoint={weights['det']}", "--kpt_thr=0.0", "--max_frames=2")
+                f"--detector_checkpoint={weights['det']}", "--kpt_thr=0.0", "--max_frames=2",
+                "--box_thr=0.0")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     total = len(good) + len(bad) + 1
     assert f"[{total}/{total}]" in proc.stdout

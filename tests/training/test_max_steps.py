@@ -9,6 +9,7 @@ import os
 import warnings
 
 import numpy as np
+import pytest
 
 from prtr_tf.checkpoints import weights
 from prtr_tf.config import load_config
@@ -69,3 +70,35 @@ def test_max_steps_writes_last_weights_within_an_epoch_and_at_its_end(tmp_path):
     assert int(trainer.epoch.numpy()) == 1 and int(trainer.step_in_epoch.numpy()) == 0
     assert last.stat().st_mtime_ns != stamp  # rewritten at the epoch's end
     _assert_workdir_holds(workdir, trainer.model)
+
+
+def test_a_run_writes_its_config_and_model_files_and_refuses_another_config(tmp_path):
+    """Issue 30/26: a workdir records its config (config.json) and writes last.keras
+    (+ last.md) beside last.weights.h5; the model file holds the run's weights and
+    loads without a config; resuming with a config that computes otherwise is refused
+    naming the field, before anything is written."""
+    import prtr_tf
+    from prtr_tf.checkpoints import artifact
+
+    config = _config(str(tmp_path / "data"))
+    workdir = tmp_path / "run"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer = Trainer(config, str(workdir), strategy="default", stream=io.StringIO())
+        trainer.fit(max_steps=1)
+    assert (workdir / "config.json").is_file() and (workdir / "last.md").is_file()
+    loaded = prtr_tf.load(str(workdir / "last.keras"))  # (folded: compare unfolded)
+    raw = artifact.load(str(workdir / "last.keras"), fold=False)[0]
+    for w, v in zip(trainer.model.weights, raw.weights):
+        np.testing.assert_array_equal(w.numpy(), v.numpy(), err_msg=w.path)
+    assert loaded.prtr_config.model == config.model
+    assert weights.load_model(None, str(workdir))[1].model == config.model
+    other = _config(str(tmp_path / "data"))
+    other.model.num_queries = 30
+    stamp = (workdir / "last.weights.h5").stat().st_mtime_ns
+    with warnings.catch_warnings(), pytest.raises(ValueError) as e:
+        warnings.simplefilter("ignore")
+        Trainer(other, str(workdir), strategy="default", stream=io.StringIO()).fit(max_steps=1)
+    assert "model.num_queries=30 (recorded 20)" in str(e.value)
+    assert "new --workdir" in str(e.value)
+    assert (workdir / "last.weights.h5").stat().st_mtime_ns == stamp

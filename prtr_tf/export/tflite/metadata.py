@@ -52,7 +52,11 @@ def keypoint_metadata(config, quantization, flip_test=False, batch_size=1):
     }
 
 
-def detector_metadata(det_config, size_hw, quantization, batch_size=1):
+def detector_metadata(det_config, size_hw, quantization, batch_size=1, score_threshold=None):
+    """``score_threshold``: the minimum P(person) a runtime keeps by default (recorded as
+    ``"score_threshold"``; None: `prtr_tf.serving.defaults.PERSON_SCORE_THRESHOLD`, the
+    default of every prediction path; `prtr_tf.serving.backends.TFLiteDetector` reads it)."""
+    from prtr_tf.serving import defaults
     h, w = (int(s) for s in size_hw)
     data = det_config.data
     return {
@@ -61,6 +65,8 @@ def detector_metadata(det_config, size_hw, quantization, batch_size=1):
         "backbone": str(det_config.model.backbone),
         "num_classes": int(det_config.model.num_classes),
         "person_class_index": person_label(det_config),
+        "score_threshold": float(defaults.PERSON_SCORE_THRESHOLD if score_threshold is None
+                                 else score_threshold),
         "quantization": quantization,
         "input": {
             "name": "images", "shape": [int(batch_size), h, w, 3], "dtype": "float32",

@@ -52,14 +52,18 @@ class DetrPersonDetector:
 
     Preprocessing is the evaluation pipeline's (`prtr_tf.models.detector.resize.resize`:
     shortest side ``config.data.test_size``, longest <= ``config.data.max_size``;
-    DETR normalisation); boxes scoring below ``score_threshold`` (default
-    ``config.test.score_thre``) are dropped.
+    DETR normalisation); boxes scoring below ``score_threshold`` are dropped (default:
+    the prediction default `prtr_tf.serving.defaults.PERSON_SCORE_THRESHOLD`, the same
+    as the exported models'; not ``config.test.score_thre``, the evaluation's 0.0 that
+    keeps every query for AP).
     """
 
     def __init__(self, model, config, score_threshold=None):
+        from prtr_tf.serving import defaults
         self.model, self.config = model, config
         self.label = person_label(config)
-        self.threshold = config.test.score_thre if score_threshold is None else score_threshold
+        self.threshold = float(defaults.PERSON_SCORE_THRESHOLD if score_threshold is None
+                               else score_threshold)
         gain, offset = normalization(config.data.mean, config.data.std)
         test_size, max_size = int(config.data.test_size), int(config.data.max_size)
         # Static spatial shapes (Deformable DETR): every image padded to one size with
