@@ -137,15 +137,7 @@ NOT_RUN.update({
 
 # Blocks whose commands appear verbatim on another page, run there (checked by
 # test_same_as_commands_are_run_on_their_page).
-SAME_AS_PAGE = {
-    "docs/data.md": {
-        "D=\"--config.data.root=/data/mine --config.data.train_ann=annotations/train.json":
-            "README.md",
-        "python train.py --config=configs/custom_keypoints.py --workdir=runs/mine $D":
-            "README.md",
-        "python train.py --config=configs/custom_detector.py --workdir=runs/mine_det $D":
-            "README.md",
-    },
+SAME_AS_PAGE = {  # (data.md's trainings run there too: its later commands read them)
     "docs/checkpoints.md": {
         "prtr-convert --config=configs/coco_res50_384x288.py": "README.md",
         "prtr-convert --config=configs/detr_r50_person.py": "README.md",
