@@ -167,7 +167,9 @@ def record_config(workdir, config):
 
 def recorded_config(checkpoint):
     """(path, ConfigDict) of the config recorded for ``checkpoint``: a model file's own,
-    or the ``config.json`` of the workdir it is or lies in; (None, None) without one."""
+    or the ``config.json`` of the workdir it is or lies in; (None, None) without one
+    (a ``config.json`` that is not a prtr-tf record, e.g. another tool's beside a
+    weights file, is not one)."""
     if not checkpoint:
         return None, None
     checkpoint = str(checkpoint)
@@ -177,10 +179,13 @@ def recorded_config(checkpoint):
     path = os.path.join(folder or ".", CONFIG_FILE)
     if not os.path.isfile(path):
         return None, None
-    from prtr_tf.data.jsonfile import read_json
-    data = read_json(path, "the workdir's record of the config the model was trained with")
-    if not isinstance(data, dict) or "config" not in data:
-        raise ValueError(f"{path} is not a prtr-tf config record (no 'config' field)")
+    try:  # a config.json of something else beside a weights file is not a record
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None, None
+    if not isinstance(data, dict) or data.get("format") != FORMAT or "config" not in data:
+        return None, None
     return path, config_from_json(data["config"])
 
 

@@ -129,6 +129,13 @@ def test_a_config_that_computes_otherwise_is_refused_naming_the_fields(files):
     with pytest.raises(ValueError, match=r"model.pos_in_tokens=True \(recorded False\)"):
         weights.load_model(again, str(workdir))
     assert weights.load_model(None, str(workdir))[1].model == files["kpt_config"].model
+    # Another tool's config.json beside a weights file is no record: --config decides.
+    elsewhere = files["root"] / "theirs"
+    elsewhere.mkdir()
+    os.link(files["kpt_h5"], elsewhere / "kpt.weights.h5")
+    (elsewhere / "config.json").write_text('{"learning_rate": 0.1}')
+    assert artifact.recorded_config(str(elsewhere / "kpt.weights.h5")) == (None, None)
+    assert weights.load_model(other, str(elsewhere / "kpt.weights.h5"))[1] is other
 
 
 def test_convert_writes_a_model_file_with_its_source_hash_and_card(tmp_path):
