@@ -72,6 +72,13 @@ NOT_RUN = {
     ("docs/benchmarks.md", "tools/gpu_check.sh"):
         "needs a CUDA GPU (8 minutes); tests/tools/test_gpu_check.py runs its CPU smoke "
         "variant and its no-GPU message",
+    ("docs/inference.md", "python -m tools.threshold_sweep --workdir=/tmp/prtr_sweep "
+                          "--output=/tmp/prtr_sweep/table.md"):
+        "the measurement itself: trains the demo's detector for 3 seeds (about an hour on "
+        "2 cores) into /tmp/prtr_sweep",
+    ("docs/inference.md", "python -m tools.threshold_sweep --data_root=/tmp/prtr_sweep/data"):
+        "scores the detectors of the sweep above (/tmp/prtr_sweep/snap/...), which only "
+        "that hour of training makes",
     ("docs/inference.md", "prtr-predict --source=0 --output=out/ --track --smooth --show ..."):
         "a webcam (/dev/video0) and a display; '...' stands for the model flags",
     ("docs/inference.md", "prtr-predict --source=rtsp://camera.local/stream --output=out/ "
