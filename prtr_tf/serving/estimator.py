@@ -94,8 +94,9 @@ class PoseEstimator:
 
     def _boxes(self, boxes, box_scores, image_hw=None):
         """Checked boxes (N, 4) xywh and scores (N,) above the box threshold, with their
-        crop centres (N, 2) and scales (N, 2); with ``image_hw`` the boxes are clipped
-        to the image, and one outside it is a ValueError
+        crop centres (N, 2) and scales (N, 2); with ``image_hw`` (boxes the caller gave;
+        a detector's go as they come, as in the exported pipeline) the boxes are
+        clipped to the image, and one outside it is a ValueError
         (`prtr_tf.data.boxes_json.fit_boxes_to_image`)."""
         boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
         if image_hw is not None and len(boxes):
@@ -133,11 +134,13 @@ class PoseEstimator:
 
     def __call__(self, image, boxes=None, box_scores=None):
         image = _checked_image(image)
+        given = boxes is not None  # the caller's boxes are clipped to the image
         if boxes is None:
             if self.detector is None:
                 raise ValueError("no person boxes given and no detector configured")
             boxes, box_scores = self.detector(image)
-        boxes, box_scores, centers, scales = self._boxes(boxes, box_scores, image.shape[:2])
+        boxes, box_scores, centers, scales = self._boxes(
+            boxes, box_scores, image.shape[:2] if given else None)
         if not len(boxes):
             return []
         batch = int(self.config.test.batch_size)
@@ -186,7 +189,7 @@ class PoseEstimator:
                              else [None] * len(boxes)))
         if len(found) != len(images):
             raise ValueError(f"{len(images)} images but boxes for {len(found)}")
-        per_frame = [self._boxes(b, s, images[k].shape[:2])
+        per_frame = [self._boxes(b, s, None if boxes is None else images[k].shape[:2])
                      for k, (b, s) in enumerate(found)]
         frame_ids = np.concatenate([np.full(len(f[0]), k, np.int32)
                                     for k, f in enumerate(per_frame)])

@@ -136,7 +136,8 @@ _DEFAULTS = dict(source=None, output=None, config=None, checkpoint=None, detecto
                  sequence=False, fps=None, batch=predict.DEFAULT_BATCH, track=False,
                  track_high_thr=0.5, track_low_thr=0.1, track_new_thr=0.6,
                  track_match_thr=0.2, track_max_lost=30, smooth=False,
-                 smooth_min_cutoff=1.0, smooth_beta=2.0, show=False, overwrite=False)
+                 smooth_min_cutoff=1.0, smooth_beta=2.0, show=False, overwrite=False, model=None, detector=None,
+                 force_config=False)
 
 
 def _main(**values):
