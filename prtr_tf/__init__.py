@@ -31,11 +31,9 @@ def estimator(model, detector=None, **options):
     if config is None:
         raise ValueError("estimator() takes a model from prtr_tf.load (it carries its "
                          "config)")
-    family = registry.get(config)
-    if detector is not None and hasattr(detector, "prtr_config"):
-        from prtr_tf.models.detector.predict import DetrPersonDetector
-        detector = DetrPersonDetector(detector, detector.prtr_config)
-    return family.estimator(model, config, detector=detector, **options)
+    from prtr_tf.models.detector.predict import as_person_detector
+    return registry.get(config).estimator(model, config,
+                                          detector=as_person_detector(detector), **options)
 
 
 def __getattr__(name):

@@ -31,6 +31,7 @@ Every training workdir also records the config it was trained with (`CONFIG_FILE
 (`computation_fields`) is refused naming the fields (`check_same`), unless forced.
 """
 import datetime
+import functools
 import hashlib
 import json
 import os
@@ -173,8 +174,8 @@ def recorded_config(checkpoint):
     if not checkpoint:
         return None, None
     checkpoint = str(checkpoint)
-    if is_model_file(checkpoint):
-        return checkpoint, read_info(checkpoint)[1]
+    if is_model_file(checkpoint):  # its keypoint set resolved from the file
+        return checkpoint, prepared_config(read_info(checkpoint)[0])
     folder = checkpoint if os.path.isdir(checkpoint) else os.path.dirname(checkpoint)
     path = os.path.join(folder or ".", CONFIG_FILE)
     if not os.path.isfile(path):
@@ -201,9 +202,10 @@ def read_info(path):
     path = str(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"model file {path!r} does not exist")
+    stat = os.stat(path)
     try:
-        with zipfile.ZipFile(path) as archive:
-            data = json.loads(archive.read("config.json"))
+        data = json.loads(_archive_config(os.path.abspath(path), stat.st_mtime_ns,
+                                          stat.st_size))
     except (zipfile.BadZipFile, KeyError, ValueError, EOFError) as e:
         raise ValueError(f"{path!r} is not a Keras model file (.keras archive): {e}; a "
                          "truncated copy?") from None
@@ -214,6 +216,14 @@ def read_info(path):
                          f"(top object {name!r}, expected PrtrModel with format {FORMAT}); "
                          "write one with prtr-convert --output=X.keras or train.py")
     return info, config_from_json(info["config"])
+
+
+@functools.lru_cache(maxsize=8)
+def _archive_config(path, mtime_ns, size):
+    """The archive's config.json bytes (read once per file version: the tools ask for
+    a model's config several times before loading it)."""
+    with zipfile.ZipFile(path) as archive:
+        return archive.read("config.json")
 
 
 def sha256(path, chunk=1 << 20):

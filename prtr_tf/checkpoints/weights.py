@@ -194,13 +194,9 @@ def config_of(config, checkpoint, label="--config", force=False, log=None):
             raise ValueError(f"no config for {checkpoint!r}: it records none (a "
                              "*.weights.h5 outside a workdir of this version); give "
                              f"{label}, or a model file (*{artifact.SUFFIX})")
-        if artifact.is_model_file(where):
-            return artifact.prepared_config(artifact.read_info(where)[0])
         return recorded
     config, _ = config_and_name(config)
     if recorded is not None and not any(c is config for c in _FORCED):
-        if artifact.is_model_file(where):  # a custom set's joints come from the file
-            recorded = artifact.prepared_config(artifact.read_info(where)[0])
         # A custom config's joints (num_joints 0: "from the set") before comparing: from
         # its annotation file, else from the record.
         if keypoint_sets.has_own_set(config):
@@ -244,7 +240,7 @@ def load_model(config, checkpoint, what="checkpoint", role=None, export_format=N
     file = resolve(checkpoint, what)  # a missing or misnamed file fails before the build
     if artifact.is_model_file(file):
         model, _, info = artifact.load(file, precision=precision, fold=fold)
-        _check_model_file_set(config, info, file, label)
+        keypoint_record.check_same_set(config, info.get("keypoint_set"), label, file)
         artifact.attach(model, config, info)
         return model, config, file
     with precisions.dtype_policy(precision):
@@ -257,16 +253,3 @@ def load_model(config, checkpoint, what="checkpoint", role=None, export_format=N
     artifact.attach(model, config)
     return model, config, file
 
-
-def _check_model_file_set(config, info, file, label):
-    """ValueError when ``config`` names the joints otherwise than the model file."""
-    saved = info.get("keypoint_set")
-    if not saved or not config.model.get("num_joints"):
-        return
-    current = keypoint_sets.metadata(config)
-    for field in keypoint_record.CHECKED:
-        if [list(x) if isinstance(x, (list, tuple)) else x for x in current[field]] != \
-                [list(x) if isinstance(x, (list, tuple)) else x for x in saved[field]]:
-            raise ValueError(f"{label}'s keypoint set differs from the one of {file}: "
-                             f"{field} {current[field]} vs {saved[field]}; drop the config "
-                             "(the file brings its own) or use the one it was trained with")

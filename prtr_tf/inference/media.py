@@ -19,10 +19,11 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from prtr_tf.data.image import TWELVE_BIT_MAX  # the input pipelines' rule, one value
+
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg",
                     ".wmv", ".flv", ".3gp")
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
-TWELVE_BIT_MAX = 4095  # a 16-bit image whose maximum is <= this holds 12-bit data
 
 
 class InputError(Exception):

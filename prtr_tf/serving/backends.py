@@ -39,8 +39,6 @@ from prtr_tf.models.detector.data import unnormalize_boxes
 # used for .tflite files whose metadata predates the "postprocess" entry.
 _DEFAULT_POSTPROCESS = {"image_thre": 0.0, "in_vis_thre": 0.2, "oks_thre": 0.9,
                         "box_padding": 1.25}
-# The person threshold of a detector .tflite whose metadata predates "score_threshold".
-_DEFAULT_DETECTOR_THRESHOLD = defaults.PERSON_SCORE_THRESHOLD
 
 
 def _read_tflite_metadata(path, expected_format, what):
@@ -200,8 +198,8 @@ class TFLiteDetector:
         self.metadata = _read_tflite_metadata(path, "prtr_tf.detector", "--detector_tflite")
         inp = self.metadata["input"]
         if score_threshold is None:
-            score_threshold = self.metadata.get("score_threshold",
-                                                _DEFAULT_DETECTOR_THRESHOLD)
+            score_threshold = self.metadata.get(  # older files: the prediction default
+                "score_threshold", defaults.PERSON_SCORE_THRESHOLD)
         self.threshold = float(score_threshold)
         self.runner = tflite.make_interpreter(path, use_xnnpack=use_xnnpack,
                                               num_threads=num_threads).get_signature_runner()
@@ -403,8 +401,4 @@ def build_estimator(saved_model=None, tflite=None, config=None, checkpoint=None,
     log(f"{'keypoint' if kind.needs_detector else 'end-to-end'} model: {file}")
     estimator = kind.estimator(model, config, detector=detector, box_threshold=box_thr,
                                flip_test=flip_test)
-    if not kind.needs_detector and getattr(estimator, "score_threshold", 0) is None:
-        # the end-to-end model's serving function (`EndToEndServing`'s default)
-        estimator.score_threshold = float(defaults.PERSON_SCORE_THRESHOLD if box_thr is None
-                                          else box_thr)
     return estimator, keypoint_sets.of_config(config)

@@ -23,6 +23,7 @@ import tensorflow as tf
 from prtr_tf.data import keypoint_sets
 from prtr_tf.data.transforms import box_to_center_scale
 from prtr_tf.evaluation.coco import select_poses
+from prtr_tf.models.detector.predict import as_person_detector
 from prtr_tf.models.keypoint.data import Cropper
 from prtr_tf.models.keypoint.predict import crop_to_image, predict_crops
 
@@ -64,13 +65,9 @@ class PoseEstimator:
         callable image -> (boxes xywh, scores), or a detector model from
         `prtr_tf.load` (wrapped in `DetrPersonDetector`)."""
         config = _config_of(keypoint_model, config, "keypoint_model")
-        if detector is not None and hasattr(detector, "prtr_config") and not hasattr(
-                detector, "detect_batch"):
-            from prtr_tf.models.detector.predict import DetrPersonDetector
-            detector = DetrPersonDetector(detector, _config_of(detector, None, "detector"))
         self.model = keypoint_model
         self.config = config
-        self.detector = detector
+        self.detector = as_person_detector(detector)
         self.flip_test = config.test.flip_test if flip_test is None else flip_test
         self.box_threshold = config.test.image_thre if box_threshold is None else box_threshold
         self.size_hw = tuple(config.model.image_size)

@@ -9,8 +9,6 @@ from prtr_tf.serving import defaults
 from prtr_tf.serving.inputs import checked_image
 from prtr_tf.serving.ops import RESIZE_MODES
 
-# The prediction person threshold (`prtr_tf.serving.defaults`), under its older name.
-DEFAULT_SCORE_THRESHOLD = defaults.PERSON_SCORE_THRESHOLD
 # The image input: declared of unknown rank (see below), documented and given to tf2onnx
 # (`prtr_tf.export.onnx.convert`) as this shape.
 IMAGE_INPUT, IMAGE_SHAPE = "image", (None, None, 3)
@@ -24,7 +22,8 @@ class ServingModule(tf.Module):
       model: the model that gives the keypoints.
       config: its config (``model.num_joints``, ``test.in_vis_thre``, ``oks_thre``; the
         keypoint set's OKS sigmas, `prtr_tf.data.keypoint_sets.oks_sigmas`).
-      score_threshold: minimum person score kept.
+      score_threshold: minimum person score kept (None: the prediction default,
+        `prtr_tf.serving.defaults.PERSON_SCORE_THRESHOLD`).
       resize: "tf" or "matmul" (`prtr_tf.serving.ops.detector_resize`).
     """
 
@@ -41,7 +40,8 @@ class ServingModule(tf.Module):
         self.in_vis_thre = float(config.test.in_vis_thre)
         self.oks_thre = float(config.test.oks_thre)
         self.sigmas = keypoint_sets.oks_sigmas(config)
-        self.score_threshold = float(score_threshold)
+        self.score_threshold = float(defaults.PERSON_SCORE_THRESHOLD if score_threshold is None
+                                     else score_threshold)  # None: the prediction default
         # Unknown rank: a SavedModel signature does not check the shape it is given, and
         # `checked_image` can only see a wrong rank when the graph does not fix it.
         self.image_signature = [tf.TensorSpec(None, tf.uint8, name=IMAGE_INPUT)]

@@ -55,6 +55,13 @@ def check(checkpoint, config, label="the config"):
     """ValueError when ``config``'s keypoint set differs from the one recorded beside
     ``checkpoint`` (see the module docstring); nothing without a record."""
     path, saved = recorded(str(checkpoint))
+    check_same_set(config, saved, label, path)
+
+
+def check_same_set(config, saved, label, path):
+    """ValueError when ``config``'s keypoint set differs from ``saved`` (the set
+    recorded in ``path``: a workdir's keypoint_set.json or a model file's) in
+    `CHECKED`; nothing when there is no record or the config has no joints."""
     if saved is None or not config.model.get("num_joints"):
         return
     current = keypoint_sets.metadata(config)

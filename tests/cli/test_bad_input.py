@@ -399,15 +399,18 @@ def test_numbers_out_of_range_are_usage_errors(script, args, message, tmp_path):
     assert not (tmp_path / "o").exists() and not (tmp_path / "run").exists()
 
 
+def missing_from_the_table(test_file, names):
+    """The test functions among ``names`` (a test module's globals) that the "Bad
+    input" table of docs/errors.md does not name as ``test_file::NAME``."""
+    text = (REPO / "docs" / "errors.md").read_text()
+    table = text.split("\n## Bad input", 1)[1].split("\n## ", 1)[0]
+    tests = [n for n in names if n.startswith("test_") and n != "test_the_table_lists_these_tests"]
+    return [n for n in tests if not re.search(rf"{re.escape(test_file)}::{n}(\[|`)", table)]
+
+
 def test_the_table_lists_these_tests():
     """Each test of this file is named in the "Bad input" table of docs/errors.md."""
-    readme = (REPO / "docs" / "errors.md").read_text()
-    table = readme.split("\n## Bad input", 1)[1].split("\n## ", 1)[0]
-    names = [name for name in globals() if name.startswith("test_")
-             and name != "test_the_table_lists_these_tests"]
-    missing = [n for n in names
-               if not re.search(rf"tests/cli/test_bad_input\.py::{n}(\[|`)", table)]
-    assert not missing, missing
+    assert not missing_from_the_table("tests/cli/test_bad_input.py", list(globals()))
 
 
 def test_train_data_root_or_workdir_that_is_a_file(tmp_path):

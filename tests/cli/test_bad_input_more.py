@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.cli.test_bad_input import assert_error, run
-from tests.conftest import REPO
+from tests.cli.test_bad_input import assert_error, run, missing_from_the_table
 
 
 @pytest.fixture(scope="module")
@@ -259,10 +258,5 @@ def test_a_weights_file_given_as_config_is_one_line(tmp_path, tiny_weights):
 
 def test_the_table_lists_these_tests():
     """Each test of this file is named in the "Bad input" table of docs/errors.md."""
-    text = (REPO / "docs" / "errors.md").read_text()
-    table = text.split("\n## Bad input", 1)[1].split("\n## ", 1)[0]
-    names = [n for n in globals() if n.startswith("test_")
-             and n != "test_the_table_lists_these_tests"]
-    missing = [n for n in names
-               if not re.search(rf"tests/cli/test_bad_input_more\.py::{n}(\[|`)", table)]
-    assert not missing, missing
+    assert not missing_from_the_table("tests/cli/test_bad_input_more.py",
+                                            list(globals()))

@@ -100,3 +100,14 @@ class DetrPersonDetector:
             return [self(im) for im in images]
         boxes, scores = (t.numpy() for t in self._run(tf.constant(np.stack(images))))
         return [self._kept(b, s, images[0].shape[:2]) for b, s in zip(boxes, scores)]
+
+
+def as_person_detector(detector):
+    """``detector`` as the callable image -> (boxes, scores) the pose estimators take: a
+    detector model from `prtr_tf.load` (it carries ``prtr_config``) is wrapped in
+    `DetrPersonDetector` (default threshold); anything else (a `DetrPersonDetector`, a
+    `TFLiteDetector`, a callable, None) is returned as it is."""
+    if detector is None or hasattr(detector, "detect_batch") or \
+            getattr(detector, "prtr_config", None) is None:
+        return detector
+    return DetrPersonDetector(detector, detector.prtr_config)

@@ -26,7 +26,6 @@ import tensorflow as tf
 
 from prtr_tf.data.image import normalization
 from prtr_tf.models.end_to_end.predict import poses
-from prtr_tf.serving import defaults
 from prtr_tf.serving.module import ServingModule
 from prtr_tf.serving.ops import detector_resize, select_poses_tf
 
@@ -37,8 +36,6 @@ class EndToEndServing(ServingModule):
     detector = None  # the person detector is part of ``model``
 
     def __init__(self, model, config, score_threshold=None, resize="tf"):
-        if score_threshold is None:  # the prediction default
-            score_threshold = defaults.PERSON_SCORE_THRESHOLD
         super().__init__(model, config, score_threshold, resize, "e2e_serving")
         data = config.data
         self.gain, self.offset = normalization(data.mean, data.std)

@@ -49,7 +49,6 @@ from prtr_tf.models.detector.records import person_label
 from prtr_tf.models.keypoint.predict import crop_to_image, predict_crops
 from prtr_tf.nn.guards import nonempty
 from prtr_tf.serving.inputs import checked_crops
-from prtr_tf.serving import defaults
 from prtr_tf.serving.module import ServingModule
 from prtr_tf.models.detector.resize import detector_pad_size, pad_with_mask
 from prtr_tf.serving.ops import crops_matmul, detector_resize, select_poses_tf
@@ -78,8 +77,6 @@ class PoseServing(ServingModule):
     def __init__(self, keypoint_model, config, detector=None, detector_config=None,
                  score_threshold=None, max_persons=DEFAULT_MAX_PERSONS,
                  flip_test=None, resize="tf"):
-        if score_threshold is None:
-            score_threshold = defaults.PERSON_SCORE_THRESHOLD
         super().__init__(keypoint_model, config, score_threshold, resize, "pose_serving")
         if max_persons < 1:
             raise ValueError(f"max_persons must be >= 1, got {max_persons}")
