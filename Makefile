@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-docs benchmark train-benchmark parity flops mutation clean
+.PHONY: demo test test-all test-docs benchmark train-benchmark parity flops mutation clean
 
 $(STAMP): setup.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,8 +16,15 @@ $(STAMP): setup.py
 demo: $(STAMP)
 	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m prtr_tf.demo
 
+PYTEST := TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder -q
+
+# The CI tier: every test but those marked `extended` (docs/testing.md).
 test: $(STAMP)
-	TF_CPP_MIN_LOG_LEVEL=2 $(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder -q $(PYTEST_ARGS) tests
+	$(PYTEST) -m "not extended" $(PYTEST_ARGS) tests
+
+# Every test: the CI tier, the extended tests and every docs page's commands.
+test-all: $(STAMP)
+	PRTR_DOCS_ALL=1 $(PYTEST) $(PYTEST_ARGS) tests
 
 # Every shell block of README.md and docs/*.md run on tiny data (make test runs the
 # README's; tests/test_docs_commands.py). Minutes per page.

@@ -49,28 +49,95 @@ def mpii_mini():
 # hands whole files to its 2 workers (pytest-xdist --dist loadfile) in collection
 # order (with --no-loadscope-reorder; by default xdist sends the files with the most tests
 # first), and these at the end of the order left one worker running them alone.
-LONG_FIRST = ("tests/test_docs_commands.py", "tests/end_to_end/test_training.py",
+LONG_FIRST = ("tests/training/test_trainer.py", "tests/test_docs_commands.py",
+              "tests/serving/test_predict.py", "tests/keypoint/test_deformable.py",
+              "tests/serving/test_saved_model.py", "tests/checkpoints/test_artifact.py",
               "tests/keypoint/test_custom_training.py",
-              "tests/training/test_faults_keypoint.py",
-              "tests/training/test_faults_end_to_end.py",
-              "tests/training/test_faults_detector.py", "tests/training/test_trainer.py",
-              "tests/serving/test_saved_model.py", "tests/serving/test_predict.py",
+              "tests/detector/test_deformable_detr_export.py",
+              "tests/training/test_faults_keypoint.py", "tests/export/test_tflite.py",
+              "tests/test_demo.py", "tests/serving/test_threshold_default.py",
               "tests/cli/test_bad_input.py", "tests/detector/test_deformable_detr.py",
-              "tests/keypoint/test_deformable.py", "tests/training/test_finetune_sets.py",
+              "tests/training/test_mixed_precision.py", "tests/cli/test_export.py",
+              "tests/training/test_finetune_sets.py",
               "tests/nn/test_deformable_transformer.py", "tests/inference/test_predict_video.py",
-              "tests/checkpoints/test_artifact.py", "tests/cli/test_bad_input_more.py",
-              "tests/serving/test_threshold_default.py")
+              "tests/cli/test_bad_input_more.py", "tests/end_to_end/test_training.py")
+
+
+# The tests `make test` (CI, 35 minutes on 2 cores) leaves to `make test-all`, marked
+# ``extended``: {test (a parametrized test's id with or without its parameters): the test
+# of the CI tier that runs the same code path for less}. Each one repeats that path for
+# another family, backend, keypoint set or process layout, or trains long enough to
+# show learning where the CI tier checks the mechanics. tests/test_tiers.py checks that
+# both names exist and that no sibling is itself extended; docs/testing.md lists them
+# with their times (tools/suite_times.py).
+_KILLS = "tests/training/test_faults_keypoint.py::test_keypoint_run_survives_kills"
+_E2E_CI = "tests/end_to_end/test_training.py::test_train_and_evaluate_on_real_coco_images"
+EXTENDED = {
+    # Kill -9 and resume: one trainer for every family; the keypoint run has 5 kill points.
+    "tests/training/test_faults_end_to_end.py::test_end_to_end_run_survives_kills": _KILLS,
+    "tests/training/test_faults_detector.py::test_detector_run_survives_kills": _KILLS,
+    # Distribution: one strategy.run loop for every family.
+    "tests/training/test_trainer.py::test_end_to_end_model_two_replicas_equal_one_device":
+        "tests/training/test_trainer.py::test_mirrored_two_replicas_equals_one_device",
+    "tests/training/test_trainer.py::test_multiworker_two_local_processes_end_identical"
+    "[prtr_e2e]":
+        "tests/training/test_trainer.py::test_multiworker_two_local_processes_end_identical"
+        "[prtr]",
+    # The end-to-end model trained for 10 minutes until it has learnt (AP >= 0.5), and
+    # the tools on that model; CI trains it on real images and evaluates (2 steps), and
+    # its exports and tools run in tests/checkpoints/test_artifact.py.
+    "tests/end_to_end/test_training.py::test_tiny_end_to_end_model_learns_a_small_synthetic_set":
+        _E2E_CI,
+    "tests/end_to_end/test_training.py::test_eval_py_reproduces_the_trainer_metric": _E2E_CI,
+    "tests/end_to_end/test_training.py::test_exported_saved_model_equals_the_keras_model":
+        _E2E_CI,
+    "tests/end_to_end/test_training.py::test_predict_py_runs_the_end_to_end_model": _E2E_CI,
+    "tests/end_to_end/test_training.py::test_onnx_export_of_the_end_to_end_pipeline":
+        "tests/serving/test_saved_model.py::test_onnx_full_pipeline",
+    # The two-stage pipeline's ONNX and export CLI with the Deformable DETR detector: the
+    # same pipeline with DETR, the deformable attention in the keypoint model's ONNX.
+    "tests/detector/test_deformable_detr_export.py::test_onnx_full_pipeline":
+        "tests/serving/test_saved_model.py::test_onnx_full_pipeline",
+    "tests/detector/test_deformable_detr_export.py::test_export_cli":
+        "tests/cli/test_export.py::test_export_script_with_workdir_and_default_detector_size",
+    # Custom keypoint sets: the hand set (21 joints) in CI, the animal and 14-joint ones.
+    "tests/keypoint/test_custom_training.py::test_a_tiny_model_overfits_each_custom_set"
+    "[ap10k_mini]":
+        "tests/keypoint/test_custom_training.py::test_a_tiny_model_overfits_each_custom_set"
+        "[onehand10k_mini]",
+    "tests/keypoint/test_custom_training.py::test_a_tiny_model_overfits_each_custom_set"
+    "[crowdpose_mini]":
+        "tests/keypoint/test_custom_training.py::test_a_tiny_model_overfits_each_custom_set"
+        "[onehand10k_mini]",
+    "tests/training/test_finetune_sets.py::test_a_coco_model_starts_a_21_joint_hand_run":
+        "tests/training/test_finetune_sets.py::"
+        "test_a_coco_model_starts_a_14_joint_run_on_a_converted_file",
+    # The TFLite file scored by pycocotools on a trained model (CI: = Keras on crops).
+    "tests/export/test_tflite_accuracy.py::test_fp32_tflite_scores_as_keras":
+        "tests/export/test_tflite.py::test_fp32_matches_keras",
+    # The GPU check's CPU smoke run of every part (CI: its no-GPU path).
+    "tests/tools/test_gpu_check.py::test_cpu_smoke_runs_every_part_and_writes_the_report":
+        "tests/tools/test_gpu_check.py::test_without_a_gpu_it_says_so_and_measures_nothing",
+}
+
+
+def extended_sibling(nodeid):
+    """The CI-tier sibling of an extended test, or None (the test runs in CI)."""
+    return EXTENDED.get(nodeid) or EXTENDED.get(nodeid.split("[")[0])
 
 
 def pytest_collection_modifyitems(config, items):
     """Tests of the command-line tools (they run a tool in a subprocess, as users do)
-    carry the marker ``cli``: ``-m cli`` runs them, ``-m "not cli"`` the rest. The
-    files of `LONG_FIRST` come first (in that order), the rest as collected."""
+    carry the marker ``cli``: ``-m cli`` runs them, ``-m "not cli"`` the rest. Those of
+    `EXTENDED` carry ``extended`` (`make test` deselects them). The files of
+    `LONG_FIRST` come first (in that order), the rest as collected."""
     rank = {path: i for i, path in enumerate(LONG_FIRST)}
     items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
     for item in items:
         if item.get_closest_marker("cli") is None and "cli" in item.nodeid.split("/")[:2]:
             item.add_marker(pytest.mark.cli)
+        if extended_sibling(item.nodeid):
+            item.add_marker(pytest.mark.extended)
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -58,6 +58,12 @@ NOT_RUN = {
         "creates a virtual environment for the pip installs below (network)",
     ("README.md", "pip install -e ."): "needs the network (PyPI)",
     ("README.md", "pip install -e '.[export]'"): "needs the network (PyPI)",
+    ("docs/testing.md", "make test"): "the test suite itself (CI runs it)",
+    ("docs/testing.md", "make test-all"): "the whole test suite, this test included",
+    ("docs/testing.md", "make test-docs"): "this test, for every page",
+    ("docs/testing.md", 'make test-all PYTEST_ARGS="--junitxml=$PWD/suite.xml"'):
+        "the whole test suite (about 70 minutes on 2 cores); the page's next command "
+        "reads a report of the same format (FIXTURES: suite.xml)",
     ("docs/benchmarks.md",
      "python -m tools.benchmark --formats=function,saved_model,function_bf16,"
      "saved_model_bf16,onnx,pytorch,pipeline_saved_model"):
@@ -155,7 +161,8 @@ SAME_AS_PAGE = {  # (data.md's trainings run there too: its later commands read 
 # and a clip, train a custom set and its detector, eval, export to SavedModel, ONNX and
 # TFLite, predict with the export). The other pages take minutes each (trainings of
 # every family, a dozen exports): `make test-docs` runs every page (PRTR_DOCS_ALL=1).
-CI_PAGES = ("README.md",)
+# docs/testing.md: one command (tools.suite_times on a small report), seconds.
+CI_PAGES = ("README.md", "docs/testing.md")
 ALL_PAGES = os.environ.get("PRTR_DOCS_ALL") == "1"
 
 # {page: {first command of a block: first command of the block it must follow}}
@@ -171,6 +178,7 @@ FIXTURES = {
     "docs/data.md": ["data/mine", "photos/", "boxes.json"],
     "docs/end_to_end.md": ["data/coco", "photos/", "detr_r101_person.weights.h5"],
     "docs/training.md": ["data/coco"],
+    "docs/testing.md": ["suite.xml"],
 }
 
 # Fixtures that no command names: where the configs' defaults point.
@@ -195,6 +203,22 @@ def _boxes(folder):
         w, h = Image.open(path).size
         boxes[path.name] = [[w * 0.25, h * 0.1, w * 0.5, h * 0.8, 0.9]]
     (folder / "boxes.json").write_text(json.dumps(boxes))
+
+
+def _suite_report(folder):
+    """suite.xml: a pytest JUnit report of three tests, one of them extended."""
+    from tests.conftest import EXTENDED
+    test, sibling = next(iter(EXTENDED.items()))
+    cases = [(test.split("[")[0], 120.5), (sibling, 30.0),
+             ("tests/test_tiers.py::test_suite_times_reads_a_junit_report", 0.5)]
+    rows = []
+    for nodeid, seconds in cases:
+        path, _, name = nodeid.partition("::")
+        rows.append(f'<testcase classname="{path[:-3].replace("/", ".")}" name="{name}" '
+                    f'time="{seconds}" />')
+    (folder / "suite.xml").write_text(
+        '<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="pytest">'
+        + "".join(rows) + "</testsuite></testsuites>")
 
 
 def _clip(folder):
@@ -257,6 +281,7 @@ MAKERS = {
     "photos/": lambda folder, name: _photos(folder),
     "boxes.json": lambda folder, name: _boxes(folder),
     "clip.mp4": lambda folder, name: _clip(folder),
+    "suite.xml": lambda folder, name: _suite_report(folder),
     "data/mine": lambda folder, name: _custom_set(folder),
     "data/coco": lambda folder, name: _coco(folder),
     "pose_transformer_res50_384x288.pth": _official("configs/coco_res50_384x288.py"),

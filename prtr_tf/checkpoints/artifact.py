@@ -265,6 +265,9 @@ def make_info(config, tool, source=None, metrics=None, licence=None):
 def _wrapper_class():
     import keras
 
+    from prtr_tf.files.keras_saving import cache_attr_skipsets
+    cache_attr_skipsets()  # every save and load of a model file comes here first
+
     @keras.saving.register_keras_serializable(package="prtr_tf")
     class PrtrModel(keras.Model):
         """The top object of a prtr-tf ``.keras`` file: ``model`` is the family's Keras

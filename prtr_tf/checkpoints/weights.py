@@ -23,6 +23,7 @@ import h5py
 
 from prtr_tf.checkpoints import artifact
 from prtr_tf.data import keypoint_sets
+from prtr_tf.files.keras_saving import cache_attr_skipsets
 from prtr_tf.models import registry
 from prtr_tf.nn import precision as precisions
 from prtr_tf.training import keypoint_record
@@ -60,6 +61,7 @@ def load_into(model, path, what="checkpoint", config_name=None, description=None
     """Loads the weights ``path`` names (`resolve`) into the built ``model``; returns
     the file. ``config_name`` and ``description`` go into the error of a misfit."""
     file = resolve(path, what)
+    cache_attr_skipsets()
     try:
         model.load_weights(file)
     except Exception as e:  # noqa: BLE001 - re-raised with the file and the config
@@ -117,6 +119,7 @@ def load_fitting(model, path, what="checkpoint", description=None, reinitialise=
     variables under a layer named ``backbone``), fit: another backbone or
     architecture, nothing to fine-tune from."""
     file = resolve(path, what)
+    cache_attr_skipsets()
     forced = tuple(str(name).strip("/") + "/" for name in reinitialise)
     with tempfile.TemporaryDirectory(prefix="prtr-init-") as folder:
         if artifact.is_model_file(file):  # its model's own weights file

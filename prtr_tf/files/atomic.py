@@ -97,6 +97,8 @@ def write_text(path, text):
 def save_weights(model, path):
     """``model.save_weights(path)`` atomically (the temp name keeps the .weights.h5
     suffix Keras asks for); returns ``path``."""
+    from prtr_tf.files.keras_saving import cache_attr_skipsets
+    cache_attr_skipsets()
     with atomic_output(path) as tmp:
         model.save_weights(tmp)
     return path
