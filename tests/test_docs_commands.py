@@ -85,6 +85,11 @@ NOT_RUN = {
     ("docs/inference.md", "python -m tools.threshold_sweep --data_root=/tmp/prtr_sweep/data"):
         "scores the detectors of the sweep above (/tmp/prtr_sweep/snap/...), which only "
         "that hour of training makes",
+    ("docs/demo.md", "python -m tools.detector_convergence --workdir=/tmp/prtr_convergence "
+                     "--output=/tmp/prtr_convergence/report.md"):
+        "the measurement itself: two detectors, three seeds, 3000 steps each (about two "
+        "hours on 2 cores); tests/tools/test_detector_convergence.py runs the tool with "
+        "its training faked",
     ("docs/inference.md", "prtr-predict --source=0 --output=out/ --track --smooth --show ..."):
         "a webcam (/dev/video0) and a display; '...' stands for the model flags",
     ("docs/inference.md", "prtr-predict --source=rtsp://camera.local/stream --output=out/ "
