@@ -36,7 +36,11 @@ PYTHON = sys.executable
 
 # The tests of a mapped file left out of mutation runs (too slow per mutant).
 DESELECT = ["tests/data/test_keypoint_sets.py::test_training_mirrors_only_sets_with_pairs",
-            "tests/training/test_workdir.py::test_a_checkpoint_holds_every_model_variable"]
+            "tests/training/test_workdir.py::test_a_checkpoint_holds_every_model_variable",
+            # these import TensorFlow (the record loaders): 8 s per mutant run
+            "tests/data/test_keypoint_sets.py::test_ap10k_species_are_one_object_class",
+            "tests/data/test_keypoint_sets.py::"
+            "test_custom_detector_and_end_to_end_configs_take_the_set"]
 
 # name -> (module file, the fast test files that cover it).
 MODULES = {
@@ -65,6 +69,30 @@ MODULES = {
 # Mutant name -> why it cannot be told from the original by any test (reviewed by hand).
 _P = "prtr_tf.evaluation.pck.x_"
 _NEG = "NumPy's reshape takes any negative size as the inferred one (-2 == -1)"
+_K = "prtr_tf.data.keypoint_sets.x_"
+_FLOATS = "known_sigmas returns Python floats: np.asarray makes float64 of them anyway"
+_NAME = ("resolve reads only skeleton, flip_pairs, sigmas and sigma_source of the set "
+         "it makes, never its name")
+_F64 = "of_config's sigmas are float64 arrays already (make_keypoint_set, of_config)"
+_N = "prtr_tf.evaluation.nms.x_"
+_G = ("g enters only as d - g with d float64: an int or float (<= 64 bit) g gives the "
+      "same float64 difference")
+_DEAD = ("unreachable: poses without joints fail at d.reshape(-1, 0, 3), so e has at "
+         "least one column")
+_SCORES = ("the scores are only argsorted: a dtype holding them exactly gives the same "
+           "order (a list of Python floats is float64 either way)")
+_AREAS = ("oks_iou converts a_d to float64, and a_g (a NumPy scalar of the areas) is "
+          "promoted exactly when added to it")
+_TF_SIGMAS = ("oks_iou_matrix_tf converts the sigmas to float64 itself; the shape check "
+              "is dtype-blind")
+_STABLE = "tf.argsort ignores `stable` (`del stable  # Unused.`: its sort is always stable)"
+_STATELESS = ("tf.numpy_function tests `if stateful:`: None is falsy like False "
+              "(a PyFuncStateless op either way)")
+_T = "prtr_tf.export.tflite.metadata.x_"
+_UTF8 = "Python's codec names are case-insensitive: 'UTF-8' is 'utf-8'"
+_R = "prtr_tf.inference.predict.x_"
+_JPEG = ("PIL upper-cases the format and infers it from the temporary file's .jpg "
+         "suffix when None: a JPEG either way")
 EQUIVALENT = {
     # pck
     _P + "distances__mutmut_3": "gt stays float64, so pred - gt is float64 whatever pred's dtype",
@@ -75,12 +103,65 @@ EQUIVALENT = {
     _P + "distances__mutmut_27": "None stored into a bool array is False",
     _P + "distances__mutmut_53": "axis=+1 of the (K, 2) selection is its last axis, as -1",
     _P + "box_normalizer__mutmut_11": _NEG,
+    # keypoint_sets
+    _K + "normalized_names__mutmut_5":
+        "with side None no word is '<side>' (words() are [a-z0-9]+): the list is list(key)",
+    _K + "make_keypoint_set__mutmut_91": _FLOATS,
+    _K + "make_keypoint_set__mutmut_93": _FLOATS,
+    _K + "resolve__mutmut_87": _NAME,
+    _K + "resolve__mutmut_94": _NAME,
+    _K + "oks_sigmas__mutmut_9": _F64,
+    _K + "oks_sigmas__mutmut_11": _F64,
+    # nms
+    _N + "oks_iou__mutmut_7": _G,
+    _N + "oks_iou__mutmut_9": _G,
+    _N + "oks_iou__mutmut_11": _NEG,
+    _N + "oks_iou__mutmut_25": _NEG,
+    _N + "oks_iou__mutmut_35": _NEG,
+    _N + "oks_iou__mutmut_68": _DEAD,
+    _N + "oks_iou__mutmut_74": _DEAD,
+    _N + "oks_iou__mutmut_99":
+        "a pose of d with count 0 has total 0 (every joint masked): 0 / max(0, 1) is 0.0",
+    _N + "oks_nms__mutmut_6": _SCORES,
+    _N + "oks_nms__mutmut_8": _SCORES,
+    _N + "oks_nms__mutmut_16": "oks_iou reshapes g to (J, 3) and d to (M, J, 3) itself",
+    _N + "oks_nms__mutmut_18": "oks_iou converts the poses to float64 itself (exactly)",
+    _N + "oks_nms__mutmut_20": "oks_iou converts the poses to float64 itself (exactly)",
+    _N + "oks_nms__mutmut_24": _NEG,
+    _N + "oks_nms__mutmut_28": _AREAS,
+    _N + "oks_nms__mutmut_30": _AREAS,
+    _N + "oks_nms_tf__mutmut_11": _TF_SIGMAS,
+    _N + "oks_nms_tf__mutmut_13": _TF_SIGMAS,
+    _N + "oks_nms_tf__mutmut_35": _STABLE,
+    _N + "oks_nms_tf__mutmut_37": _STABLE,
+    _N + "oks_nms_tf__mutmut_38": _STABLE,
+    _N + "oks_nms_tf__mutmut_45": "oks_iou_matrix_tf takes x, y (keypoints[..., :2]) itself",
     # hungarian
     "prtr_tf.nn.hungarian.x_solve__mutmut_4":
         "scipy's linear_sum_assignment converts the costs to float64 itself",
     "prtr_tf.nn.hungarian.x_solve__mutmut_6":
         "scipy's linear_sum_assignment converts the costs to float64 itself",
     "prtr_tf.nn.hungarian.x_solve__mutmut_39": _NEG,
+    "prtr_tf.nn.hungarian.x_assign__mutmut_9": _STATELESS,
+    "prtr_tf.nn.hungarian.x_assign__mutmut_27": _STATELESS,
+    # tflite_metadata
+    _T + "keypoint_metadata__mutmut_19":
+        "keypoint_sets.metadata(config), spread after it, sets 'dataset' to the same value",
+    _T + "embed_metadata__mutmut_22": _UTF8,
+    _T + "embed_metadata__mutmut_36":
+        "pack's size hint only sizes the builder's first buffer (same bytes: it grows)",
+    _T + "read_metadata__mutmut_5": "GetRootAsModel's offset defaults to 0",
+    _T + "read_metadata__mutmut_20": _UTF8,
+    # predict_results
+    _R + "predict_files__mutmut_53": _JPEG,
+    _R + "predict_files__mutmut_56": _JPEG,
+    _R + "predict_files__mutmut_59": _JPEG,
+    _R + "predict_files__mutmut_101":
+        "the slice drops 5 characters either way; '_POSE' dedupes video stems alike and "
+        "image names (ending .jpg) never equal a video stem",
+    _R + "predict_files__mutmut_167":
+        "fit_boxes_to_image reshapes the boxes to (-1, 4): an empty array of any width "
+        "is (0, 4)",
     # progress
     "prtr_tf.training.progress.xǁProgressǁ__init____mutmut_15":
         "updates is >= 1 when compared with warmup, so warmup 0 and 1 behave alike",
@@ -132,26 +213,32 @@ EXTRA_NOTES = [
     "(otherwise the tests that need it skip in the scratch copy and every mutant they "
     "cover survives).",
     "", "## What the numbers cover", "",
-    "The runs of issue 27 shared 2 CPU cores with four other engineers' jobs (load "
-    "average 5-12), so several modules were stopped before every mutant was tried "
-    "(*not checked*) or not run; `make mutation` runs them all. The concurrent "
+    "Every module was run to the end, one at a time with `--max_children=1` (2 CPU "
+    "cores shared with a test-suite run; 30 s to 9 min per module). Two tests of "
+    "`tests/data/test_keypoint_sets.py` are deselected (`DESELECT`): they import "
+    "TensorFlow for the record loaders, 8 s per mutant, and the value tests pin what "
+    "they check of the module. The concurrent "
     "refactor added code to mapped modules during the session: "
-    "`keypoint_record.other_joints` (pinned by a new test here) and "
-    "`keypoint_sets.has_own_set` / `adopt` (no test yet: their mutants count as "
-    "survivors, *no tests*, until that work brings its tests).",
+    "`keypoint_record.other_joints` and `keypoint_sets.has_own_set` / `adopt` (both "
+    "pinned by value tests since).",
+    "",
+    "Warnings' `stacklevel` is pinned by recording the `warnings.warn` call "
+    "(monkeypatched), not by the file a warning is attributed to: mutmut's trampolines "
+    "add two frames to every call of a mutated module, so a `filename == __file__` "
+    "check fails the run's clean test pass (mutmut then reports nothing).",
     "", "## Real bugs found", "",
     "1. `prtr_tf/training/trainer.py` `_summary`: a float16 row's `loss_scale` column "
     "starts with `loss_`, so the epoch summary line prints it among the loss terms "
     "(`scale 16384.0000`) before the float16 note. Fix: `... for k in row if "
     "k.startswith(\"loss_\") and k != \"loss_scale\"]`. Test: "
-    "`tests/training/test_trainer_values.py::test_summary_line` (xfail strict until fixed).",
+    "`tests/training/test_trainer_values.py::test_summary_line` (fixed in d0d79db).",
     "2. `prtr_tf/data/keypoint_sets.py` `resolve`: a custom set with no published sigmas and "
     "`default_sigma` 0 (documented: scored without OKS) crashes with `TypeError: 'NoneType' "
     "object is not iterable` at `kp.sigmas = tuple(float(s) for s in kset[\"sigmas\"])`. "
     "Fix: `kp.sigmas = () if kset[\"sigmas\"] is None else tuple(...)`, and in `of_config` "
     "`sigmas=np.asarray(kp.sigmas, np.float64) if len(kp.sigmas) else None` (so "
     "`oks_sigmas` returns None). Test: `tests/data/test_keypoint_sets_values.py::"
-    "test_resolve_without_sigmas_scores_without_oks` (xfail strict until fixed).",
+    "test_resolve_without_sigmas_scores_without_oks` (fixed in d0d79db).",
 ]
 
 STATUS_KILLED = ("killed", "timeout", "segfault")
@@ -251,8 +338,20 @@ def _write_atomic(path, text):
             os.remove(tmp)
 
 
+def _host_and_dates(started):
+    """"Runs of DATE[ to DATE] on CPU (N cores)." (the machine that writes the report:
+    run the tool where the modules ran)."""
+    import datetime
+
+    from tools.machine import cpu_model
+    days = sorted({datetime.datetime.fromtimestamp(t, datetime.timezone.utc).date()
+                   .isoformat() for t in started if t})
+    when = (days[0] if len(days) == 1 else f"{days[0]} to {days[-1]}") if days else "?"
+    return f"Runs of {when} on {cpu_model()} ({os.cpu_count()} cores)."
+
+
 def report(scratch_root, path):
-    rows, survivors, totals = [], [], [0, 0, 0, 0, 0]
+    rows, survivors, totals, started = [], [], [0, 0, 0, 0, 0], []
     for name in MODULES:
         result_file = os.path.join(scratch_root, f"{name}.json")
         if not os.path.exists(result_file):
@@ -261,6 +360,7 @@ def report(scratch_root, path):
         with open(result_file) as f:
             result = json.load(f)
         statuses = result["statuses"]
+        started.append(result.get("started", 0))
         unchecked = [k for k, st in statuses.items() if st == "not checked"]
         killed = sum(st in STATUS_KILLED for st in statuses.values())
         equivalent = [k for k, st in statuses.items()
@@ -288,7 +388,8 @@ def report(scratch_root, path):
            "Generated by `python -m tools.mutation` (mutmut 3; see the tool's docstring). "
            "Kill rate = killed / (mutants - equivalent - not checked); *survived* counts "
            "mutants no test killed, including *no tests* (no mapped test calls the "
-           "function); *not checked*: the run was stopped before it got to them.", "",
+           "function); *not checked*: the run was stopped before it got to them. "
+           + _host_and_dates(started), "",
            "| module | file | mutants | killed | equivalent | survived | not checked | "
            "kill rate | run (s) |",
            "|---|---|---|---|---|---|---|---|---|", *rows,

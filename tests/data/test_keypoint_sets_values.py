@@ -1,6 +1,7 @@
 """Keypoint-set facts pinned to the published tables and to hand-derived values
 (issue 27): sigma lookup by NAME (so order and spelling matter), `default_sigma`,
 flip-pair derivation corner cases, the checks of given pairs and sigmas."""
+import json
 import warnings
 
 import ml_collections
@@ -277,3 +278,309 @@ def test_set_from_metadata_and_back_field_by_field():
     assert ks.oks_sigmas(_custom_config(sigmas=(1, 2, 3))).dtype == np.float64
     # normalized names keep an unsided name's own words
     assert ks.normalized_names(["Head Top"]) == ("head_top",)
+
+
+# ------------------------------------------------- adopt / has_own_set (issue 30 helpers)
+
+def _bare(tmp_path=None, num_joints=0, detector=False, **kp):
+    """An unresolved custom config whose data fields point at nothing (``none.json``)."""
+    model = {} if detector else dict(num_joints=num_joints)
+    return ml_collections.ConfigDict(dict(
+        data=dict(dataset="custom", root=str(tmp_path or "/nonexistent-prtr"),
+                  train_ann="none.json", val_ann="none.json",
+                  keypoints=ks.keypoints_config(**kp)),
+        model=model))
+
+
+# An export's metadata: three joints whose sigmas all differ (a field copied from the
+# wrong place, or left at its default, shows).
+_META = dict(dataset="custom", keypoint_names=["head", "left_fin", "right_fin"],
+             skeleton=[[0, 1], [0, 2]], flip_pairs=[[1, 2]], sigmas=[0.1, 0.2, 0.3],
+             category_ids=["3", 7])
+
+
+def test_unresolved_custom_and_has_own_set():
+    """Rules out: treating COCO/MPII configs, resolved custom configs, configs without
+    a data section, or objects that are no config as "unresolved custom"; and
+    has_own_set saying yes for a bare custom config (no joints, no file)."""
+    assert ks._unresolved_custom(_bare()) is True
+    assert ks.has_own_set(_bare()) is False
+    resolved = _bare(resolved_from="x.json")
+    assert ks._unresolved_custom(resolved) is False and ks.has_own_set(resolved) is True
+    coco = ml_collections.ConfigDict(dict(data=dict(dataset="coco")))
+    assert ks._unresolved_custom(coco) is False and ks.has_own_set(coco) is True
+    no_data = ml_collections.ConfigDict(dict(model=dict(num_joints=3)))
+    assert ks._unresolved_custom(no_data) is False and ks.has_own_set(no_data) is True
+    for thing in (object(), "custom", None):  # no .get: not a config
+        assert ks._unresolved_custom(thing) is False
+    # joints given in the config: its own set, without a file
+    assert ks.has_own_set(_bare(joints=("a", "b"))) is True
+
+
+def test_has_own_set_finds_the_train_or_the_val_file(tmp_path):
+    """An annotation file where train_ann or val_ann points is the config's own set.
+    Rules out checking one split only, or reading the result the wrong way round."""
+    config = _bare(tmp_path)
+    assert ks.has_own_set(config) is False
+    (tmp_path / "val.json").write_text("{}")
+    config.data.val_ann = "val.json"
+    assert ks.has_own_set(config) is True
+    assert ks._annotation_file(config) == str(tmp_path / "val.json")
+    (tmp_path / "train.json").write_text("{}")
+    config.data.train_ann = "train.json"
+    assert ks._annotation_file(config) == str(tmp_path / "train.json")  # train first
+
+
+def test_adopt_an_exports_metadata_field_by_field():
+    """Every field of the set is copied from the metadata (joints, skeleton, pairs, the
+    three different sigmas, its category ids as ints), num_joints 0 becomes 3, and the
+    set records where it came from. Rules out a field left empty or taken from another
+    field, ids left as strings, and the source named wrongly."""
+    config = _bare()
+    assert ks.adopt(config, dict(_META), "m.tflite") is True
+    kp = config.data.keypoints
+    assert tuple(kp.joints) == ("head", "left_fin", "right_fin")
+    assert tuple(kp.skeleton) == ((0, 1), (0, 2))
+    assert tuple(kp.flip_pairs) == ((1, 2),)
+    assert tuple(kp.sigmas) == (0.1, 0.2, 0.3)
+    assert tuple(kp.category_ids) == (3, 7)
+    assert all(type(c) is int for c in kp.category_ids)
+    assert kp.sigma_source == "the metadata of m.tflite"
+    assert kp.resolved_from == "m.tflite"  # not "m.tflite (m.tflite)"
+    assert config.model.num_joints == 3
+    # adopted: resolved now, a second source changes nothing
+    assert ks.adopt(config, dict(_META, keypoint_names=["x", "y"]), "other") is False
+    assert tuple(config.data.keypoints.joints) == ("head", "left_fin", "right_fin")
+    # of_config reads the adopted set (no file needed)
+    np.testing.assert_array_equal(ks.oks_sigmas(config), [0.1, 0.2, 0.3])
+
+
+def test_adopt_metadata_without_category_ids_takes_the_person_category():
+    """Metadata with no (or empty) category_ids: category 1 (rules out () or another
+    default); a detector config (no num_joints) gets none added."""
+    for meta in ({k: v for k, v in _META.items() if k != "category_ids"},
+                 dict(_META, category_ids=[])):
+        config = _bare(detector=True)
+        assert ks.adopt(config, meta, "w") is True
+        assert tuple(config.data.keypoints.category_ids) == (1,)
+        assert "num_joints" not in config.model
+
+
+def test_adopt_checks_num_joints_and_names_the_source():
+    """num_joints equal to the set's joints or 0 is fine; any other number is an error
+    naming the config field, the source and the set's count, and leaves the config
+    unresolved. Rules out inverted or shifted checks (e.g. (1, num))."""
+    config = _bare(num_joints=3)
+    assert ks.adopt(config, dict(_META), "m.onnx") is True
+    assert config.model.num_joints == 3
+    for wrong in (1, 2, 4):
+        config = _bare(num_joints=wrong)
+        with pytest.raises(ValueError, match=rf"^config.model.num_joints={wrong} but m.onnx "
+                                             r"has 3 joints \(0: take the number from "
+                                             r"it\)$"):
+            ks.adopt(config, dict(_META), "m.onnx")
+        assert not config.data.keypoints.resolved_from and config.model.num_joints == wrong
+
+
+def test_adopt_metadata_errors_name_the_source():
+    # the metadata's pairs are checked, the message naming ``where``
+    with pytest.raises(ValueError, match=r"^m.tflite: flip_pairs: \[1, 5\] names no joint"):
+        ks.adopt(_bare(), dict(_META, flip_pairs=[[1, 5]]), "m.tflite")
+
+
+def test_adopt_a_resolved_custom_config():
+    """A pose config's set passes to the detector config: every field, the source as
+    "where (the file it was read from)". A config that is not custom (COCO) gives
+    nothing, and configs already resolved or not custom take nothing."""
+    pose = _custom_config(category_ids=(4, 9), sigma_source="published (x)")
+    detector = _bare(detector=True)
+    assert ks.adopt(detector, pose, "--config") is True
+    kp = detector.data.keypoints
+    assert tuple(kp.joints) == ("head", "left_fin", "right_fin")
+    assert tuple(kp.skeleton) == ((0, 1), (0, 2)) and tuple(kp.flip_pairs) == ((1, 2),)
+    assert tuple(kp.sigmas) == (0.1, 0.2, 0.3) and tuple(kp.category_ids) == (4, 9)
+    assert kp.sigma_source == "published (x)"
+    assert kp.resolved_from == "--config (x.json)"
+    # a source recorded under the same name is not repeated
+    same = _bare()
+    assert ks.adopt(same, _custom_config(resolved_from="--config"), "--config") is True
+    assert same.data.keypoints.resolved_from == "--config"
+    assert same.model.num_joints == 3
+    # COCO's config: no custom set to take
+    coco = ml_collections.ConfigDict(dict(data=dict(dataset="coco")))
+    other = _bare()
+    assert ks.adopt(other, coco, "--config") is False
+    assert not other.data.keypoints.resolved_from and other.model.num_joints == 0
+    # not custom, or resolved: left as they are
+    mpii = ml_collections.ConfigDict(dict(data=dict(dataset="mpii"), model=dict(num_joints=16)))
+    assert ks.adopt(mpii, pose, "--config") is False
+    assert mpii.model.num_joints == 16 and "keypoints" not in mpii.data
+    done = _custom_config(joints=("a", "left_b", "right_b"))
+    assert ks.adopt(done, pose, "--config") is False
+    assert tuple(done.data.keypoints.joints) == ("a", "left_b", "right_b")
+
+
+# ---------------------------------------------- make_keypoint_set: defaults, messages
+
+def test_make_keypoint_set_returns_every_field():
+    """The whole dict of a small set: names as str (1 -> "1"), a skeleton given by
+    joint NAMES, the default name "custom". Rules out a field dropped or renamed, the
+    names not passed to the skeleton check, and another default name."""
+    kset = ks.make_keypoint_set([1, "left_b", "right_b"], skeleton=[("1", "right_b"), (1, 2)],
+                                sigmas=[1, 2, 3])
+    sigmas = kset.pop("sigmas")
+    assert kset == dict(name="custom", joints=("1", "left_b", "right_b"),
+                        skeleton=((0, 2), (1, 2)), flip_pairs=((1, 2),), sigma_source="given")
+    # integer sigmas are stored as float64 (OKS divides by them)
+    assert sigmas.dtype == np.float64 and sigmas.tolist() == [1.0, 2.0, 3.0]
+
+
+def test_make_keypoint_set_errors_name_the_source_and_the_valid_range():
+    """The default source is "the config"; the range given is 0..J-1 (rules out J+1
+    or J-2 in the message, and the field left out)."""
+    with pytest.raises(ValueError, match=r"^the config: skeleton: \(0, 3\) names no joint "
+                                         r"\(0-based indices 0\.\.2 or one of the joint "
+                                         r"names\)$"):
+        ks.make_keypoint_set(["a", "b", "c"], skeleton=[(0, 3)])
+    with pytest.raises(ValueError, match=r"^f.json: flip_pairs: \(0, 'x'\) names no joint "
+                                         r"\(0-based indices 0\.\.4 or one"):
+        ks.make_keypoint_set(list("abcde"), flip_pairs=[(0, "x")], source="f.json")
+
+
+def _caught(fn, *args, **kwargs):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fn(*args, **kwargs)
+    return caught
+
+
+def _stacklevels(monkeypatch, fn, *args, **kwargs):
+    """The (message, category, stacklevel) of each warnings.warn call of ``fn``. The
+    stacklevel is read from the call itself: a wrapper around the function (mutmut's
+    trampolines add two frames) would move the file a warning is attributed to."""
+    calls = []
+
+    def warn(message, category=None, stacklevel=1, source=None):
+        calls.append((str(message), category, stacklevel))
+    monkeypatch.setattr(warnings, "warn", warn)
+    fn(*args, **kwargs)
+    monkeypatch.undo()
+    return calls
+
+
+def test_make_keypoint_set_warnings_say_what_to_do_and_point_at_the_caller(monkeypatch):
+    """The three warnings (no pairs, a partner-less side, the default sigma) in full,
+    each attributed to the line that called make_keypoint_set (stacklevel 2: not
+    keypoint_sets.py (1), nor the caller's caller (3)); and, without a wrapper, that
+    line is in this file."""
+    no_pairs = ("the config: no left/right pairs among the joint names ['a', 'b']: "
+                "horizontal flip is disabled in training and in the flip test (give pairs "
+                "with --config.data.keypoints.flip_pairs)")
+    default = ("the config: no published OKS sigmas for these joints: every joint uses "
+               "config.data.keypoints.default_sigma=0.25 (set --config.data.keypoints.sigmas "
+               "for your own)")
+    unpaired = ("s: joints ['left_tail'] have a side but no partner: they are not swapped "
+                "when flipping")
+    calls = _stacklevels(monkeypatch, ks.make_keypoint_set, ["a", "b"], default_sigma=0.25)
+    calls += _stacklevels(monkeypatch, ks.make_keypoint_set, ["l_ear", "r_ear", "left_tail"],
+                          source="s")
+    assert calls == [(no_pairs, KeypointSetWarning, 2), (default, KeypointSetWarning, 2),
+                     (unpaired, KeypointSetWarning, 2)]
+    caught = _caught(ks.make_keypoint_set, ["a", "b"], default_sigma=0.25)
+    assert [str(w.message) for w in caught] == [no_pairs, default]
+    if not hasattr(ks.make_keypoint_set, "__wrapped__"):
+        assert all(w.filename == __file__ for w in caught)
+
+
+# ------------------------------------------------------ resolve with an annotation file
+
+def _ann(tmp_path, joints=("nose", "left_fin", "right_fin"), skeleton=((1, 2), (1, 3)),
+         ids=(4, 7)):
+    cats = [dict(id=i, name=f"c{i}", keypoints=list(joints), skeleton=[list(e) for e in
+                                                                       skeleton])
+            for i in ids]
+    path = tmp_path / "train.json"
+    path.write_text(json.dumps(dict(images=[], annotations=[], categories=cats)))
+    config = _unresolved(tmp_path)
+    config.data.train_ann = "train.json"
+    return config, str(path)
+
+
+def test_resolve_takes_skeleton_and_categories_from_the_file(tmp_path):
+    """From the file: the 1-based skeleton (as 0-based), the category ids of every
+    category sharing the set, the file as source in the warning. Rules out the
+    file's skeleton or categories being ignored (() / (1,)) and a wrong source."""
+    config, path = _ann(tmp_path)
+    caught = _caught(ks.resolve, config)
+    kp = config.data.keypoints
+    assert tuple(kp.joints) == ("nose", "left_fin", "right_fin")
+    assert tuple(kp.skeleton) == ((0, 1), (0, 2))
+    assert tuple(kp.category_ids) == (4, 7)
+    assert kp.resolved_from == path and config.model.num_joints == 3
+    assert [str(w.message).split(": no published")[0] for w in caught] == [path]
+
+
+def test_resolve_config_joints_rename_the_files(tmp_path):
+    """Joints given in the config with the file's count replace the file's names (the
+    file's skeleton kept); another count is an error naming both counts, the file and
+    its names. Rules out the check inverted or its message losing the file's names."""
+    config, path = _ann(tmp_path)
+    config.data.keypoints.joints = ("head", "l_fin", "r_fin")
+    _caught(ks.resolve, config)
+    assert tuple(config.data.keypoints.joints) == ("head", "l_fin", "r_fin")
+    assert tuple(config.data.keypoints.flip_pairs) == ((1, 2),)
+    assert tuple(config.data.keypoints.skeleton) == ((0, 1), (0, 2))
+    config, path = _ann(tmp_path)
+    config.data.keypoints.joints = ("a", "b")
+    with pytest.raises(ValueError) as e:
+        ks.resolve(config)
+    assert str(e.value) == (f"config.data.keypoints.joints names 2 joints but {path} has 3 "
+                            "(['nose', 'left_fin', 'right_fin'])")
+
+
+def test_resolve_errors_name_the_file_as_source(tmp_path):
+    """make_keypoint_set's own checks (a joint used twice) name the file the set came
+    from; without file and joints, the error says what to do."""
+    config, path = _ann(tmp_path)
+    config.data.keypoints.flip_pairs = ((0, 1), (1, 2))
+    with pytest.raises(ValueError, match=rf"^{path}: flip_pairs \(\(0, 1\), \(1, 2\)\) use "
+                                         "a joint twice$"):
+        ks.resolve(config)
+    with pytest.raises(FileNotFoundError, match=r"point --config.data.root at your "
+                                                r"COCO-format folder or give the joints "
+                                                r"with --config.data.keypoints.joints$"):
+        ks.resolve(_unresolved(tmp_path))
+
+
+def test_resolve_checks_the_keypoint_queries(tmp_path):
+    """kpt_num_queries (the end-to-end models' keypoint queries) fewer than the joints
+    is an error, as num_queries is. Rules out checking num_queries only."""
+    config = _with(tmp_path)
+    config.model.kpt_num_queries = 2
+    with pytest.raises(ValueError, match=r"config.model.kpt_num_queries=2 is fewer than the "
+                                         r"3 joints .*--config.model.kpt_num_queries=3 or "
+                                         "more"):
+        _caught(ks.resolve, config)
+
+
+def test_resolve_leaves_other_configs_as_they_are():
+    """COCO, a config without data, an object that is no config: returned unchanged.
+    Rules out resolving them (they have no keypoints section: AttributeError)."""
+    coco = ml_collections.ConfigDict(dict(data=dict(dataset="coco"), model=dict()))
+    assert ks.resolve(coco) is coco and coco.to_dict() == dict(data=dict(dataset="coco"),
+                                                               model={})
+    no_data = ml_collections.ConfigDict(dict(model=dict(num_joints=0)))
+    assert ks.resolve(no_data) is no_data and no_data.model.num_joints == 0
+    thing = object()
+    assert ks.resolve(thing) is thing
+
+
+def test_keypoints_config_fields_are_empty_until_resolved():
+    """Every set field empty (``()`` / ``""``: "from the annotation file", and "not
+    resolved yet" for resolved_from), the default sigma DEFAULT_SIGMA. Rules out a
+    field missing (resolve writes sigma_source) or None (a tuple flag can not override
+    a None field; JSON records would hold null)."""
+    assert ks.keypoints_config().to_dict() == dict(
+        joints=(), skeleton=(), flip_pairs=(), sigmas=(), default_sigma=0.05,
+        category_ids=(), sigma_source="", resolved_from="")
+    assert ks.keypoints_config(sigma_source="s").sigma_source == "s"

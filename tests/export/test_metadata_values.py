@@ -122,3 +122,63 @@ def test_the_documented_texts_of_the_formats():
         "scores": "(B, Q) float32 person probability (softmax incl. no-object)"}
     assert d["person_class_index"] == 0 and d["num_classes"] == 2
     assert metadata.METADATA_NAME == "prtr_tf_metadata"
+
+
+def test_keypoint_metadata_has_exactly_its_fields():
+    # The top-level keys a runtime reads, no more (rules out a key written under
+    # another name: "dataset" is also set by keypoint_sets.metadata, spread last).
+    meta = metadata.keypoint_metadata(_config(), "none")
+    assert set(meta) == {"format", "model", "backbone", "dataset", "quantization",
+                         "flip_test", "input", "outputs", "postprocess", "keypoint_names",
+                         "skeleton", "flip_pairs", "sigmas"}
+
+
+def test_detector_metadata_batch_and_score_threshold():
+    # batch 1 by default; score_threshold: the serving default (0.4) unless given.
+    from prtr_tf.serving import defaults
+    det = ml_collections.ConfigDict(dict(
+        model=dict(kind="detr", backbone="resnet50", num_classes=2),
+        data=dict(person_label=0, mean=(0.1, 0.2, 0.3), std=(0.4, 0.5, 0.6))))
+    meta = metadata.detector_metadata(det, (4, 6), "none")
+    assert meta["input"]["shape"] == [1, 4, 6, 3]
+    assert meta["score_threshold"] == defaults.PERSON_SCORE_THRESHOLD == 0.4
+    given = metadata.detector_metadata(det, (4, 6), "none", score_threshold=0.25)
+    assert given["score_threshold"] == 0.25 and type(given["score_threshold"]) is float
+
+
+@pytest.fixture(scope="module")
+def signed_tflite():
+    # As convert.py makes them: a frozen function, one signature, outputs output_0
+    # (the dict's first key, "a": x * 2) and output_1 ("b": x + 1).
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import \
+        convert_variables_to_constants_v2
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 2], tf.float32, name="x")])
+    def f(x):
+        return {"a": x * 2.0, "b": x + 1.0}
+
+    frozen = convert_variables_to_constants_v2(f.get_concrete_function())
+    return tf.lite.TFLiteConverter.from_concrete_functions(
+        [frozen], trackable_obj=tf.Module()).convert()
+
+
+def test_embedded_json_has_sorted_keys_and_outputs_get_their_names(tiny_tflite,
+                                                                   signed_tflite):
+    import tensorflow as tf
+    # sorted keys: the same metadata gives the same bytes whatever the dict order
+    meta = {"b": 1, "a": {"z": 0, "y": 1}}
+    fb = metadata.embed_metadata(tiny_tflite, meta)
+    assert list(metadata.read_metadata(fb)) == ["a", "b"]
+    assert list(metadata.read_metadata(fb)["a"]) == ["y", "z"]
+    assert fb == metadata.embed_metadata(tiny_tflite, {"a": {"y": 1, "z": 0}, "b": 1})
+    # output_names rename the signature outputs output_0, output_1 (in that order)
+    fb = metadata.embed_metadata(signed_tflite, meta, output_names=["doubled", "plus_one"])
+    assert metadata.read_metadata(fb) == meta
+    runner = tf.lite.Interpreter(model_content=bytes(fb))
+    outputs = runner.get_signature_list()["serving_default"]["outputs"]
+    assert sorted(outputs) == ["doubled", "plus_one"]
+    runner.allocate_tensors()
+    run = runner.get_signature_runner()
+    got = run(x=np.array([[1.0, 3.0]], np.float32))
+    assert got["doubled"].tolist() == [[2.0, 6.0]] and got["plus_one"].tolist() == [[2.0, 4.0]]

@@ -55,3 +55,41 @@ def test_degenerate_boxes_are_finite():
     t = tf.constant([[0.0, 0.0, 1e-4, 1e-4]], tf.float64)
     iou, _ = boxes.box_iou(t, t)
     assert _np(iou)[0, 0] == pytest.approx(1e-8 / 1e-7)
+
+
+def test_conversions_of_a_batch_along_the_last_axis():
+    # (2, 3, 4) boxes, all different: each conversion works on the LAST axis and keeps
+    # the leading ones (rules out unstacking / stacking along axis 0 or 1). Expected
+    # values from the formulas in NumPy.
+    rng = np.random.default_rng(3)
+    b = rng.uniform(1.0, 5.0, (2, 3, 4))
+    x0, y0, w, h = b[..., 0], b[..., 1], b[..., 2], b[..., 3]
+    np.testing.assert_allclose(_np(boxes.box_cxcywh_to_xyxy(tf.constant(b))),
+                               np.stack([x0 - w / 2, y0 - h / 2, x0 + w / 2, y0 + h / 2], -1))
+    np.testing.assert_allclose(_np(boxes.box_xywh_to_xyxy(tf.constant(b))),
+                               np.stack([x0, y0, x0 + w, y0 + h], -1))
+    xyxy = np.concatenate([b[..., :2], b[..., :2] + b[..., 2:]], -1)
+    np.testing.assert_allclose(_np(boxes.box_xyxy_to_cxcywh(tf.constant(xyxy))),
+                               np.concatenate([b[..., :2] + b[..., 2:] / 2, b[..., 2:]], -1))
+
+
+def test_conversions_in_a_graph_with_an_unknown_box_size():
+    # Inside tf.function with shape [None, None] the 4 components are unstacked by count
+    # (num=4): no static size to infer them from.
+    for fn in (boxes.box_cxcywh_to_xyxy, boxes.box_xyxy_to_cxcywh, boxes.box_xywh_to_xyxy):
+        graph = tf.function(fn, input_signature=[tf.TensorSpec([None, None], tf.float32)])
+        np.testing.assert_allclose(_np(graph(tf.constant([[1.0, 2.0, 5.0, 10.0]]))),
+                                   _np(fn(tf.constant([[1.0, 2.0, 5.0, 10.0]]))))
+
+
+def test_iou_and_giou_use_both_corners_of_both_boxes():
+    # b1 (0,0)-(8,2) is wide, b2 (2,1)-(6,3) is its x1 != y1: overlap (2,1)-(6,2) = 4,
+    # union 16 + 8 - 4 = 20, IoU 0.2; enclosing (0,0)-(8,3) = 24: GIoU 0.2 - 4/24.
+    # Rules out a corner taken from the wrong coordinate (e.g. b2's y1 as its x1).
+    b1 = tf.constant([[0.0, 0.0, 8.0, 2.0]])
+    b2 = tf.constant([[2.0, 1.0, 6.0, 3.0]])
+    np.testing.assert_allclose(_np(boxes.elementwise_box_iou(b1, b2)), [0.2], rtol=1e-6)
+    np.testing.assert_allclose(_np(boxes.elementwise_generalized_box_iou(b1, b2)),
+                               [0.2 - 4 / 24], rtol=1e-6)
+    np.testing.assert_allclose(_np(boxes.generalized_box_iou(b2, b1)), [[0.2 - 4 / 24]],
+                               rtol=1e-6)

@@ -151,3 +151,14 @@ def test_assign_in_a_graph_with_an_unknown_batch():
     np.testing.assert_array_equal(
         hungarian.assign(cost, valid=tf.constant([[1, 0, 1]]), targets_last=True).numpy(),
         [[2, -1, 0]])
+
+
+def test_assign_passes_the_orientation_without_a_mask():
+    # cost (B=1, Q=3, T=2) with targets last and no mask: scipy must see Q x T. Target
+    # 0 is free on q1, target 1 on q0: [[1, 0]]. Read targets first, the same tensor
+    # would be 3 targets for 2 queries (an error), so the orientation must reach solve.
+    import tensorflow as tf
+    cost = tf.constant([[[5.0, 0.0], [0.0, 5.0], [1.0, 1.0]]])
+    out = hungarian.assign(cost, targets_last=True)
+    assert out.shape.as_list() == [1, 2]
+    np.testing.assert_array_equal(out.numpy(), [[1, 0]])

@@ -133,3 +133,41 @@ def test_other_joints_only_for_as_many_joints_with_other_names(tmp_path):
     assert msg == (f"{tmp_path / 'keypoint_set.json'} names other joints ('custom': "
                    "['head', 'left_fin', 'right_fin']... vs ['x', 'left_fin', "
                    "'right_fin']...)")
+
+
+def test_record_of_a_custom_detector_and_of_a_coco_pose_config(tmp_path):
+    """A custom detector config (no num_joints) records its set with its categories
+    (predict gives them to the detector config without data flags); a COCO pose config
+    (num_joints 17, not custom) records COCO's set and category 1. Rules out recording
+    custom configs only, or joint models only, and category ids left out."""
+    det = _config()
+    det.model = ml_collections.ConfigDict({})
+    det.data.keypoints.category_ids = (3, 7)
+    path = keypoint_record.record(str(tmp_path), det)
+    with open(path) as f:
+        saved = json.load(f)
+    assert saved["category_ids"] == [3, 7]
+    assert saved["keypoint_names"] == ["head", "left_fin", "right_fin"]
+    coco = ml_collections.ConfigDict(dict(data=dict(dataset="coco"),
+                                          model=dict(num_joints=17)))
+    (tmp_path / "coco").mkdir()
+    path = keypoint_record.record(str(tmp_path / "coco"), coco)
+    with open(path) as f:
+        saved = json.load(f)
+    assert saved["dataset"] == "coco" and saved["category_ids"] == [1]
+    assert saved["keypoint_names"] == list(ks.COCO_JOINTS)
+    # a config without a data section and without joints: nothing
+    bare = ml_collections.ConfigDict(dict(model=dict()))
+    assert keypoint_record.record(str(tmp_path / "coco"), bare) is None
+
+
+def test_other_joints_names_the_first_three_joints_of_each(tmp_path):
+    # Five joints, all renamed: the message shows three of each, then "...".
+    five = ("a", "b", "c", "d", "e")
+    keypoint_record.record(str(tmp_path), _config(joints=five, flip_pairs=(), skeleton=(),
+                                                  sigmas=(0.1,) * 5, num_joints=5))
+    msg = keypoint_record.other_joints(str(tmp_path), _config(
+        joints=("v", "w", "x", "y", "z"), flip_pairs=(), skeleton=(), sigmas=(0.1,) * 5,
+        num_joints=5))
+    assert msg.endswith("names other joints ('custom': ['a', 'b', 'c']... vs "
+                        "['v', 'w', 'x']...)")

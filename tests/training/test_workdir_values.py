@@ -93,8 +93,14 @@ def test_a_lock_of_another_host_or_a_live_pid_is_busy_and_a_dead_one_taken_over(
     # instead of probing it with signal 0 hurts nothing else)
     import subprocess
     import sys
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    # SIGHUP back to its default action (a run under nohup passes it on ignored, and
+    # then a mutant sending signal 1 would go unnoticed), before the child says ready.
+    child = subprocess.Popen([sys.executable, "-c", "import signal, time; "
+                              "signal.signal(signal.SIGHUP, signal.SIG_DFL); "
+                              "print('ready', flush=True); time.sleep(60)"],
+                             stdout=subprocess.PIPE, text=True)
     try:
+        assert child.stdout.readline() == "ready\n"
         path.write_text(json.dumps({"pid": child.pid, "host": socket.gethostname()}))
         with pytest.raises(workdir.WorkdirBusyError, match=f"PID {child.pid}: another run "
                                                            "is training into this workdir"):
@@ -105,6 +111,7 @@ def test_a_lock_of_another_host_or_a_live_pid_is_busy_and_a_dead_one_taken_over(
     finally:
         child.kill()
         child.wait()
+        child.stdout.close()
     assert not workdir._alive(child.pid)
     dead = 2 ** 22 + 12345  # above pid_max's default: no such process
     path.write_text(json.dumps({"pid": dead, "host": socket.gethostname()}))
