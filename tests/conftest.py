@@ -45,22 +45,28 @@ def mpii_mini():
     return require_shared("data", "mpii_mini")
 
 
-# The files that take longest (minutes on 2 CPU cores), started first: `make test`
+# The files that take longest (minutes on 2 CPU cores), started first, longest first
+# (the CI tier's order of `python -m tools.suite_times`, docs/testing.md): `make test`
 # hands whole files to its 2 workers (pytest-xdist --dist loadfile) in collection
 # order (with --no-loadscope-reorder; by default xdist sends the files with the most tests
 # first), and these at the end of the order left one worker running them alone.
-LONG_FIRST = ("tests/training/test_trainer.py", "tests/test_docs_commands.py",
-              "tests/serving/test_predict.py", "tests/keypoint/test_deformable.py",
-              "tests/serving/test_saved_model.py", "tests/checkpoints/test_artifact.py",
+LONG_FIRST = ("tests/cli/test_bad_input.py", "tests/training/test_trainer.py",
+              "tests/serving/test_saved_model.py",
               "tests/keypoint/test_custom_training.py",
+              "tests/checkpoints/test_artifact.py",
+              "tests/training/test_faults_keypoint.py",
+              "tests/detector/test_deformable_detr.py", "tests/serving/test_predict.py",
+              "tests/test_demo.py", "tests/keypoint/test_deformable.py",
+              "tests/export/test_tflite.py", "tests/cli/test_bad_input_more.py",
+              "tests/serving/test_threshold_default.py", "tests/cli/test_export.py",
+              "tests/end_to_end/test_training.py",
+              "tests/training/test_mixed_precision.py", "tests/end_to_end/test_model.py",
+              "tests/inference/test_predict_video.py", "tests/cli/test_benchmark.py",
+              "tests/tools/test_parity.py",
               "tests/detector/test_deformable_detr_export.py",
-              "tests/training/test_faults_keypoint.py", "tests/export/test_tflite.py",
-              "tests/test_demo.py", "tests/serving/test_threshold_default.py",
-              "tests/cli/test_bad_input.py", "tests/detector/test_deformable_detr.py",
-              "tests/training/test_mixed_precision.py", "tests/cli/test_export.py",
-              "tests/training/test_finetune_sets.py",
-              "tests/nn/test_deformable_transformer.py", "tests/inference/test_predict_video.py",
-              "tests/cli/test_bad_input_more.py", "tests/end_to_end/test_training.py")
+              "tests/training/test_finetune_sets.py", "tests/training/test_max_steps.py",
+              "tests/detector/test_detr.py", "tests/test_configs.py",
+              "tests/test_startup.py")
 
 
 # The tests `make test` (CI, 35 minutes on 2 cores) leaves to `make test-all`, marked
@@ -70,19 +76,26 @@ LONG_FIRST = ("tests/training/test_trainer.py", "tests/test_docs_commands.py",
 # show learning where the CI tier checks the mechanics. tests/test_tiers.py checks that
 # both names exist and that no sibling is itself extended; docs/testing.md lists them
 # with their times (tools/suite_times.py).
-_KILLS = "tests/training/test_faults_keypoint.py::test_keypoint_run_survives_kills"
+_KILLS = ("tests/training/test_faults_keypoint.py::"
+          "test_keypoint_run_survives_two_kills_of_five_points")
 _E2E_CI = "tests/end_to_end/test_training.py::test_train_and_evaluate_on_real_coco_images"
+_ONNX_CI = "tests/serving/test_saved_model.py::test_crops_parity_keras_saved_model_onnx"
+_OVERFIT = "tests/training/test_trainer.py::test_tiny_config_overfits_a_small_synthetic_set"
+_CUSTOM = "tests/keypoint/test_custom_training.py::"
 EXTENDED = {
-    # Kill -9 and resume: one trainer for every family; the keypoint run has 5 kill points.
+    # Kill -9 and resume: one trainer for every family; CI kills the keypoint run at two
+    # of its five kill points (drawn by the seed), make test-all at all five.
+    "tests/training/test_faults_keypoint.py::test_keypoint_run_survives_kills": _KILLS,
     "tests/training/test_faults_end_to_end.py::test_end_to_end_run_survives_kills": _KILLS,
     "tests/training/test_faults_detector.py::test_detector_run_survives_kills": _KILLS,
     # Distribution: one strategy.run loop for every family.
     "tests/training/test_trainer.py::test_end_to_end_model_two_replicas_equal_one_device":
         "tests/training/test_trainer.py::test_mirrored_two_replicas_equals_one_device",
-    "tests/training/test_trainer.py::test_multiworker_two_local_processes_end_identical"
-    "[prtr_e2e]":
-        "tests/training/test_trainer.py::test_multiworker_two_local_processes_end_identical"
-        "[prtr]",
+    "tests/training/test_trainer.py::test_multiworker_two_local_processes_end_identical":
+        "tests/training/test_trainer.py::test_mirrored_two_replicas_equals_one_device",
+    # Learning, shown by minutes of training: the keypoint model's overfit run stays.
+    "tests/training/test_trainer.py::test_tiny_detector_learns_a_small_synthetic_set":
+        _OVERFIT,
     # The end-to-end model trained for 10 minutes until it has learnt (AP >= 0.5), and
     # the tools on that model; CI trains it on real images and evaluates (2 steps), and
     # its exports and tools run in tests/checkpoints/test_artifact.py.
@@ -92,32 +105,68 @@ EXTENDED = {
     "tests/end_to_end/test_training.py::test_exported_saved_model_equals_the_keras_model":
         _E2E_CI,
     "tests/end_to_end/test_training.py::test_predict_py_runs_the_end_to_end_model": _E2E_CI,
-    "tests/end_to_end/test_training.py::test_onnx_export_of_the_end_to_end_pipeline":
-        "tests/serving/test_saved_model.py::test_onnx_full_pipeline",
-    # The two-stage pipeline's ONNX and export CLI with the Deformable DETR detector: the
-    # same pipeline with DETR, the deformable attention in the keypoint model's ONNX.
-    "tests/detector/test_deformable_detr_export.py::test_onnx_full_pipeline":
-        "tests/serving/test_saved_model.py::test_onnx_full_pipeline",
+    # ONNX: tf2onnx on whole pipelines takes minutes each; CI converts the keypoint
+    # model's crops signature and the deformable attention layer.
+    "tests/end_to_end/test_training.py::test_onnx_export_of_the_end_to_end_pipeline": _ONNX_CI,
+    "tests/serving/test_saved_model.py::test_onnx_full_pipeline": _ONNX_CI,
+    "tests/detector/test_deformable_detr_export.py::test_onnx_full_pipeline": _ONNX_CI,
+    "tests/keypoint/test_deformable.py::test_tiny_saved_model_and_onnx_match_keras":
+        "tests/nn/test_ms_deform_attn.py::test_onnx_matches_keras",
+    # Official-layout fixtures through the command line (CI: the parity tool imports
+    # the same fixtures with the same code; the tiny models convert in CI).
+    "tests/keypoint/test_deformable.py::test_prtr_convert_cli_on_the_official_fixture":
+        "tests/keypoint/test_deformable.py::test_parity_tool_on_fixture",
+    "tests/detector/test_deformable_detr.py::"
+    "test_r50_person_model_matches_the_fixtures_person_detections":
+        "tests/detector/test_deformable_detr.py::"
+        "test_person_model_gives_the_full_models_person_detections",
+    # A flag error of the benchmark tool per flag (CI: one of them).
+    "tests/cli/test_benchmark.py::test_bad_flag_values_are_one_line_usage_errors[skip]":
+        "tests/cli/test_benchmark.py::test_bad_flag_values_are_one_line_usage_errors[formats]",
+    "tests/cli/test_benchmark.py::test_bad_flag_values_are_one_line_usage_errors[batches]":
+        "tests/cli/test_benchmark.py::test_bad_flag_values_are_one_line_usage_errors[formats]",
+    # The two-stage SavedModel with the Deformable DETR detector (the same serving module
+    # as with DETR; its detector's TFLite file stays in CI).
     "tests/detector/test_deformable_detr_export.py::test_export_cli":
         "tests/cli/test_export.py::test_export_script_with_workdir_and_default_detector_size",
-    # Custom keypoint sets: the hand set (21 joints) in CI, the animal and 14-joint ones.
-    "tests/keypoint/test_custom_training.py::test_a_tiny_model_overfits_each_custom_set"
-    "[ap10k_mini]":
-        "tests/keypoint/test_custom_training.py::test_a_tiny_model_overfits_each_custom_set"
-        "[onehand10k_mini]",
-    "tests/keypoint/test_custom_training.py::test_a_tiny_model_overfits_each_custom_set"
-    "[crowdpose_mini]":
-        "tests/keypoint/test_custom_training.py::test_a_tiny_model_overfits_each_custom_set"
-        "[onehand10k_mini]",
+    "tests/detector/test_deformable_detr_export.py::test_serving_default_matches_pose_estimator":
+        "tests/serving/test_saved_model.py::test_serving_default_equals_pose_estimator",
+    "tests/detector/test_deformable_detr_export.py::test_padding_effect_on_raw_outputs":
+        "tests/serving/test_saved_model.py::test_serving_default_equals_pose_estimator",
+    # predict.py on a .tflite pair against the checkpoint (CI: the same files through
+    # prtr-predict's estimators against Keras, tests/serving/test_threshold_default.py).
+    "tests/serving/test_predict.py::test_tflite_equals_checkpoint":
+        "tests/serving/test_threshold_default.py::"
+        "test_same_default_threshold_and_persons_across_backends",
+    # A SavedModel exported before box_scores existed (CI: today's export = Keras).
+    "tests/serving/test_predict.py::test_old_saved_model_without_box_scores":
+        "tests/serving/test_predict.py::test_saved_model_equals_checkpoint",
+    # Custom keypoint sets: the hand and animal sets in CI (the others' tests use them).
+    _CUSTOM + "test_a_tiny_model_overfits_each_custom_set[crowdpose_mini]":
+        _CUSTOM + "test_a_tiny_model_overfits_each_custom_set[ap10k_mini]",
+    _CUSTOM + "test_custom_detector_trains_and_predict_reads_the_saved_model_set":
+        _CUSTOM + "test_exports_carry_the_keypoint_set_and_predict_draws_it",
     "tests/training/test_finetune_sets.py::test_a_coco_model_starts_a_21_joint_hand_run":
         "tests/training/test_finetune_sets.py::"
         "test_a_coco_model_starts_a_14_joint_run_on_a_converted_file",
+    # Mixed precision: float16's loss scale across a resume, bfloat16 training (CI:
+    # float16 against float32 step by step, overflow and regrowth).
+    "tests/training/test_mixed_precision.py::test_the_loss_scale_is_checkpointed_and_resumes":
+        "tests/training/test_mixed_precision.py::"
+        "test_float16_follows_float32_an_overflow_skips_the_update_clean_steps_regrow",
+    "tests/training/test_trainer.py::test_bfloat16_mixed_precision_trains_with_float32_variables":
+        "tests/training/test_mixed_precision.py::"
+        "test_float16_follows_float32_an_overflow_skips_the_update_clean_steps_regrow",
     # The TFLite file scored by pycocotools on a trained model (CI: = Keras on crops).
     "tests/export/test_tflite_accuracy.py::test_fp32_tflite_scores_as_keras":
         "tests/export/test_tflite.py::test_fp32_matches_keras",
     # The GPU check's CPU smoke run of every part (CI: its no-GPU path).
     "tests/tools/test_gpu_check.py::test_cpu_smoke_runs_every_part_and_writes_the_report":
         "tests/tools/test_gpu_check.py::test_without_a_gpu_it_says_so_and_measures_nothing",
+    # The README's commands, as a reader types them (minutes: a process per command); CI
+    # runs its tools' paths in tests/cli/ and predict/export from model files here.
+    "tests/test_docs_commands.py::test_page_commands[README.md]":
+        "tests/checkpoints/test_artifact.py::test_predict_and_export_take_the_model_files_alone",
 }
 
 

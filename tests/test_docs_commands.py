@@ -162,11 +162,12 @@ SAME_AS_PAGE = {  # (data.md's trainings run there too: its later commands read 
     },
 }
 
-# The pages `make test` (CI) runs: the README's quick starts (convert, predict on images
-# and a clip, train a custom set and its detector, eval, export to SavedModel, ONNX and
-# TFLite, predict with the export). The other pages take minutes each (trainings of
-# every family, a dozen exports): `make test-docs` runs every page (PRTR_DOCS_ALL=1).
-# docs/testing.md: one command (tools.suite_times on a small report), seconds.
+# The pages this file runs by default: the README's quick starts (convert, predict on
+# images and a clip, train a custom set and its detector, eval, export to SavedModel,
+# ONNX and TFLite, predict with the export; about 6 minutes: extended, so `make test-all`
+# and `make test-docs` run it, tests/conftest.py EXTENDED) and docs/testing.md (one
+# command, seconds: in CI). The other pages take minutes each (trainings of every
+# family, a dozen exports): `make test-docs` runs every page (PRTR_DOCS_ALL=1).
 CI_PAGES = ("README.md", "docs/testing.md")
 ALL_PAGES = os.environ.get("PRTR_DOCS_ALL") == "1"
 

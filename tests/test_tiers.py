@@ -54,6 +54,7 @@ JUNIT = """<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="py
 <testcase classname="tests.test_b.TestGroup" name="test_z" time="30.0" />
 <testcase classname="tests.test_b" name="test_w" time="9.5"><skipped /></testcase>
 <testcase classname="tests.test_c" name="test_v" time="20.0" />
+<testcase classname="" name="tests.test_c" time="0.000"><skipped /></testcase>
 </testsuite></testsuites>"""
 
 
@@ -71,7 +72,8 @@ def test_suite_times_reads_a_junit_report(tmp_path):
         ("tests/training/test_a.py::test_y[p]", 50.5),
         ("tests/test_b.py::TestGroup::test_z", 30.0),
         ("tests/test_b.py::test_w", 9.5),
-        ("tests/test_c.py::test_v", 20.0)]
+        ("tests/test_c.py::test_v", 20.0),
+        ("tests/test_c.py", 0.0)]  # a module skipped at collection
     extended = {"tests/training/test_a.py::test_y": "tests/test_c.py::test_v"}
     tiers = suite_times.tiers(cases, lambda n: extended.get(n.split("[")[0]))
     assert tiers == {"ci": 159.5, "extended": 50.5}

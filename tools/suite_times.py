@@ -26,12 +26,15 @@ Case = collections.namedtuple("Case", "nodeid seconds skipped")
 
 def _nodeid(classname, name, root):
     """tests.a.test_b.TestC + test_d -> tests/a/test_b.py::TestC::test_d (the longest
-    prefix of the dotted class name that is a file under ``root``)."""
+    prefix of the dotted class name that is a file under ``root``). A module skipped
+    whole at collection comes with no class name and the module as its name."""
+    if not classname:
+        classname, name = name, None
     parts = classname.split(".")
     for i in range(len(parts), 0, -1):
         path = "/".join(parts[:i]) + ".py"
         if (pathlib.Path(root) / path).is_file():
-            return "::".join([path, *parts[i:], name])
+            return "::".join([path, *parts[i:], *([name] if name else [])])
     raise ValueError(f"{classname}: no file under {root} for this JUnit class name")
 
 
