@@ -160,9 +160,18 @@ EXTENDED = {
     # The TFLite file scored by pycocotools on a trained model (CI: = Keras on crops).
     "tests/export/test_tflite_accuracy.py::test_fp32_tflite_scores_as_keras":
         "tests/export/test_tflite.py::test_fp32_matches_keras",
+    # The full-size deformable PRTR's GMACs against the official 29.1 (CI: the hand count
+    # of one deformable encoder layer and the tiny model's sampling).
+    "tests/tools/test_flops.py::test_official_deformable_gmacs":
+        "tests/tools/test_flops.py::test_deformable_encoder_layer_hand_count",
     # The GPU check's CPU smoke run of every part (CI: its no-GPU path).
     "tests/tools/test_gpu_check.py::test_cpu_smoke_runs_every_part_and_writes_the_report":
         "tests/tools/test_gpu_check.py::test_without_a_gpu_it_says_so_and_measures_nothing",
+    # tools/video_benchmark.py's table on the tiny models (a process importing TensorFlow
+    # and tracing the pipeline, ~20 CPU s; CI: the same predict_video path with the Keras
+    # models).
+    "tests/tools/test_video_benchmark.py::test_keras_rows_on_a_two_frame_clip":
+        "tests/inference/test_predict_video.py::test_cli_video_track_and_truncated",
     # The README's commands, as a reader types them (minutes: a process per command); CI
     # runs its tools' paths in tests/cli/ and predict/export from model files here.
     "tests/test_docs_commands.py::test_page_commands[README.md]":

@@ -27,6 +27,8 @@ To run a new block, add its inputs to `FIXTURES` (a maker in `MAKERS`) or a row 
 `SUBSTITUTIONS`. On a failure the message shows the failing command as the docs print
 it, the script that ran and the last 40 lines of its output.
 """
+import contextlib
+import io
 import json
 import os
 import re
@@ -44,6 +46,9 @@ pytestmark = pytest.mark.slow  # minutes: one process per command, each imports 
 SUBSTITUTIONS = [
     (r"(?<![\w.])/data/mine\b", "data/mine",
      "the reader's dataset folder: FIXTURES' data/mine, a shared COCO-format set"),
+    (r"(tools\.video_benchmark) --frames=24 --warmup=4 (--backends=keras)\b",
+     r"\1 --frames=2 --warmup=2 \2",
+     "a clip of 2 frames: the benchmark's rows in under a minute (its numbers mean nothing)"),
 ]
 
 SAME_AS = "same command as {}, run there"  # a NOT_RUN reason checked by a test
@@ -74,6 +79,15 @@ NOT_RUN = {
      "pipeline_saved_model_bf16,saved_model_bf16 --batches=1"):
         "minutes on the full-size models; tests/cli/test_benchmark.py runs "
         "tools.benchmark on the tiny model",
+    ("docs/benchmarks.md", "python -m tools.benchmark --formats=function,saved_model,"
+                           "pytorch --repeats=10 --slow_repeats=5"):
+        "minutes on the full-size models (and PyTorch for 'pytorch'); "
+        "tests/cli/test_benchmark.py runs tools.benchmark on the tiny model",
+    ("docs/benchmarks.md", "python -m tools.benchmark "
+                           "--config=configs/coco_deform_res50_384x288.py"):
+        "minutes on the full-size deformable model (and PyTorch for 'pytorch'); "
+        "tests/cli/test_benchmark.py runs tools.benchmark on the tiny models "
+        "(configs/deform_tiny.py in process)",
     ("docs/benchmarks.md", "pip install -e '.[gpu]'"): "needs the network (PyPI) and a GPU",
     ("docs/benchmarks.md", "tools/gpu_check.sh"):
         "needs a CUDA GPU (8 minutes); tests/tools/test_gpu_check.py runs its CPU smoke "
@@ -99,59 +113,14 @@ NOT_RUN = {
                           "--track ..."):
         "'...' stands for the model flags; tests/inference/test_predict_video.py reads "
         "frame patterns",
-}
-# Not run yet (follow-up): each needs inputs this test does not make yet.
-_FOLLOW_UP = "NOT YET RUN (follow-up of issue 30): needs "
-NOT_RUN.update({
-    ("docs/inference.md", "python eval.py --config=configs/coco_res50_384x288.py "
-                          "--checkpoint=res50_384x288.weights.h5"):
-        _FOLLOW_UP + "res50_384x288.weights.h5 and COCO_val2017_detr_detections.json "
-        "(weights of the stand-in config; coco_mini's person_detections.json)",
-    ("docs/inference.md", "python eval.py --config=configs/mpii_w32_256x256.py "
-                          "--checkpoint=runs/w32 --gt_mat=gt_valid.mat"):
-        _FOLLOW_UP + "an MPII layout of ../shared/data/mpii_mini, a runs/w32 workdir "
-        "and a gt_valid.mat",
-    ("docs/inference.md", "python eval.py --config=configs/synthetic_detector_tiny.py "
-                          "--checkpoint=runs/detector"):
-        _FOLLOW_UP + "the runs/detector workdir of docs/training.md",
-    ("docs/inference.md", "python predict.py --source=photos/ --output=out/"):
-        _FOLLOW_UP + "photos/, res50_384x288.weights.h5 and detr.weights.h5",
-    ("docs/inference.md", "python predict.py --source=photos/ --output=out/ "
-                          "--saved_model=exported/prtr_r50"):
-        _FOLLOW_UP + "the page's export block to run first (RUN_AFTER)",
-    ("docs/inference.md", "python predict.py --source=photos/ --output=out/ "
-                          "--tflite=tflite/keypoints_int8.tflite"):
-        _FOLLOW_UP + "tflite/keypoints_int8.tflite and tflite/detector_int8.tflite (the "
-        "page's TFLite exports have '...' placeholders and write no detector)",
-    ("docs/inference.md", "prtr-predict --source=clip.mp4 --output=out/ --track"):
-        _FOLLOW_UP + "runs/demo/keypoints and runs/demo/detector (`make demo`'s workdirs)",
-    ("docs/inference.md", "python -m tools.video_benchmark --frames=24 --warmup=4 "
-                          "--backends=keras --batches=1,4,8"):
-        _FOLLOW_UP + "a budget: minutes of benchmarking (no test runs tools.video_benchmark)",
     ("docs/inference.md", "python -m tools.video_benchmark --frames=24 --warmup=4 "
                           "--backends=tflite,saved_model --batches=1,4"):
-        _FOLLOW_UP + "a budget: minutes of benchmarking (no test runs tools.video_benchmark)",
-    ("docs/inference.md", "python export/to_saved_model.py --config=configs/coco_res50_384x288.py "
-                          "--checkpoint=kpt.weights.h5"):
-        _FOLLOW_UP + "kpt.weights.h5 and detr.weights.h5 (stand-in weights)",
-    ("docs/inference.md", "saved_model_cli run --dir exported/prtr_r50 --tag_set serve "
-                          "--signature_def serve_crops"):
-        _FOLLOW_UP + "exported/prtr_r50 and crops.npy",
-    ("docs/inference.md", "python export/to_onnx.py --saved_model=exported/prtr_r50 "
-                          "--signature=serve_crops --output=prtr.onnx"):
-        _FOLLOW_UP + "exported/prtr_r50",
-    ("docs/inference.md", "python export/to_tflite.py --config=... --checkpoint=... "
-                          "--output=DIR --quantization=fp32,fp16,int8"):
-        _FOLLOW_UP + "a SUBSTITUTIONS row for its '...' placeholders",
-    ("docs/inference.md", "python export/to_tflite.py --config=... --checkpoint=... "
-                          "--output=DIR --quantization=int8_full"):
-        _FOLLOW_UP + "a SUBSTITUTIONS row for its '...' placeholders",
-    ("docs/demo.md", "TF_NUM_INTRAOP_THREADS=1 TF_NUM_INTEROP_THREADS=1 python train.py"):
-        _FOLLOW_UP + "runs/demo/data (the synthetic set `make demo` writes)",
-    ("docs/demo.md", "python eval.py --config=configs/demo_keypoints.py "
-                     "--config.data.root=runs/demo/data"):
-        _FOLLOW_UP + "runs/demo/data and runs/demo/detections_val.json (`make demo`'s)",
-})
+        "minutes even at --frames=2 (6 min on the loaded 2-core host: a SavedModel export "
+        "and three TFLite conversions of the demo-sized models); "
+        "tests/tools/test_video_benchmark.py runs the tool on the tiny models (its Keras "
+        "rows), tests/serving/test_predict.py::test_exported_backends_on_video the "
+        "SavedModel and TFLite backends on a video",
+}
 
 # Blocks whose commands appear verbatim on another page, run there (checked by
 # test_same_as_commands_are_run_on_their_page).
@@ -172,7 +141,14 @@ CI_PAGES = ("README.md", "docs/testing.md")
 ALL_PAGES = os.environ.get("PRTR_DOCS_ALL") == "1"
 
 # {page: {first command of a block: first command of the block it must follow}}
-RUN_AFTER = {}
+RUN_AFTER = {
+    "docs/inference.md": {  # predict with the exports, once the page has exported them
+        "python predict.py --source=photos/ --output=out_saved_model/ "
+        "--saved_model=exported/prtr_r50":
+            "python export/to_saved_model.py --config=configs/coco_res50_384x288.py "
+            "--checkpoint=kpt.weights.h5",
+    },
+}
 
 # {page: [inputs made in its folder before it runs]}: names of `MAKERS`.
 FIXTURES = {
@@ -182,13 +158,19 @@ FIXTURES = {
                             "deform_pose_transformer_res101_384x288.pth",
                             "r50_deformable_detr-checkpoint.pth"],
     "docs/data.md": ["data/mine", "photos/", "boxes.json"],
+    "docs/demo.md": ["runs/demo/detections_val.json"],
     "docs/end_to_end.md": ["data/coco", "photos/", "detr_r101_person.weights.h5"],
+    "docs/inference.md": ["data/coco", "res50_384x288.weights.h5",
+                          "COCO_val2017_detr_detections.json", "data/mpii", "runs/w32",
+                          "gt_valid.mat", "runs/detector", "photos/", "detr.weights.h5",
+                          "clip.mp4", "runs/demo", "kpt.weights.h5", "crops.npy"],
     "docs/training.md": ["data/coco"],
     "docs/testing.md": ["suite.xml"],
 }
 
 # Fixtures that no command names: where the configs' defaults point.
-IMPLICIT = {"data/coco": "the data.root of the coco_* and e2e_* configs"}
+IMPLICIT = {"data/coco": "the data.root of the coco_* and e2e_* configs",
+            "data/mpii": "the data.root of the mpii_* configs"}
 
 
 # ----------------------------------------------------------------------- the makers
@@ -283,6 +265,111 @@ def _weights(config_file):
     return make
 
 
+def _shared_link(*parts):
+    """A link to a file of ../shared."""
+    def make(folder, name):
+        (folder / name).symlink_to(require_shared(*parts))
+    return make
+
+
+def _mpii(folder):
+    """data/mpii in the layout of the mpii_* configs (annot/{train,valid}.json in the
+    HRNet JSON layout, images/): ../shared/data/mpii_mini as both splits (links)."""
+    shared = require_shared("data", "mpii_mini")
+    root = folder / "data" / "mpii"
+    (root / "annot").mkdir(parents=True)
+    for split in ("train", "valid"):
+        (root / "annot" / f"{split}.json").symlink_to(shared / "annotations.json")
+    (root / "images").symlink_to(shared / "images")
+
+
+def _gt_valid_mat(folder):
+    """gt_valid.mat in the official layout (pos_gt_src, jnt_missing, headboxes_src,
+    dataset_joints) for the persons of ../shared/data/mpii_mini, in its order: their
+    joints and visibility, and a square head box between head_top and upper_neck."""
+    import numpy as np
+    from scipy.io import savemat
+
+    from prtr_tf.data.keypoint_sets import MPII_JOINTS
+
+    people = json.loads(require_shared("data", "mpii_mini", "annotations.json").read_text())
+    joints = np.array([p["joints"] for p in people], np.float64)  # (N, 16, 2), 1-based
+    vis = np.array([p["joints_vis"] for p in people], np.float64)
+    top, neck = (joints[:, MPII_JOINTS.index(j)] for j in ("head_top", "upper_neck"))
+    centre, side = (top + neck) / 2, np.linalg.norm(top - neck, axis=1)[:, None]
+    boxes = np.stack([centre - side / 2, centre + side / 2], axis=1)  # (N, 2, 2)
+    names = ["rank", "rkne", "rhip", "lhip", "lkne", "lank", "pelv", "thor", "neck", "head",
+             "rwri", "relb", "rsho", "lsho", "lelb", "lwri"]  # the official dataset_joints
+    savemat(str(folder / "gt_valid.mat"), {
+        "dataset_joints": np.array(names, dtype=object).reshape(1, -1),  # a MATLAB cell
+        "jnt_missing": (1 - vis).T, "pos_gt_src": joints.transpose(1, 2, 0),
+        "headboxes_src": boxes.transpose(1, 2, 0)})
+
+
+@contextlib.contextmanager
+def _inside(folder):
+    """The current folder is ``folder`` (the configs' relative data roots)."""
+    before = os.getcwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
+def _train(folder, config_file, workdir, **data):
+    """A training workdir of the stand-in ``config_file`` (its one short epoch, as
+    ``python train.py --config=... --workdir=...``; ``data``: config.data overrides);
+    returns the config."""
+    from prtr_tf.config import load_config
+    from prtr_tf.training.trainer import Trainer
+
+    with _inside(folder):
+        config = load_config(config_file)
+        config.data.update(data)
+        Trainer(config, workdir, strategy="default", stream=io.StringIO()).fit()
+    return config
+
+
+def _trained(config_file):
+    """A training workdir of the stand-in of ``config_file`` (one short epoch)."""
+    def make(folder, name):
+        _train(folder, config_file, name.rstrip("/"))
+    return make
+
+
+def _demo_run(folder, keypoints=True):
+    """runs/demo as `make demo` leaves it, from the demo's stand-in configs: the
+    synthetic set (data/), the keypoint and detector workdirs (keypoints/, detector/:
+    one short epoch each) and the detector's boxes on the held-out split
+    (detections_val.json); without ``keypoints``, all but the keypoint workdir."""
+    from prtr_tf.checkpoints.weights import load_model
+    from prtr_tf.evaluation.coco import write_results
+    from prtr_tf.models.detector.evaluate import detection_results
+
+    root = "runs/demo/data"
+    if keypoints:
+        _train(folder, "configs/demo_keypoints.py", "runs/demo/keypoints", root=root)
+    config = _train(folder, "configs/demo_detector.py", "runs/demo/detector", root=root)
+    with _inside(folder):
+        detector = load_model(config, "runs/demo/detector/last.weights.h5")[0]
+        write_results(detection_results(detector, config, "val", stream=io.StringIO()),
+                      "runs/demo/detections_val.json")
+
+
+def _crops(config_file):
+    """crops.npy: two normalised crops of the stand-in of ``config_file``'s crop size,
+    float32 (2, H, W, 3), as ``serve_crops`` takes them."""
+    def make(folder, name):
+        import numpy as np
+
+        from prtr_tf.config import load_config
+        height, width = load_config(str(folder / config_file)).model.image_size
+        rng = np.random.default_rng(0)
+        np.save(folder / name, rng.normal(size=(2, height, width, 3)).astype(np.float32))
+    return make
+
+
 MAKERS = {
     "photos/": lambda folder, name: _photos(folder),
     "boxes.json": lambda folder, name: _boxes(folder),
@@ -299,6 +386,18 @@ MAKERS = {
     "r50_deformable_detr-checkpoint.pth":
         _official("configs/deformable_detr_r50_coco.py", training=True),
     "detr_r101_person.weights.h5": _weights("configs/detr_r50_person.py"),
+    "res50_384x288.weights.h5": _weights("configs/coco_res50_384x288.py"),
+    "kpt.weights.h5": _weights("configs/coco_res50_384x288.py"),
+    "detr.weights.h5": _weights("configs/detr_r50_person.py"),
+    "COCO_val2017_detr_detections.json":
+        _shared_link("data", "coco_mini", "person_detections.json"),
+    "data/mpii": lambda folder, name: _mpii(folder),
+    "gt_valid.mat": lambda folder, name: _gt_valid_mat(folder),
+    "runs/w32": _trained("configs/mpii_w32_256x256.py"),
+    "runs/detector": _trained("configs/synthetic_detector_tiny.py"),
+    "runs/demo": lambda folder, name: _demo_run(folder),
+    "runs/demo/detections_val.json": lambda folder, name: _demo_run(folder, keypoints=False),
+    "crops.npy": _crops("configs/coco_res50_384x288.py"),
 }
 
 

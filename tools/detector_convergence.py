@@ -5,7 +5,8 @@ demo's DETR (configs/demo_detector.py) and of a Deformable DETR
 
     python -m tools.detector_convergence [--workdir=/tmp/prtr_convergence]
         [--detectors=demo_detector,demo_deformable_detector] [--seeds=0,1,2]
-        [--epochs=N] [--steps_per_epoch=N] [--marks=MIN,...] [--output=FILE.md]
+        [--epochs=N] [--steps_per_epoch=N] [--minutes=M] [--marks=MIN,...]
+        [--output=FILE.md]
 
 The demo's synthetic set (2000 training images, 100 held-out ones; `python -m
 prtr_tf.demo`'s) is generated once into WORKDIR/data. Then, seed after seed, the
@@ -28,7 +29,12 @@ every epoch) then gives the report (printed, and written atomically to --output)
 (c) the command, host CPU, core count, date, TensorFlow threads per training, and the
     cores that other processes kept busy while this command trained.
 
---epochs / --steps_per_epoch override both configs' schedule (the LR drop stays at the
+--minutes M gives every run a budget of M training minutes: a run ends at the end of
+the first epoch that reaches M (its evaluation done), or with its schedule when that
+ends sooner, so a detector whose steps are slower is compared at the minutes of the
+faster one's schedule without training its own schedule to the end (its LR drop may
+then not be reached: table (b) gives each run's epochs). --epochs / --steps_per_epoch
+override both configs' schedule (the LR drop stays at the
 configs' epoch 10; the linear warm-up at 300 steps); --train_images / --val_images
 shrink the generated set (a smoke test). A workdir's runs continue only with the seed,
 steps per epoch, batch and data they were started with (checked against each run's
@@ -66,6 +72,9 @@ def define_flags(f):
                          "(default: the configs' 2000).", flag_values=f)
     flags.DEFINE_integer("val_images", None, "Override the generated held-out images "
                          "(default: the configs' 100).", flag_values=f)
+    flags.DEFINE_float("minutes", None, "Training-minute budget of every run: it ends "
+                       "at the end of the first epoch that reaches it (default: the "
+                       "configs' schedules).", flag_values=f)
     flags.DEFINE_list("marks", [], "Training-minute marks of table (a) (default: evenly "
                       f"spaced, at most {MAX_MARKS}, and the end of the longest run).",
                       flag_values=f)
@@ -318,9 +327,23 @@ def resume_conflicts(config, recorded):
             if _field(config, f) != _field(recorded, f)]
 
 
-def finished(rows, config):
-    """Whether the metrics.csv ``rows`` (`parse_metrics`) reach ``config``'s last epoch."""
-    return bool(rows) and rows[-1]["epoch"] >= int(config.train.epochs)
+def finished(rows, config, minutes=None):
+    """Whether the metrics.csv ``rows`` (`parse_metrics`) reach ``config``'s last epoch,
+    or (``minutes`` not None) that many training minutes (the cumulative
+    ``epoch_time_s``)."""
+    if not rows:
+        return False
+    if minutes is not None and sum(r["seconds"] for r in rows) >= minutes * 60.0 - 1e-9:
+        return True
+    return rows[-1]["epoch"] >= int(config.train.epochs)
+
+
+def _read_rows(folder):
+    path = os.path.join(folder, "metrics.csv")
+    if not os.path.exists(path):
+        return []
+    with open(path, encoding="utf-8") as f:
+        return parse_metrics(f.read())
 
 
 def train(v, seeds, log=print):
@@ -355,10 +378,7 @@ def train(v, seeds, log=print):
             runs, done = {}, []
             for d in v.detectors:
                 folder = run_dir(v.workdir, d, seed)
-                path = os.path.join(folder, "metrics.csv")
-                rows = parse_metrics(open(path, encoding="utf-8").read()) \
-                    if os.path.exists(path) else []
-                if finished(rows, configs[d, seed]):
+                if finished(_read_rows(folder), configs[d, seed], v.minutes):
                     done.append(d)
                 else:
                     runs[f"{d} seed{seed}"] = (configs[d, seed], folder)
@@ -370,7 +390,13 @@ def train(v, seeds, log=print):
             log(head + f"training {', '.join(n.rsplit(' ', 1)[0] for n in runs)} at the "
                 f"same time, {THREADS} TensorFlow thread each ==")
             t, trained = time.time(), True
-            seconds = train_in_parallel(runs, threads=THREADS)
+            def over_budget(name, runs=runs):
+                # (a metrics.csv row is written after its epoch's checkpoint and evaluation)
+                config, folder = runs[name]
+                return v.minutes is not None and finished(_read_rows(folder), config,
+                                                          v.minutes)
+
+            seconds = train_in_parallel(runs, threads=THREADS, stop=over_budget)
             if seconds is None:
                 raise SystemExit(1)
             log(f"== seed {seed} done in {(time.time() - t) / 60:.1f} min ("
@@ -395,6 +421,8 @@ def main(argv=None):
                         ("train_images", v.train_images), ("val_images", v.val_images)):
         if value is not None and value < 1:
             usage_error(f"--{name}={value}: at least 1")
+    if v.minutes is not None and not (v.minutes > 0 and math.isfinite(v.minutes)):
+        usage_error(f"--minutes={v.minutes}: positive minutes")
     from prtr_tf.cli.startup import import_tensorflow
     import_tensorflow().get_logger().setLevel("ERROR")
     from prtr_tf.files import atomic

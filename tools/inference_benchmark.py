@@ -11,8 +11,12 @@ bfloat16, `prtr_tf.nn.precision`: fast with oneDNN on CPUs with AVX512-BF16 or A
 calibrated on ``num_calibration`` ``calibration_data`` crops; ai-edge-litert,
 ``threads`` threads, builtin kernels or ``xnnpack``), ``onnx`` (tf2onnx of
 serve_crops, ONNX Runtime CPU, intra_op_num_threads=``threads``), ``pytorch`` (the
-official model's forward, `tools.torch_reference`, without the readout; needs
-the torch extra). With ``fold`` (default) frozen BatchNorm is folded into the
+official model's forward, `tools.torch_reference`, or for a deformable config
+`tools.torch_reference_deformable` with the official pure-PyTorch sampling core;
+without the readout; needs the torch extra). The keypoint model is the config's family's
+(``configs/coco_deform_res50_384x288.py``: the deformable one; a family whose
+``bfloat16_inference`` is off has its bfloat16 rows skipped). With ``fold``
+(default) frozen BatchNorm is folded into the
 convolutions first, as `prtr_tf.checkpoints.weights.load_model` does. And the whole
 two-stage pipeline per image (DETR person detector at shortest side
 ``det_test_size``, then the keypoint crops of the top ``persons`` boxes):
@@ -166,9 +170,13 @@ def bench_bfloat16(bench, model, config, detector, det_config, crops, image, wor
     wanted = [f for f in BF16_FORMATS if f in bench.options.formats]
     if not wanted:
         return
+    from prtr_tf.models.registry import get
+    family = get(config)
+    if not family.bfloat16_inference:
+        print(f"{', '.join(wanted)} skipped: the {family.title} runs in float32 only "
+              "(load_model refuses --precision=bfloat16)", flush=True)
+        return
     import tensorflow as tf
-    from prtr_tf.models.detector.model import build_detector
-    from prtr_tf.models.keypoint.model import build_model
     from prtr_tf.models.keypoint.predict import predict_crops
     from prtr_tf.nn.fold import fold_frozen_batchnorm
     from prtr_tf.nn.precision import bfloat16_note, dtype_policy
@@ -176,14 +184,12 @@ def bench_bfloat16(bench, model, config, detector, det_config, crops, image, wor
 
     print(bfloat16_note() or "bfloat16: oneDNN with AVX512-BF16 or AMX-BF16", flush=True)
     copies = []
-    for original, build, model_config in ((model, build_model, config.model),
-                                          (detector, build_detector,
-                                           det_config.model if det_config else None)):
+    for original, model_config in ((model, config), (detector, det_config)):
         if original is None:
             copies.append(None)
             continue
-        with dtype_policy("bfloat16"):
-            copy = build(model_config)
+        with dtype_policy("bfloat16"):  # the config's family's model (vanilla, deformable)
+            copy = get(model_config).build(model_config.model)
         copy.set_weights(original.get_weights())  # folded weights also read as unfolded
         fold_frozen_batchnorm(copy)  # the same graph as the float32 model's
         copies.append(copy)
@@ -301,6 +307,9 @@ def bench_pytorch(bench, config, crops):
             "image_size_hw": list(m.image_size), "hidden_dim": m.hidden_dim,
             "nheads": m.nheads, "enc_layers": m.enc_layers, "dec_layers": m.dec_layers,
             "dim_feedforward": m.dim_feedforward, "num_queries": m.num_queries}
+    if m.get("num_feature_levels"):  # the deformable model's fields
+        from tools.torch_reference_deformable import DEFORMABLE_FIELDS, build_reference
+        spec.update({k: m[k] for k in DEFORMABLE_FIELDS})
     try:
         reference = build_reference(spec)
     except ValueError as e:
@@ -337,7 +346,7 @@ def run_benchmark(options):
     import tensorflow as tf
 
     from prtr_tf.config import load_config
-    from prtr_tf.models.keypoint.model import build_model
+    from prtr_tf.models.registry import build_model
     from prtr_tf.nn.fold import fold_frozen_batchnorm
     from tools.benchmark_pipeline import bench_pipeline
     from tools.machine import machine_info
@@ -356,7 +365,7 @@ def run_benchmark(options):
     config = load_config(o.config)
     h, w = (int(s) for s in config.model.image_size)
     tf.keras.utils.set_random_seed(o.seed)
-    model = build_model(config.model)
+    model = build_model(config)  # the config's family's keypoint model
     rng = np.random.default_rng(o.seed)
     crops = {b: rng.standard_normal((b, h, w, 3)).astype(np.float32) for b in o.batches}
     model(tf.constant(crops[o.batches[0]][:1]), training=False)  # build

@@ -4,6 +4,10 @@ F1 (IoU >= 0.5) of trained DETR person detectors on held-out images, per thresho
     python -m tools.threshold_sweep --workdir runs/threshold_sweep   # trains seeds 0,1,2
     python -m tools.threshold_sweep --detector_workdir runs/demo/detector [...]
 
+A --detector_workdir is read with the config it recorded (config.json), so the
+detectors of `python -m tools.detector_convergence` (DETR and Deformable DETR) can be
+swept too; a workdir without one is taken as configs/demo_detector.py's.
+
 Without --detector_workdir it trains the demo's person detector (configs/demo_detector.py,
 `python -m prtr_tf.demo`'s settings: its 2000 generated training images, 12 epochs of 250
 steps) once per --seeds value (``config.train.seed``), in parallel processes of one
@@ -40,8 +44,9 @@ def define_flags(f):
     flags.DEFINE_list("seeds", ["0", "1", "2"], "config.train.seed of each detector trained.",
                       flag_values=f)
     flags.DEFINE_multi_string("detector_workdir", [], "Instead of training: detector "
-                              "training workdirs of configs/demo_detector.py (repeatable); "
-                              "their data root is --data_root.", flag_values=f)
+                              "training workdirs (repeatable; each with the config it "
+                              "recorded, else configs/demo_detector.py); their data root "
+                              "is --data_root.", flag_values=f)
     flags.DEFINE_string("data_root", None, "The generated data of --detector_workdir "
                         "(default WORKDIR/data).", flag_values=f)
     flags.DEFINE_string("weights", "last.weights.h5", "The weights file read in each "
@@ -57,6 +62,18 @@ def detector_config(data_root, seed=None):
     config.data.root = data_root
     if seed is not None:
         config.train.seed = int(seed)
+    return config
+
+
+def workdir_config(workdir, data_root):
+    """The config a detector workdir recorded (config.json: any detector, e.g.
+    configs/demo_deformable_detector.py), else demo_detector's (older workdirs), on the
+    data in ``data_root``."""
+    from prtr_tf.checkpoints.artifact import recorded_config
+    _, config = recorded_config(workdir)
+    if config is None:
+        return detector_config(data_root)
+    config.data.root = data_root
     return config
 
 
@@ -206,7 +223,7 @@ def main(argv=None):
     if v.detector_workdir:
         data = v.data_root or os.path.join(v.workdir, "data")
         # columns named by the workdir's last two path components (seed_0/e3)
-        runs = {"/".join(os.path.normpath(w).split(os.sep)[-2:]): (detector_config(data), w)
+        runs = {"/".join(os.path.normpath(w).split(os.sep)[-2:]): (workdir_config(w, data), w)
                 for w in v.detector_workdir}
     else:
         try:

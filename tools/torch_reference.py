@@ -208,12 +208,13 @@ def time_reference(model, batch, threads, repeats):
         torch.set_num_threads(previous)
 
 
-def fixture_errors(manifest_path):
+def fixture_errors(manifest_path, build=None):
     """{array: max|Δ| / max|ref|} against a fixture's official outputs (strict load of its
-    state_dict, its inputs as tools.parity generates them)."""
+    state_dict, its inputs as tools.parity generates them) of the model ``build``
+    (default `build_reference`) makes from the manifest."""
     from tools.parity import load_fixture
     manifest, state, inputs, expected = load_fixture(str(manifest_path))
-    model = build_reference(manifest)
+    model = (build or build_reference)(manifest)
     model.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()}, strict=True)
     with torch.inference_mode():
         got = model(torch.from_numpy(inputs["images"]), return_features=True)
@@ -221,7 +222,10 @@ def fixture_errors(manifest_path):
             for k, ref in expected.items() if k in got}
 
 
-def main(argv=None):
+def main(argv=None, build=None, spec=None, program="python -m tools.torch_reference",
+         doc=__doc__):
+    """The command line (also `tools.torch_reference_deformable`'s, with its ``build``,
+    default ``spec``, ``program`` and ``doc``)."""
     import json
     from pathlib import Path
 
@@ -236,19 +240,20 @@ def main(argv=None):
         flags.DEFINE_integer("threads", 2, "torch threads.", flag_values=values)
         flags.DEFINE_integer("repeats", 10, "Timed runs.", flag_values=values)
 
-    args = parse(argv, define, __doc__.split("\n\n")[0], "python -m tools.torch_reference")
+    args = parse(argv, define, doc.split("\n\n")[0], program)
     if args.positional:
         usage_error(f"unexpected arguments: {args.positional} (the fixture is --fixture)")
     try:
         batches = [int(b) for b in args.batch]
     except ValueError:
         usage_error(f"--batch: expected comma-separated integers, got {args.batch}")
-    spec = {"backbone": "resnet50", "num_joints": 17, "image_size_hw": [384, 288]}
+    build = build or build_reference
+    spec = spec or {"backbone": "resnet50", "num_joints": 17, "image_size_hw": [384, 288]}
     if args.fixture:
-        for name, err in fixture_errors(args.fixture).items():
-            print(f"{name:<18} max|Δ|/max|ref| {err:.2e}")
+        for name, err in fixture_errors(args.fixture, build).items():
+            print(f"{name:<26} max|Δ|/max|ref| {err:.2e}")
         spec = json.loads(Path(args.fixture).read_text())["model"]
-    model = build_reference(spec)  # default init: latency does not depend on values
+    model = build(spec)  # default init: latency does not depend on values
     for batch in batches:
         t = time_reference(model, batch, args.threads, args.repeats)
         print(f"batch {batch}, {args.threads} threads: median {1e3 * statistics.median(t):.1f}"

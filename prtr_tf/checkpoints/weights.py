@@ -18,6 +18,7 @@ Errors: FileNotFoundError for what does not exist, ValueError for what does not 
 """
 import os
 import tempfile
+import weakref
 
 import h5py
 
@@ -182,7 +183,10 @@ def config_and_name(config, what="config"):
     return config, None
 
 
-_FORCED = []  # configs whose differences from their record were accepted (--force_config)
+# Configs whose differences from their record were accepted (--force_config), by id:
+# a CLI checks its config once (`prtr_tf.cli.common`) and loads with it later; weak, so
+# a config that is gone leaves no entry (nor can a new object at its address inherit it).
+_FORCED = weakref.WeakValueDictionary()
 
 
 def config_of(config, checkpoint, label="--config", force=False, log=None):
@@ -199,7 +203,7 @@ def config_of(config, checkpoint, label="--config", force=False, log=None):
                              f"{label}, or a model file (*{artifact.SUFFIX})")
         return recorded
     config, _ = config_and_name(config)
-    if recorded is not None and not any(c is config for c in _FORCED):
+    if recorded is not None and _FORCED.get(id(config)) is not config:
         # A custom config's joints (num_joints 0: "from the set") before comparing: from
         # its annotation file, else from the record.
         if keypoint_sets.has_own_set(config):
@@ -208,7 +212,7 @@ def config_of(config, checkpoint, label="--config", force=False, log=None):
             keypoint_sets.adopt(config, recorded, where)
         artifact.check_same(config, recorded, label, where, force=force, log=log)
         if force:  # loaded later with this config: not checked (nor warned) again
-            _FORCED.append(config)
+            _FORCED[id(config)] = config
     return config
 
 

@@ -179,12 +179,15 @@ def _train_child(name, config, workdir, threads, banner_shown=()):
         sys.exit(1)
 
 
-def train_in_parallel(runs, threads=1):
+def train_in_parallel(runs, threads=1, stop=None):
     """Trains ``runs`` ({name: (config, workdir)}) at the same time, each in a process of
     its own with ``threads`` TensorFlow threads (small models on few cores use one
     thread poorly: `make demo`'s two on 2 cores ran at 2.5-2.7 steps/s each against 2.4
-    for one process of 2 threads). Returns {name: wall seconds}, or None after a failed
-    run (its error is above; the other run is stopped). Re-running resumes each."""
+    for one process of 2 threads). ``stop``: None, or a function of a run's name,
+    asked every half second, that ends that run when it returns True (the process is
+    terminated: what its last checkpoint holds is kept, re-running resumes from it).
+    Returns {name: wall seconds}, or None after a failed run (its error is above; the
+    other run is stopped). Re-running resumes each."""
     import multiprocessing
 
     from prtr_tf.cli import startup
@@ -203,6 +206,12 @@ def train_in_parallel(runs, threads=1):
             for name, proc in list(pending.items()):
                 proc.join(timeout=0.5)
                 if proc.exitcode is None:
+                    if stop is None or not stop(name):
+                        continue
+                    proc.terminate()  # ended by ``stop``: as if it had finished
+                    proc.join()
+                    del pending[name]
+                    seconds[name] = time.time() - t0
                     continue
                 del pending[name]
                 seconds[name] = time.time() - t0

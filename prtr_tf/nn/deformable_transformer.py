@@ -189,9 +189,12 @@ class DeformableTransformer(Composite):
         self.level_embed = LevelEmbedding(num_feature_levels, d_model,
                                           official_name=f"{prefix}.level_embed",
                                           name="level_embed")
+        # float32 under mixed precision too: the reference points place the samples (and
+        # the keypoint / box centres); bfloat16 would round them by up to 2^-9, a quarter
+        # of a pixel on a 134-wide level 0.
         self.reference_points = named(keras.layers.Dense(
             2, kernel_initializer="glorot_uniform", bias_initializer="zeros",
-            name="reference_points"), f"{prefix}.reference_points")
+            dtype="float32", name="reference_points"), f"{prefix}.reference_points")
 
     def flatten(self, srcs, pos_embeds, masks=None):
         """Per-level flattening (row-major, level 0 first) -> (src (B, S, d), lvl_pos
@@ -223,16 +226,20 @@ class DeformableTransformer(Composite):
         return src, lvl_pos, mask, shapes, valid_ratios
 
     def decoder_inputs(self, query_embed, batch, dtype=tf.float32):
-        """(tgt, query_pos) (B, Q, d) and the reference points (B, Q, 2)."""
+        """(tgt, query_pos) (B, Q, d) in ``dtype`` and the reference points (B, Q, 2),
+        float32 (from the float32 embedding, whatever ``dtype``)."""
+        query_pos32, _ = tf.split(tf.cast(query_embed, tf.float32), 2, axis=-1)
         query_embed = tf.cast(query_embed, dtype)
         query_pos, tgt = tf.split(query_embed, 2, axis=-1)
         query_pos = tf.tile(tf.expand_dims(query_pos, 0), tf.stack([batch, 1, 1]))
         tgt = tf.tile(tf.expand_dims(tgt, 0), tf.stack([batch, 1, 1]))
-        reference_points = tf.sigmoid(self.reference_points(query_pos))
+        query_pos32 = tf.tile(tf.expand_dims(query_pos32, 0), tf.stack([batch, 1, 1]))
+        reference_points = tf.sigmoid(self.reference_points(query_pos32))
         return tgt, query_pos, reference_points
 
     def encode(self, src, lvl_pos, shapes, mask=None, valid_ratios=None, training=False):
-        ref = tf.cast(encoder_reference_points(shapes, valid_ratios), src.dtype)
+        # float32 (the sampling locations are, `prtr_tf.nn.ms_deform_attn`)
+        ref = encoder_reference_points(shapes, valid_ratios)
         memory = src
         for layer in self.encoder_layers:
             memory = layer(memory, lvl_pos, ref, spatial_shapes=shapes, padding_mask=mask,

@@ -63,9 +63,14 @@ def _corner_terms(loc, attw, h, w, start):
     dtype = loc.dtype
     loc_x, loc_y = tf.unstack(loc, axis=-1)
     # Clipped first so that floor/cast stay finite; outside [-2, size + 1] every
-    # corner is invalid either way (and grid_sample's gradient there is 0 too).
-    x = tf.clip_by_value(loc_x * float(w) - 0.5, -2.0, float(w) + 1.0)
-    y = tf.clip_by_value(loc_y * float(h) - 0.5, -2.0, float(h) + 1.0)
+    # corner is invalid either way (and grid_sample's gradient there is 0 too). A NaN
+    # location (clipping keeps NaN) samples zeros, as the official op's bounds test
+    # does: moved outside first (``x == x`` is False only for NaN; EQUAL and SELECT
+    # are TFLite builtins, IsFinite is not), else its int cast gathers out of range.
+    x = loc_x * float(w) - 0.5
+    y = loc_y * float(h) - 0.5
+    x = tf.clip_by_value(tf.where(tf.equal(x, x), x, -2.0), -2.0, float(w) + 1.0)
+    y = tf.clip_by_value(tf.where(tf.equal(y, y), y, -2.0), -2.0, float(h) + 1.0)
     x0 = tf.floor(x)
     y0 = tf.floor(y)
     fx = x - x0

@@ -136,6 +136,11 @@ def test_a_config_that_computes_otherwise_is_refused_naming_the_fields(files):
     (elsewhere / "config.json").write_text('{"learning_rate": 0.1}')
     assert artifact.recorded_config(str(elsewhere / "kpt.weights.h5")) == (None, None)
     assert weights.load_model(other, str(elsewhere / "kpt.weights.h5"))[1] is other
+    # --force_config's acceptance holds for that config object (a CLI checks it, then
+    # loads with it: no second refusal, no second warning).
+    notes.clear()
+    assert weights.load_model(other, files["kpt"], log=notes.append)[1] is other
+    assert not notes
 
 
 def test_convert_writes_a_model_file_with_its_source_hash_and_card(tmp_path):

@@ -89,3 +89,22 @@ def test_ratio_table_compares_rows_at_the_same_batch():
     assert "| function | 8 | 800.0 | 1.25x |  |" in lines  # no PyTorch row at batch 8
     assert "| onnx | 8 | 640.0 | 1.00x |  |" in lines
     assert not any("pipeline" in line for line in lines)  # per image, not per crop
+
+
+def test_inference_benchmark_builds_the_configs_family(monkeypatch, capsys, tmp_path):
+    """A deformable config benchmarks the deformable keypoint model (the family's), and
+    its pytorch row asks the deformable reference (which takes ResNet-50/101 only) or
+    reports the missing torch extra. In process, nothing traced: seconds. (Its bfloat16
+    rows run: tests/nn/test_precision.py checks the deformable models in bfloat16.)"""
+    from tools import inference_benchmark as ib
+    built = []
+    monkeypatch.setattr(ib, "bench_keypoint_functions",
+                        lambda bench, model, crops: built.append(type(model).__name__))
+    bench = ib.run_benchmark(ib.Options(
+        config=str(REPO / "configs" / "deform_tiny.py"), formats=("pytorch",),
+        batches=(1,), repeats=1, warmup=0, workdir=str(tmp_path)))
+    out = capsys.readouterr().out
+    assert built == ["DeformablePoseTransformer"] and bench.rows == []
+    assert ("pytorch FAILED: the deformable PyTorch reference is the deformable keypoint "
+            "model with a resnet50 or resnet101 backbone" in out
+            or "pytorch FAILED: the torch extra is not installed" in out), out

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from prtr_tf.checkpoints import weights
 from prtr_tf.checkpoints.torch_file import read_state_dict
 from prtr_tf.config import load_config
 from prtr_tf.models import registry
@@ -94,6 +95,33 @@ def test_registry_outputs_and_score_hook(tiny_model, tiny_batch):
     assert np.abs(np.asarray(unmasked["pred_logits"][1] - out["pred_logits"][1])).max() > 1e-4
     np.testing.assert_allclose(unmasked["pred_logits"][0].numpy(),
                                out["pred_logits"][0].numpy(), atol=1e-5)
+
+
+def test_backbone_levels_choose_the_last_maps_and_keep_the_strides(tiny_batch):
+    """``model.backbone_levels`` 2 (configs/demo_deformable_detector.py): the last two
+    backbone maps (tiny: C3, C4, strides 8 and 16) + two extra stride-2 levels, i.e.
+    the official strides 8..64; the default 3 reads C2..C4 (strides 4..32). Rules out
+    the first maps read instead of the last, and a count that is ignored."""
+    images, mask = tiny_batch  # 96 x 128
+    shapes = {}
+    for n in (3, 2):
+        c = _tiny()
+        c.model.backbone_levels = n
+        keras.utils.set_random_seed(0)
+        model = registry.build_model(c)
+        srcs, masks = model.features(images, mask)
+        shapes[n] = [tuple(s.shape[1:3]) for s in srcs]
+        assert [tuple(m.shape[1:]) for m in masks] == shapes[n]
+        levels = model.backbone(images, return_levels=True)
+        first = model.input_proj.convs[0]
+        assert first.kernel.shape[2] == levels[sorted(levels)[-n]].shape[-1]
+    assert shapes[3] == [(24, 32), (12, 16), (6, 8), (3, 4)]
+    assert shapes[2] == [(12, 16), (6, 8), (3, 4), (2, 2)]
+    c = _tiny()
+    c.model.backbone_levels = 5
+    with pytest.raises(ValueError, match="backbone_levels=5"):
+        registry.build_model(c)
+    assert load_config("configs/demo_deformable_detector.py").model.backbone_levels == 2
 
 
 def test_backbone_lr_group_is_the_official_one(tiny_model):
@@ -172,20 +200,21 @@ def _convert(config, checkpoint, output):
 @pytest.mark.cli
 @pytest.mark.slow
 def test_prtr_convert_imports_and_refuses_differing_copies(tmp_path):
-    """prtr-convert on an official-layout .npz (DataParallel prefix, thop counters):
-    the written weights equal the in-process import; a file whose head copies differ is
-    refused with a message naming them, and nothing is written."""
+    """prtr-convert on an official-layout .npz (DataParallel prefix, thop counters)
+    into a model file (.keras): loaded with no config, its weights equal the in-process
+    import; a file whose head copies differ is refused with a message naming them, and
+    nothing is written."""
     keras.utils.set_random_seed(0)
     model = registry.build_model(_tiny())
     sd = _official_dict(model, seed=5)
     np.savez(tmp_path / "sd.npz", **{f"module.{k}": v for k, v in sd.items()},
              **{"module.total_ops": np.zeros(1)})
     code, log = _convert(CONFIGS / "deformable_detr_tiny.py", tmp_path / "sd.npz",
-                         tmp_path / "out.weights.h5")
+                         tmp_path / "out.keras")
     assert code == 0, log[-2000:]
     model.load_official(prepare_state_dict(_tiny().model, sd))
-    fresh = registry.build_model(_tiny())
-    fresh.load_weights(str(tmp_path / "out.weights.h5"))
+    fresh, config, _ = weights.load_model(None, str(tmp_path / "out.keras"), fold=False)
+    assert registry.get(config) is FAMILY and config.model.to_dict() == _tiny().model.to_dict()
     for a, b in zip(model.weights, fresh.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
     bad = dict(sd)

@@ -71,6 +71,8 @@ def _tiny_official_state_dict(seed=0):
     rng = np.random.default_rng(seed)
     sd = {name: rng.normal(scale=0.2, size=shape).astype(np.float32)
           for name, (shape, _) in official_mapping(model).items()}
+    for name in [k for k in sd if k.endswith("running_var")]:  # a variance, >= 0
+        sd[name] = np.abs(sd[name]) + 0.5
     for name in [k for k in sd if k.startswith(("class_embed.0.", "kpt_embed.0."))]:
         head, _, tail = name.split(".", 2)
         for k in range(1, config.model.dec_layers):
@@ -95,6 +97,15 @@ def test_convert_tiny_state_dict_and_refuse_differing_head_copies(tmp_path):
                                   sd["class_embed.1.weight"].T)
     np.testing.assert_array_equal(model.input_proj.norms[3].gamma.numpy(),
                                   sd["input_proj.3.1.weight"])
+    # A self-contained model file: loaded with no config, the same outputs.
+    convert(config, path, str(tmp_path / "tiny.keras"))
+    loaded, recorded, _ = weights.load_model(None, str(tmp_path / "tiny.keras"), fold=False)
+    assert recorded.model.to_dict() == config.model.to_dict()
+    crops = tf.random.stateless_uniform((2, *config.model.image_size, 3), (3, 4))
+    for k in ("pred_logits", "pred_coords"):
+        expected = model(crops, training=False)[k].numpy()
+        assert np.isfinite(expected).all()
+        np.testing.assert_array_equal(loaded(crops, training=False)[k].numpy(), expected)
 
     bad = dict(sd)
     bad["class_embed.1.bias"] = bad["class_embed.1.bias"] + 1e-3
@@ -130,18 +141,19 @@ def _fixture():
 @pytest.mark.slow
 def test_prtr_convert_cli_on_the_official_fixture(tmp_path):
     """The fixture's state_dict (561 official tensors, 6 head copies) through
-    ``python -m prtr_tf.cli.convert``, loaded as inference loads it (frozen BN folded):
+    ``python -m prtr_tf.cli.convert`` into a model file (.keras), loaded with no config
+    as inference loads it (frozen BN folded):
     logits and coordinates of every layer within 1e-4, the readout queries identical."""
     manifest, sd, inputs, expected = _fixture()
     assert len(sd) == 561
-    ckpt, out = str(tmp_path / "deform.npz"), str(tmp_path / "deform.weights.h5")
+    ckpt, out = str(tmp_path / "deform.npz"), str(tmp_path / "deform.keras")
     np.savez(ckpt, **sd)
     proc = subprocess.run(
         [sys.executable, "-m", "prtr_tf.cli.convert", "--config=coco_deform_res50_384x288",
          f"--checkpoint={ckpt}", f"--output={out}"],
         capture_output=True, text=True, env=ENV, cwd=REPO, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    model, config, _ = weights.load_model("coco_deform_res50_384x288", out)
+    model, config, _ = weights.load_model(None, out)  # the model file's own config
     assert tuple(config.model.image_size) == tuple(manifest["image_size_hw"])
     got = model(tf.constant(np.transpose(inputs["images"], (0, 2, 3, 1))), training=False)
     report = {k: float(np.abs(got[k].numpy() - expected[k]).max())

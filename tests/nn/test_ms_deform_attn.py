@@ -165,6 +165,11 @@ def test_pixel_centre_border_and_outside():
     for x, y in ((-1.0 / w, 0.5 / h), (1.0 + 1.0 / w, 0.5 / h), (0.5 / w, -1.0 / h),
                  (0.5 / w, 1.0 + 1.0 / h), (-5.0, 7.0), (1e6, -1e6)):
         assert _single(v, x, y) == 0.0
+    # Non-finite locations sample zeros (the official op's bounds test), not an
+    # out-of-range gather (NaN cast to int) nor a NaN (NaN x a zero validity).
+    for x, y in ((np.nan, 0.5), (0.5, np.nan), (np.nan, np.nan), (np.inf, 0.5),
+                 (-np.inf, np.inf)):
+        assert _single(v, x, y) == 0.0
 
 
 @pytest.mark.parametrize("lean", [True, False])

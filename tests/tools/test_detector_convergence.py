@@ -165,6 +165,12 @@ def test_finished_runs_and_resume_settings():
     rows = [{"epoch": 1}, {"epoch": 2}]
     assert not dc.finished(rows, config) and not dc.finished([], config)
     assert dc.finished(rows + [{"epoch": 3}], config)
+    # A budget of training minutes ends a run at the first epoch that reaches it.
+    timed = [{"epoch": 1, "seconds": 400.0}, {"epoch": 2, "seconds": 400.0}]
+    assert not dc.finished(timed[:1], config, minutes=10)
+    assert dc.finished(timed, config, minutes=10)  # 13.3 min, before its last epoch
+    assert not dc.finished(timed, config, minutes=20) and not dc.finished([], config, 1)
+    assert dc.finished(timed, config, minutes=800 / 60)  # exactly at the budget
     # The recorded config of a run started with other settings (seed 0, 20 images):
     # both named; a larger epoch count alone is no conflict (the run continues).
     recorded = load_config("demo_deformable_detector")
@@ -186,6 +192,9 @@ def test_flags_are_checked(capsys, tmp_path):
     with pytest.raises(SystemExit) as e:
         dc.main(["--epochs=0"])
     assert e.value.code == 2
+    with pytest.raises(SystemExit) as e:
+        dc.main(["--minutes=0"])
+    assert e.value.code == 2 and "--minutes=0" in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:
         dc.main(["--marks=1,-2"])
     assert e.value.code == 2 and "--marks=1,-2" in capsys.readouterr().err
@@ -227,7 +236,7 @@ def test_main_trains_only_unfinished_runs_and_writes_the_report(tmp_path, monkey
     finish("demo_detector", 1, 0.375)
     calls = []
 
-    def fake_train_in_parallel(runs, threads=1):
+    def fake_train_in_parallel(runs, threads=1, stop=None):
         calls.append(({n: w for n, (c, w) in runs.items()}, threads))
         for name, (config, workdir) in runs.items():
             assert config.train.seed == 1 and config.train.steps_per_epoch == 2
@@ -270,3 +279,48 @@ def test_main_trains_only_unfinished_runs_and_writes_the_report(tmp_path, monkey
     assert e.value.code == 2 and "train.steps_per_epoch=3 (recorded 2)" \
         in capsys.readouterr().err
     assert len(calls) == 1
+
+
+def test_a_minute_budget_stops_runs_at_the_epoch_that_reaches_it(tmp_path, monkeypatch):
+    """--minutes: `train_in_parallel` gets a ``stop`` that is False while a run's
+    metrics.csv is short of the budget and True once an epoch reaches it; a run that
+    reached it before is not started again (its schedule is not finished); with no
+    budget, ``stop`` never ends a run."""
+    from prtr_tf.checkpoints import artifact
+    from prtr_tf.demo import run
+
+    work = tmp_path / "conv"
+    flags = dict(epochs=5, steps_per_epoch=2, train_images=10, val_images=2)
+    argv = [f"--workdir={work}", "--seeds=0", "--epochs=5", "--steps_per_epoch=2",
+            "--train_images=10", "--val_images=2"]
+
+    def epoch_row(det, epoch, seconds):
+        folder = dc.run_dir(str(work), det, 0)
+        os.makedirs(folder, exist_ok=True)
+        artifact.record_config(folder, dc.make_config(det, str(work / "data"), 0, **flags))
+        upsert_csv_row(os.path.join(folder, "metrics.csv"), {
+            "epoch": epoch, "step": 2 * epoch, "loss": 1.0, "epoch_time_s": seconds,
+            "AP": 0.1, "AP .5": 0.2})
+
+    epoch_row("demo_detector", 1, 70.0)  # 1.17 min: over a 1-minute budget already
+    seen = []
+
+    def fake_train_in_parallel(runs, threads=1, stop=None):
+        for name in runs:
+            det = name.split()[0]
+            seen.append((name, stop(name)))  # nothing written yet
+            epoch_row(det, 1, 40.0)
+            seen.append((name, stop(name)))  # 0.67 min
+            epoch_row(det, 2, 40.0)
+            seen.append((name, stop(name)))  # 1.33 min
+        return {name: 1.0 for name in runs}
+
+    monkeypatch.setattr(run, "train_in_parallel", fake_train_in_parallel)
+    assert dc.main(argv + ["--minutes=1"]) == 0
+    name = "demo_deformable_detector seed0"
+    assert seen == [(name, False), (name, False), (name, True)]
+    seen.clear()
+    for det in dc.DETECTORS:  # no budget: both runs continue to their 5 epochs
+        os.remove(os.path.join(dc.run_dir(str(work), det, 0), "metrics.csv"))
+    assert dc.main(argv) == 0
+    assert [s for _, s in seen] == [False] * 6
