@@ -92,18 +92,16 @@ NOT_RUN = {
     ("docs/benchmarks.md", "tools/gpu_check.sh"):
         "needs a CUDA GPU (8 minutes); tests/tools/test_gpu_check.py runs its CPU smoke "
         "variant and its no-GPU message",
-    ("docs/inference.md", "python -m tools.threshold_sweep --workdir=/tmp/prtr_sweep "
-                          "--output=/tmp/prtr_sweep/table.md"):
-        "the measurement itself: trains the demo's detector for 3 seeds (about an hour on "
-        "2 cores) into /tmp/prtr_sweep",
-    ("docs/inference.md", "python -m tools.threshold_sweep --data_root=/tmp/prtr_sweep/data"):
-        "scores the detectors of the sweep above (/tmp/prtr_sweep/snap/...), which only "
-        "that hour of training makes",
+    ("docs/inference.md", "python -m tools.threshold_sweep "
+                          "--data_root=/tmp/prtr_convergence/data"):
+        "scores the trained detectors of docs/demo.md's tools.detector_convergence run "
+        "(/tmp/prtr_convergence/...), which only its two hours of training make; "
+        "tests/tools/test_threshold_sweep.py checks the tool's counts by hand",
     ("docs/demo.md", "python -m tools.detector_convergence --workdir=/tmp/prtr_convergence "
-                     "--output=/tmp/prtr_convergence/report.md"):
-        "the measurement itself: two detectors, three seeds, 3000 steps each (about two "
-        "hours on 2 cores); tests/tools/test_detector_convergence.py runs the tool with "
-        "its training faked",
+                     "--minutes=26 --output=/tmp/prtr_convergence/report.md"):
+        "the measurement itself: two detectors, three seeds, up to 26 training minutes "
+        "each (about two hours on 2 cores); tests/tools/test_detector_convergence.py runs "
+        "the tool with its training faked",
     ("docs/inference.md", "prtr-predict --source=0 --output=out/ --track --smooth --show ..."):
         "a webcam (/dev/video0) and a display; '...' stands for the model flags",
     ("docs/inference.md", "prtr-predict --source=rtsp://camera.local/stream --output=out/ "
