@@ -96,8 +96,16 @@ def test_inference_benchmark_builds_the_configs_family(monkeypatch, capsys, tmp_
     its pytorch row asks the deformable reference (which takes ResNet-50/101 only) or
     reports the missing torch extra. In process, nothing traced: seconds. (Its bfloat16
     rows run: tests/nn/test_precision.py checks the deformable models in bfloat16.)"""
+    import tensorflow as tf
+
     from tools import inference_benchmark as ib
-    built = []
+    built, threads = [], []
+    # TensorFlow's thread counts can be set only before it starts, and earlier tests of
+    # the worker started it: recorded here instead (the tool sets them, as it must).
+    monkeypatch.setattr(tf.config.threading, "set_intra_op_parallelism_threads",
+                        lambda n: threads.append(("intra", n)))
+    monkeypatch.setattr(tf.config.threading, "set_inter_op_parallelism_threads",
+                        lambda n: threads.append(("inter", n)))
     monkeypatch.setattr(ib, "bench_keypoint_functions",
                         lambda bench, model, crops: built.append(type(model).__name__))
     bench = ib.run_benchmark(ib.Options(
@@ -105,6 +113,7 @@ def test_inference_benchmark_builds_the_configs_family(monkeypatch, capsys, tmp_
         batches=(1,), repeats=1, warmup=0, workdir=str(tmp_path)))
     out = capsys.readouterr().out
     assert built == ["DeformablePoseTransformer"] and bench.rows == []
+    assert threads == [("intra", ib.Options().threads), ("inter", 1)]
     assert ("pytorch FAILED: the deformable PyTorch reference is the deformable keypoint "
             "model with a resnet50 or resnet101 backbone" in out
             or "pytorch FAILED: the torch extra is not installed" in out), out
