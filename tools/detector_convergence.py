@@ -298,9 +298,7 @@ def read_curves(workdir, detectors, seeds):
     for det in detectors:
         curves[det] = {}
         for seed in seeds:
-            path = os.path.join(run_dir(workdir, det, seed), "metrics.csv")
-            text = open(path, encoding="utf-8").read() if os.path.exists(path) else ""
-            curves[det][seed] = curve(parse_metrics(text))
+            curves[det][seed] = curve(_read_rows(run_dir(workdir, det, seed)))
     return curves
 
 
