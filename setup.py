@@ -15,6 +15,8 @@ setup(
     # package to this folder).
     packages=find_packages(include=["prtr_tf", "prtr_tf.*"]) + ["prtr_tf.configs"],
     package_dir={"prtr_tf.configs": "configs"},
+    # the documented demo runs (prtr_tf.demo.documented; tools/demo_seeds.py writes it)
+    package_data={"prtr_tf.demo": ["documented.json"]},
     python_requires=">=3.11",
     install_requires=[
         "tensorflow-cpu==2.21.*; platform_machine!='aarch64' and sys_platform=='linux'",

@@ -82,6 +82,7 @@ _E2E_CI = "tests/end_to_end/test_training.py::test_train_and_evaluate_on_real_co
 _ONNX_CI = "tests/serving/test_saved_model.py::test_crops_parity_keras_saved_model_onnx"
 _OVERFIT = "tests/training/test_trainer.py::test_tiny_config_overfits_a_small_synthetic_set"
 _CUSTOM = "tests/keypoint/test_custom_training.py::"
+_BAD = "tests/cli/test_bad_input.py::"
 EXTENDED = {
     # Kill -9 and resume: one trainer for every family; CI kills the keypoint run at two
     # of its five kill points (drawn by the seed), make test-all at all five.
@@ -141,9 +142,11 @@ EXTENDED = {
     # A SavedModel exported before box_scores existed (CI: today's export = Keras).
     "tests/serving/test_predict.py::test_old_saved_model_without_box_scores":
         "tests/serving/test_predict.py::test_saved_model_equals_checkpoint",
-    # Custom keypoint sets: the hand and animal sets in CI (the others' tests use them).
+    # Custom keypoint sets: the hand set in CI (the others' tests use it).
     _CUSTOM + "test_a_tiny_model_overfits_each_custom_set[crowdpose_mini]":
-        _CUSTOM + "test_a_tiny_model_overfits_each_custom_set[ap10k_mini]",
+        _CUSTOM + "test_a_tiny_model_overfits_each_custom_set[onehand10k_mini]",
+    _CUSTOM + "test_a_tiny_model_overfits_each_custom_set[ap10k_mini]":
+        _CUSTOM + "test_a_tiny_model_overfits_each_custom_set[onehand10k_mini]",
     _CUSTOM + "test_custom_detector_trains_and_predict_reads_the_saved_model_set":
         _CUSTOM + "test_exports_carry_the_keypoint_set_and_predict_draws_it",
     "tests/training/test_finetune_sets.py::test_a_coco_model_starts_a_21_joint_hand_run":
@@ -172,6 +175,29 @@ EXTENDED = {
     # models).
     "tests/tools/test_video_benchmark.py::test_keras_rows_on_a_two_frame_clip":
         "tests/inference/test_predict_video.py::test_cli_video_track_and_truncated",
+    # A CLI's bad input: one case per check in CI, its variants (another flag through the
+    # same check, another value) here; each case is a process importing TensorFlow.
+    _BAD + "test_numbers_out_of_range_are_usage_errors[nan_box_thr]":
+        _BAD + "test_numbers_out_of_range_are_usage_errors[max_side_1]",
+    _BAD + "test_numbers_out_of_range_are_usage_errors[kpt_thr_above_1]":
+        _BAD + "test_numbers_out_of_range_are_usage_errors[max_side_1]",
+    _BAD + "test_predict_usage_errors[negative_max_side]":
+        _BAD + "test_numbers_out_of_range_are_usage_errors[max_side_1]",
+    _BAD + "test_predict_usage_errors[source_matches_nothing]":
+        _BAD + "test_predict_usage_errors[missing_source]",
+    _BAD + "test_predict_usage_errors[detector_config_alone]":
+        _BAD + "test_predict_usage_errors[detector_as_keypoint_config]",
+    _BAD + "test_eval_usage_errors[gt_and_det_json]":
+        _BAD + "test_eval_usage_errors[missing_det_json]",
+    _BAD + "test_convert_errors[unknown_format]": _BAD + "test_convert_errors[existing_output]",
+    _BAD + "test_convert_errors[output_suffix]": _BAD + "test_convert_errors[existing_output]",
+    # The full-size Deformable DETR in-process: its parameter count and its outputs on
+    # the official fixture (CI: the parity tool builds the same R50 model, imports the
+    # fixture's weights and compares the same outputs with the same rules).
+    "tests/detector/test_deformable_detr.py::test_r50_parameter_count_and_import":
+        "tests/detector/test_deformable_detr.py::test_parity_tool_passes_the_fixture",
+    "tests/detector/test_deformable_detr.py::test_r50_forward_and_postprocess_match_the_fixture":
+        "tests/detector/test_deformable_detr.py::test_parity_tool_passes_the_fixture",
     # The README's commands, as a reader types them (minutes: a process per command); CI
     # runs its tools' paths in tests/cli/ and predict/export from model files here.
     "tests/test_docs_commands.py::test_page_commands[README.md]":

@@ -95,3 +95,52 @@ def test_parallel_training_reports_a_failed_run_and_stops_the_other(tmp_path, ca
     assert "the broken training failed" in err
     assert "[broken] error: annotation file" in err and "Traceback" not in err
     assert not (tmp_path / "long" / "metrics.csv").exists()  # stopped, not finished
+
+
+def test_a_training_child_ends_with_its_parent(tmp_path):
+    """`make demo`'s trainings run in child processes: a parent killed by a signal
+    (no ``finally``) must not leave them training, unseen (it did: two orphans of a
+    killed tool trained on for 40 minutes)."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+    import time
+
+    script = tmp_path / "parent.py"
+    script.write_text(textwrap.dedent("""
+        import multiprocessing, os, sys, time
+        from prtr_tf.demo.run import exit_with_parent
+
+        def child(parent, path):
+            exit_with_parent(parent, interval=0.05)
+            with open(path + ".tmp", "w") as f:
+                f.write(str(os.getpid()))
+            os.replace(path + ".tmp", path)
+            time.sleep(120)
+
+        if __name__ == "__main__":
+            proc = multiprocessing.get_context("spawn").Process(
+                target=child, args=(os.getpid(), sys.argv[1]))
+            proc.start()
+            while not os.path.exists(sys.argv[1]):
+                time.sleep(0.05)
+            os.kill(os.getpid(), 9)  # SIGKILL: no finally, no atexit
+    """))
+    marker = tmp_path / "child.pid"
+    proc = subprocess.run([sys.executable, str(script), str(marker)], timeout=120,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert proc.returncode == -9
+    pid = int(marker.read_text())
+
+    def alive():
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+        except FileNotFoundError:
+            return False
+
+    deadline = time.time() + 30
+    while alive() and time.time() < deadline:
+        time.sleep(0.1)
+    assert not alive(), f"child {pid} still runs after its parent was killed"

@@ -348,7 +348,8 @@ def _demo_run(folder, keypoints=True):
     root = "runs/demo/data"
     if keypoints:
         _train(folder, "configs/demo_keypoints.py", "runs/demo/keypoints", root=root)
-    config = _train(folder, "configs/demo_detector.py", "runs/demo/detector", root=root)
+    config = _train(folder, "configs/demo_deformable_detector.py", "runs/demo/detector",
+                    root=root)
     with _inside(folder):
         detector = load_model(config, "runs/demo/detector/last.weights.h5")[0]
         write_results(detection_results(detector, config, "val", stream=io.StringIO()),

@@ -1,7 +1,9 @@
 """Person detectors side by side at equal training minutes: held-out COCO box AP of the
 demo's DETR (configs/demo_detector.py) and of a Deformable DETR
 (configs/demo_deformable_detector.py) trained on the same generated data, over seeds
-(issue 29, "a person detector that converges").
+(issue 29, "a person detector that converges"). Any configs of the demo's data compare
+the same way, keypoint models too (their held-out keypoint AP; issue 28:
+--detectors=demo_keypoints,demo_deform_keypoints).
 
     python -m tools.detector_convergence [--workdir=/tmp/prtr_convergence]
         [--detectors=demo_detector,demo_deformable_detector] [--seeds=0,1,2]
@@ -197,7 +199,8 @@ def markdown(curves, marks, header):
     (b)."""
     dets = list(curves)
     out = list(header) + [""]
-    out += ["### (a) Held-out box AP at equal training minutes", "",
+    out += ["### (a) Held-out AP at equal training minutes", "",
+            "AP: COCO box AP of a detector, keypoint AP of a keypoint model.", "",
             "Minutes: cumulative `epoch_time_s` of metrics.csv (training steps; the "
             "per-epoch held-out evaluation not counted). Each cell: the AP of the last "
             "evaluated epoch finished by the mark, median (min-max) over seeds; steps: "
@@ -220,7 +223,7 @@ def markdown(curves, marks, header):
         out.append("| " + " | ".join(cells) + " |")
     if not marks:
         out.append("| (no epoch finished yet) |" + " |" * (len(head) - 1))
-    out += ["", "### (b) Final held-out box AP per run", "",
+    out += ["", "### (b) Final held-out AP per run", "",
             "The last evaluated epoch of each run (last.weights.h5); best: the highest "
             "held-out AP of any epoch (chosen on the held-out images, so optimistic).", "",
             "| detector | seed | epochs | steps | training min | AP | AP .5 | best AP "

@@ -181,9 +181,6 @@ def run(define_flags, main, argv=None, doc=None, required=None):
         sys.exit(0)
     from prtr_tf.cli import malloc
     malloc.tune()  # before TensorFlow allocates (`prtr_tf.cli.malloc`)
-    if "--helpfull" not in argv:  # help stays fast
-        from prtr_tf.cli.startup import import_tensorflow
-        import_tensorflow()  # its start-up banner once, not twice (`prtr_tf.cli.startup`)
     try:
         argv = resolve_config_args(argv, _config_flag_names(holders))
     except FileNotFoundError as e:
@@ -191,6 +188,13 @@ def run(define_flags, main, argv=None, doc=None, required=None):
         sys.exit(2)
 
     def wrapped(args):
+        # TensorFlow (~8 s of CPU) after absl has parsed the flags, so that a mistake in
+        # them is reported in a fraction of a second; its start-up banner once, not twice
+        # (`prtr_tf.cli.startup`). Imported by the first module that needs it instead
+        # (a `sys.meta_path` hook), a process that had created a MirroredStrategy hung
+        # in its final garbage collection.
+        from prtr_tf.cli.startup import import_tensorflow
+        import_tensorflow()
         try:
             return main(args, holders)
         except app.UsageError as e:

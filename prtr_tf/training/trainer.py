@@ -311,8 +311,13 @@ class Trainer:
                     return self._stop_within_epoch(history, epoch, step + 1)
             # The epoch's input pipeline stops here, before the evaluation and the next
             # epoch's pipeline: left alive, its prefetching threads competed with both
-            # (measured, one thread: 5.6 s between epochs against 1.7 s).
-            iterator = None
+            # (measured, one thread: 5.6 s between epochs against 1.7 s). Its deletion
+            # runs in a thread of its own: a distributed iterator's destructor cancels
+            # its threads at once, then waits for them (measured with the demo's keypoint
+            # pipeline on one TensorFlow thread, 200 batches: 18.5 s to delete it, 1.7 s
+            # for the plain iterator; the demo's epochs lost 40-60 s each).
+            held, iterator = [iterator], None
+            release_in_background(held)
             # The end of an epoch. Its checkpoint comes last: a run killed before it
             # resumes at the epoch's last step and does this again (the evaluation, the
             # weights files and the epoch's metrics.csv row, which replaces any earlier).
@@ -419,3 +424,13 @@ def train(config, workdir, strategy="auto", mixed_precision=None, max_steps=None
                       stream=stream)
     trainer.fit(max_steps=max_steps)
     return trainer
+
+
+def release_in_background(held):
+    """Drops ``held``'s references (a list holding the last reference to an object) in a
+    daemon thread, so that the object's destructor runs there and the caller goes on;
+    returns the thread."""
+    import threading
+    thread = threading.Thread(target=held.clear, daemon=True, name="prtr-release")
+    thread.start()
+    return thread

@@ -280,3 +280,30 @@ def test_tiny_tflite_fp32_builtin_ops_match_keras(trained):
     assert dev <= 1e-4
     np.testing.assert_allclose(lite_out["keypoint_scores"], scores.numpy(), atol=1e-5)
     np.testing.assert_array_equal(lite_out["query"], query)
+
+
+def test_backbone_levels_choose_the_last_maps_and_keep_the_strides():
+    """``model.backbone_levels`` 2 (configs/demo_deform_keypoints.py): the last two
+    backbone maps (tiny: C3, C4, strides 8 and 16) + two extra stride-2 levels, i.e. the
+    official strides 8..64; the default reads C2..C4 (strides 4..32). Rules out the
+    first maps read instead of the last, and a count that is ignored."""
+    crops = tf.zeros((1, 128, 96, 3))
+    shapes = {}
+    for n in (None, 2):
+        c = load_config("deform_tiny")
+        if n is not None:
+            c.model.backbone_levels = n
+        keras.utils.set_random_seed(0)
+        model = registry.build_model(c)
+        features = model.backbone_levels(crops)
+        shapes[n] = [tuple(s.shape[1:3]) for s in model.input_proj(features)]
+        levels = model.backbone(crops, return_levels=True)
+        assert model.input_proj.convs[0].kernel.shape[2] == \
+            levels[sorted(levels, key=lambda k: int(k[1:]))[-(n or 3)]].shape[-1]
+    assert shapes[None] == [(32, 24), (16, 12), (8, 6), (4, 3)]
+    assert shapes[2] == [(16, 12), (8, 6), (4, 3), (2, 2)]
+    c = load_config("deform_tiny")
+    c.model.backbone_levels = 5
+    with pytest.raises(ValueError, match="backbone_levels=5"):
+        registry.build_model(c)
+    assert load_config("demo_deform_keypoints").model.backbone_levels == 2

@@ -75,7 +75,14 @@ class DeformablePoseTransformer(keras.Model):
         self.image_size = tuple(config.image_size)
         d = config.hidden_dim
         levels = config.get("num_feature_levels", 4)
-        self.num_backbone_levels = min(3, levels)
+        # The backbone maps read (the last ones): 3, C3..C5, as the official model; a
+        # small backbone whose last map has stride 16 (resnet_tiny) reads 2 to keep the
+        # official strides 8..64 (configs/demo_deform_keypoints.py), as the Deformable
+        # DETR's ``model.backbone_levels``.
+        self.num_backbone_levels = int(config.get("backbone_levels", min(3, levels)))
+        if not 1 <= self.num_backbone_levels <= levels:
+            raise ValueError(f"config.model.backbone_levels={self.num_backbone_levels}: 1 to "
+                             f"num_feature_levels ({levels})")
         self.backbone = build_backbone(config.backbone, frozen=config.get("frozen_backbone"))
         self.input_proj = InputProjection(levels, d, self.num_backbone_levels)
         self.query_embed = query_embedding(config.num_queries, 2 * d)
@@ -102,7 +109,8 @@ class DeformablePoseTransformer(keras.Model):
         return self
 
     def backbone_levels(self, images, training=False):
-        """The backbone maps the input projection reads (the last three levels)."""
+        """The backbone maps the input projection reads (the last ``backbone_levels``,
+        default three)."""
         levels = self.backbone(images, training=training, return_levels=True)
         names = sorted(levels, key=lambda k: int(k[1:]))[-self.num_backbone_levels:]
         return [levels[k] for k in names]
