@@ -102,6 +102,17 @@ NOT_RUN = {
         "the measurement itself: two detectors, three seeds, up to 26 training minutes "
         "each (about two hours on 2 cores); tests/tools/test_detector_convergence.py runs "
         "the tool with its training faked",
+    ("docs/demo.md", "python -m tools.detector_convergence --workdir=/tmp/kptconv "
+                     "--detectors=demo_keypoints,demo_deform_keypoints --seeds=0,1 --minutes=9 "
+                     "--output=/tmp/kptconv/report.md"):
+        "the measurement itself: two keypoint models, two seeds, 9 training minutes each "
+        "(about 25 minutes on 2 cores); tests/tools/test_detector_convergence.py runs "
+        "the tool with its training faked",
+    ("docs/demo.md", "python -m tools.demo_seeds --workdir=/tmp/demo_seeds "
+                     "--output=/tmp/demo_seeds_table.md"):
+        "the measurement itself: make demo's job for three seeds (half an hour each on "
+        "2 cores); tests/tools/test_demo_seeds.py runs the tool on demo results written "
+        "there, tests/test_demo.py the demo (--quick)",
     ("docs/inference.md", "prtr-predict --source=0 --output=out/ --track --smooth --show ..."):
         "a webcam (/dev/video0) and a display; '...' stands for the model flags",
     ("docs/inference.md", "prtr-predict --source=rtsp://camera.local/stream --output=out/ "
