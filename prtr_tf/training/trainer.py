@@ -250,7 +250,15 @@ class Trainer:
             if left:
                 self.log(f"removed {len(left)} partial file(s) of an interrupted run from "
                          f"{self.workdir}: {', '.join(left)}")
-            return self._fit(max_steps)
+            self._releases = []
+            try:
+                return self._fit(max_steps)
+            finally:
+                # The epochs' iterators still being deleted (`release_in_background`) are
+                # deleted before the run returns: a process must not exit while one of
+                # TensorFlow's destructors waits in another thread.
+                for thread in self._releases:
+                    thread.join()
 
     def _fit(self, max_steps):
         t = self.config.train
@@ -317,7 +325,8 @@ class Trainer:
             # pipeline on one TensorFlow thread, 200 batches: 18.5 s to delete it, 1.7 s
             # for the plain iterator; the demo's epochs lost 40-60 s each).
             held, iterator = [iterator], None
-            release_in_background(held)
+            self._releases = [r for r in self._releases if r.is_alive()]
+            self._releases.append(release_in_background(held))
             # The end of an epoch. Its checkpoint comes last: a run killed before it
             # resumes at the epoch's last step and does this again (the evaluation, the
             # weights files and the epoch's metrics.csv row, which replaces any earlier).
