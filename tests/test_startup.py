@@ -80,3 +80,26 @@ def test_info_lines_are_left_out_at_level_1():
     assert not any("oneDNN custom operations" in k or "InitializeLog" in k for k in quiet)
     assert "oneDNN custom operations" not in done.stderr, done.stderr
     assert "InitializeLog" not in done.stderr, done.stderr
+
+
+def test_a_flag_error_is_reported_before_tensorflow_is_imported(tmp_path):
+    """`prtr_tf.cli.common.run` imports TensorFlow after absl has parsed the flags: a
+    mistake in them costs no TensorFlow import (~8 s of CPU). The process reports
+    whether tensorflow was imported when it exited; rules out the import moving back
+    before the parsing."""
+    import subprocess
+    import sys
+
+    code = ("import atexit, sys\n"
+            "atexit.register(lambda: print('tensorflow imported:', 'tensorflow' in "
+            "sys.modules))\n"
+            "from prtr_tf.cli import train\n"
+            f"sys.argv = ['train.py', '--config=synthetic_tiny', '--workdir={tmp_path}/run',"
+            " '--strategy=bogus']\n"
+            "train.run()\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "flag --strategy=bogus: value should be one of" in proc.stderr
+    assert "tensorflow imported: False" in proc.stdout, proc.stdout
+    assert not (tmp_path / "run").exists()

@@ -24,10 +24,11 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-# demo_results.json key -> column
-COLUMNS = (("keypoint_AP_gt_boxes", "keypoint AP, GT boxes"),
-           ("keypoint_AP_detector_boxes", "keypoint AP, detector boxes"),
-           ("box_AP", "box AP"), ("minutes", "minutes"), ("others_cores", "others' cores"))
+from prtr_tf.demo.documented import METRICS, value  # noqa: E402
+from tools.detector_convergence import fmt_spread, spread  # noqa: E402
+
+# (demo_results.json key, label, digits): the documented numbers, then the load
+COLUMNS = METRICS + (("others_cores", "others' cores", 2),)
 
 
 def define_flags(f):
@@ -45,51 +46,38 @@ def define_flags(f):
 
 
 def row_values(result):
-    """The `COLUMNS` values of a demo_results.json ``result``."""
-    out = {}
-    for key, _ in COLUMNS:
-        if key == "minutes":
-            out[key] = result["seconds"] / 60.0
-        else:
-            out[key] = result.get(key)
-    return out
+    """The `COLUMNS` values of a demo_results.json ``result`` (None: not in it)."""
+    return {key: value(result, key) if key == "minutes" else result.get(key)
+            for key, _, _ in COLUMNS}
 
 
 def summarise(results):
     """{key: {"median", "min", "max", "values"}} of the `COLUMNS` over ``results``
     ({seed: demo_results.json}, seed order) that every result has."""
-    import statistics
     out = {}
-    for key, _ in COLUMNS:
+    for key, _, _ in COLUMNS:
         values = [row_values(r)[key] for r in results.values()]
         if any(v is None for v in values):
             continue
-        out[key] = {"median": statistics.median(values), "min": min(values),
-                    "max": max(values), "values": values}
+        med, lo, hi = spread(values)
+        out[key] = {"median": med, "min": lo, "max": hi, "values": values}
     return out
 
 
 def markdown(results, header):
     """The report: ``header`` lines, one row per seed and the median (min-max) row."""
-    digits = {"minutes": 1, "others_cores": 2}
-    head = ["seed"] + [label for _, label in COLUMNS]
+    head = ["seed"] + [label for _, label, _ in COLUMNS]
     out = list(header) + ["", "| " + " | ".join(head) + " |",
                           "|---|" + "---:|" * (len(head) - 1)]
-
-    def cell(v, key):
-        return "—" if v is None else f"{v:.{digits.get(key, 3)}f}"
-
     for seed, result in results.items():
         values = row_values(result)
-        out.append(f"| {seed} | " + " | ".join(cell(values[k], k) for k, _ in COLUMNS) + " |")
+        out.append(f"| {seed} | " + " | ".join(
+            "—" if values[k] is None else f"{values[k]:.{d}f}" for k, _, d in COLUMNS) + " |")
     stats = summarise(results)
     if len(results) > 1:
-        cells = []
-        for key, _ in COLUMNS:
-            s = stats.get(key)
-            cells.append("—" if s is None else f"{cell(s['median'], key)} "
-                         f"({cell(s['min'], key)}-{cell(s['max'], key)})")
-        out.append("| median (min-max) | " + " | ".join(cells) + " |")
+        out.append("| median (min-max) | " + " | ".join(
+            fmt_spread(stats[k]["values"], d) if k in stats else "—"
+            for k, _, d in COLUMNS) + " |")
     return "\n".join(out) + "\n"
 
 

@@ -59,7 +59,7 @@ def compare(summary, documented=None):
              f"  {'':36s}{'this run':>10s}   documented median (min-max)"]
     for key, label, digits in METRICS:
         entry = documented["metrics"].get(key)
-        if entry is None or key not in summary and key != "minutes":
+        if entry is None:
             continue
         x = value(summary, key)
         lines.append(f"  {label:36s}{x:>10.{digits}f}   {entry['median']:.{digits}f} "

@@ -195,12 +195,11 @@ def exit_with_parent(parent, interval=0.5):
     threading.Thread(target=watch, daemon=True, name="prtr-exit-with-parent").start()
 
 
-def _train_child(name, config, workdir, threads, banner_shown=(), parent=None):
+def _train_child(name, config, workdir, threads, banner_shown, parent):
     """One training in its own process, with ``threads`` TensorFlow threads; the
     start-up lines that the parent showed (``banner_shown``) are not repeated; it ends
     when its ``parent`` process does."""
-    if parent is not None:
-        exit_with_parent(parent)
+    exit_with_parent(parent)
     from prtr_tf.cli import malloc
     malloc.tune()
     from prtr_tf.cli.startup import import_tensorflow
